@@ -1,0 +1,167 @@
+"""The ``backpain-epi`` command line: a thin shell over the Python API.
+
+Each command parses its options, calls one function of the package and prints.
+A :class:`~backpain_epi.errors.BackpainEpiError` (bad file, bad column, bad
+option) is printed as one line, ``error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import BackpainEpiError
+
+_SEP = click.option("--sep", default=None, help="Field delimiter of a text table (default: comma; tab for .tsv).")
+_ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
+_DICTIONARY = click.option(
+    "--dictionary", "dictionary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Data dictionary YAML (default: the one shipped with the package).",
+)
+
+
+class _Group(click.Group):
+    """Turns package errors into one readable line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BackpainEpiError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="backpain-epi")
+def main():
+    """Back-muscle composition and chronic back pain: simulate, validate and summarise cohort tables.
+
+    Every column is defined once in the data dictionary (`backpain-epi dictionary`).
+    """
+
+
+@main.command()
+@click.option("--n", "n", type=int, default=27_518, show_default=True, help="Number of participants.")
+@click.option("--seed", type=int, default=2025, show_default=True, help="Random seed; the same seed gives the same table.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Cohort table to write (.csv or .parquet).")
+@click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the generating truth as JSON here.")
+@click.option("--or", "odds_ratios", multiple=True, metavar="TERM=OR",
+              help="Set a true odds ratio, e.g. --or intermat_ml=1.5 (per 2 SD for continuous terms). Repeatable.")
+@click.option("--prevalence", type=float, default=None, help="Target CBP prevalence [default: 0.22].")
+@click.option("--site-sd", type=float, default=None, help="SD of the site random intercept, log-odds [default: 0.25].")
+@click.option("--activity-or-at-0", type=float, default=None, help="True OR of CBP at 0 vs the optimal activity [default: 1.35].")
+@click.option("--activity-or-at-10000", type=float, default=None, help="True OR at 10,000 MET-min/week vs the optimum [default: 1.25].")
+@click.option("--activity-optimum", type=float, default=None, help="Activity of lowest risk, MET-min/week [default: 1500].")
+@click.option("--sites", "n_sites", type=int, default=18, show_default=True, help="Number of study sites.")
+@click.option("--missing-frac", type=float, default=0.0, show_default=True, help="Fraction of missing bmi and met_min_week values to plant.")
+def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity_or_at_0, activity_or_at_10000,
+             activity_optimum, n_sites, missing_frac):
+    """Simulate a NAKO-like cohort with chronic back pain drawn from a known truth."""
+    from .simulate import CohortTruth, simulate_cohort
+
+    settings = {
+        "odds_ratios": _parse_pairs(odds_ratios, "--or"),
+        "prevalence": prevalence,
+        "site_sd": site_sd,
+        "activity_or_at_0": activity_or_at_0,
+        "activity_or_at_10000": activity_or_at_10000,
+        "activity_optimum_met": activity_optimum,
+    }
+    truth = CohortTruth(**{k: v for k, v in settings.items() if v is not None})
+    sim = simulate_cohort(n=n, seed=seed, truth=truth, n_sites=n_sites, missing_frac=missing_frac)
+    sim.write(out, truth_out)
+    click.echo(f"Wrote {len(sim.data):,} participants to {out} (CBP prevalence {sim.truth['prevalence']:.1%}).")
+    if truth_out:
+        click.echo(f"Wrote the truth to {truth_out}.")
+
+
+@main.command()
+@click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
+@click.option("--table", "table", default="cohort", show_default=True, help="Which table of the dictionary: cohort, exposures or manifest.")
+@_DICTIONARY
+@_SEP
+@_ENCODING
+@click.option("--report-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the problems as CSV here.")
+def validate(table_path, table, dictionary_path, sep, encoding, report_out):
+    """Check TABLE (CSV, TSV or Parquet) against the data dictionary; list every problem.
+
+    Exit status 0 when the table passes (warnings allowed), 2 when it has errors.
+    """
+    from .dictionary import load_dictionary
+    from .tableio import read_table, write_table
+    from .validation import validate_table
+
+    dd = load_dictionary(dictionary_path)
+    report = validate_table(read_table(table_path, sep=sep, encoding=encoding), table, dd, source=str(table_path))
+    click.echo(report.format())
+    if report_out:
+        write_table(report.to_frame(), report_out)
+        click.echo(f"Wrote the problems to {report_out}.")
+    if not report.ok:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
+@_DICTIONARY
+@_SEP
+@_ENCODING
+def describe(table_path, dictionary_path, sep, encoding):
+    """Summarise a cohort TABLE overall and by CBP status (after validating it)."""
+    import warnings
+
+    from .cohort import describe_cohort, load_cohort
+    from .dictionary import load_dictionary
+    from .errors import DataQualityWarning
+
+    dd = load_dictionary(dictionary_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)  # the report's headline is printed below
+        df, report = load_cohort(table_path, dd, sep=sep, encoding=encoding)
+    click.echo(report.headline())
+    with _wide_pandas():
+        click.echo(describe_cohort(df, dd).to_string())
+
+
+@main.command()
+@click.option("--table", default=None, help="Only the columns of this table (cohort, exposures, manifest).")
+@_DICTIONARY
+def dictionary(table, dictionary_path):
+    """List the columns of the data dictionary: name, label, unit, type, role, tables."""
+    import pandas as pd
+
+    from .dictionary import load_dictionary
+
+    dd = load_dictionary(dictionary_path)
+    rows = [
+        {"name": c.name, "label": c.label, "unit": c.unit or "", "type": c.type, "role": c.role,
+         "tables": ", ".join(f"{t}{'' if p == 'required' else '?'}" for t, p in c.tables.items())}
+        for c in (dd[name] for name in dd.names(table=table))
+    ]
+    with _wide_pandas():
+        click.echo(pd.DataFrame(rows).to_string(index=False))
+    click.echo("(table? = optional in that table)")
+
+
+def _parse_pairs(items, option: str) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise BackpainEpiError(f"{option} {item!r}: expected TERM=NUMBER, e.g. {option} intermat_ml=1.5.") from None
+    return out
+
+
+def _wide_pandas():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

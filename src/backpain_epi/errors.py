@@ -1,0 +1,40 @@
+"""Exception and warning classes of backpain-epi.
+
+Every error a user can cause (a bad file, a bad column, a bad option) is a
+:class:`BackpainEpiError`; its message names the file, column or option and
+says how to fix it. The command line prints the message on one line and exits
+with status 2; no traceback is shown for such errors.
+"""
+
+from __future__ import annotations
+
+
+class BackpainEpiError(Exception):
+    """Base class of all errors raised for bad input or bad settings."""
+
+
+class InputFileError(BackpainEpiError):
+    """A file is missing, unreadable, or not in the expected format."""
+
+
+class DictionaryError(BackpainEpiError, KeyError):
+    """The data dictionary is malformed, or a column is not defined in it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataValidationError(BackpainEpiError):
+    """A table breaks the data dictionary; ``report`` lists every problem."""
+
+    def __init__(self, report):
+        self.report = report
+        super().__init__(report.headline())
+
+
+class BackpainEpiWarning(UserWarning):
+    """Base class of the warnings of backpain-epi."""
+
+
+class DataQualityWarning(BackpainEpiWarning):
+    """A table passed validation, with problems worth a look (see the report)."""

@@ -1,0 +1,284 @@
+"""A synthetic NAKO-like cohort with a known truth: the package's embedded data.
+
+The margins follow the NAKO MRI sub-study (Ziegelmayer et al. 2025): ages
+19–74 (median about 49), about 44 % women, 18 study sites of unequal size,
+physical activity with about 40 % below 500, 47 % between 500 and 5000 and
+14 % above 5000 MET-min/week, comorbidities that rise with age, and muscle
+exposures that depend on sex, age, BMI and activity. Chronic back pain (CBP)
+is drawn from a logistic model with a random intercept per site, odds ratios
+per 2 SD of each exposure and covariate, and a U-shaped activity curve; every
+parameter of that truth is a field of :class:`CohortTruth`, so tests can plant
+another truth and check that it is recovered.
+
+Example
+-------
+>>> from backpain_epi import CohortTruth, simulate_cohort
+>>> sim = simulate_cohort(n=2000, seed=1, truth=CohortTruth(site_sd=0.0))
+>>> sim.data.shape[0], round(sim.truth["prevalence"], 2)  # doctest: +SKIP
+(2000, 0.22)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from . import __version__
+from .cohort import ACTIVITY_REFERENCE_MET, add_activity_band
+from .errors import BackpainEpiError
+
+N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
+
+#: Terms of the logistic truth and the column each is computed from.
+TRUTH_TERMS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
+_CONTINUOUS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi")  # odds ratios per 2 SD
+
+
+@dataclass(frozen=True)
+class CohortTruth:
+    """The data-generating model of the CBP outcome.
+
+    Attributes
+    ----------
+    odds_ratios
+        Conditional odds ratios of CBP: per 2 SD (of the simulated sample) for
+        ``intermat_ml``, ``lmm_ml``, ``imf_pct``, ``age`` and ``bmi``; male vs
+        female for ``sex[male]``; yes vs no for the comorbidities. Terms left
+        out keep their defaults.
+    prevalence
+        Target CBP prevalence; the intercept is solved so that the expected
+        prevalence of the simulated sample equals it.
+    site_sd
+        Standard deviation of the site random intercept (log-odds scale).
+    activity_optimum_met
+        Physical activity (MET-min/week) of lowest CBP risk.
+    activity_or_at_0, activity_or_at_10000
+        Odds ratio at 0 and at 10 000 MET-min/week against the optimum; the
+        curve is quadratic in log1p(MET-min/week) on either side of the
+        optimum, so both equal to 1 make activity unrelated to CBP.
+    """
+
+    odds_ratios: dict[str, float] = field(default_factory=lambda: {
+        "intermat_ml": 1.22, "lmm_ml": 0.80, "imf_pct": 1.10, "age": 1.15, "bmi": 1.10,
+        "sex[male]": 0.80, "diabetes": 1.20, "dyslipidemia": 1.15, "osteoporosis": 1.40, "osteoarthritis": 1.80,
+    })
+    prevalence: float = 0.22
+    site_sd: float = 0.25
+    activity_optimum_met: float = 1500.0
+    activity_or_at_0: float = 1.35
+    activity_or_at_10000: float = 1.25
+
+    def __post_init__(self):
+        unknown = set(self.odds_ratios) - set(TRUTH_TERMS)
+        if unknown:
+            raise BackpainEpiError(f"unknown truth term(s) {sorted(unknown)}; terms are: {', '.join(TRUTH_TERMS)}.")
+        defaults = CohortTruth.__dataclass_fields__["odds_ratios"].default_factory()
+        object.__setattr__(self, "odds_ratios", {**defaults, **self.odds_ratios})
+        for name, value in [*self.odds_ratios.items(), ("activity_or_at_0", self.activity_or_at_0), ("activity_or_at_10000", self.activity_or_at_10000)]:
+            if not (np.isfinite(value) and value > 0):
+                raise BackpainEpiError(f"truth {name} must be a positive odds ratio, got {value}.")
+        if not 0 < self.prevalence < 1:
+            raise BackpainEpiError(f"truth prevalence must lie between 0 and 1, got {self.prevalence}.")
+        if self.site_sd < 0:
+            raise BackpainEpiError(f"truth site_sd must be ≥ 0, got {self.site_sd}.")
+        if not 0 < self.activity_optimum_met < 10_000:
+            raise BackpainEpiError(f"truth activity_optimum_met must lie between 0 and 10000, got {self.activity_optimum_met}.")
+
+    def activity_log_or(self, met: np.ndarray | float) -> np.ndarray:
+        """Log odds ratio of CBP at ``met`` MET-min/week against the optimum."""
+        u = np.log1p(np.asarray(met, dtype=float))
+        u_opt = np.log1p(self.activity_optimum_met)
+        low = np.log(self.activity_or_at_0) / u_opt**2
+        high = np.log(self.activity_or_at_10000) / (np.log1p(10_000) - u_opt) ** 2
+        return np.where(u < u_opt, low, high) * (u - u_opt) ** 2
+
+    def activity_curve(self, met: np.ndarray | float, reference: float = ACTIVITY_REFERENCE_MET) -> np.ndarray:
+        """Odds ratio of CBP at ``met`` against ``reference`` MET-min/week."""
+        return np.exp(self.activity_log_or(met) - self.activity_log_or(reference))
+
+
+@dataclass
+class SimulatedCohort:
+    """A simulated cohort table and the truth that generated it."""
+
+    data: pd.DataFrame
+    truth: dict
+
+    def write(self, out: str | os.PathLike, truth_out: str | os.PathLike | None = None) -> None:
+        """Write the table (CSV or Parquet by suffix) and, if asked, the truth as JSON."""
+        from .tableio import write_table
+
+        write_table(self.data, out)
+        if truth_out is not None:
+            truth_out = Path(truth_out)
+            truth_out.parent.mkdir(parents=True, exist_ok=True)
+            truth_out.write_text(json.dumps(self.truth, indent=2) + "\n", encoding="utf-8")
+
+
+def simulate_cohort(
+    n: int = N_NAKO,
+    seed: int = 2025,
+    truth: CohortTruth | None = None,
+    *,
+    n_sites: int = 18,
+    missing_frac: float = 0.0,
+) -> SimulatedCohort:
+    """Simulate a NAKO-like cohort table with CBP drawn from a known truth.
+
+    Parameters
+    ----------
+    n
+        Number of participants (default: the 27,518 of the NAKO analysis).
+    seed
+        Seed of the random generator; the same seed gives the same table.
+    truth
+        The data-generating model (default :class:`CohortTruth`).
+    n_sites
+        Number of study sites.
+    missing_frac
+        Fraction of missing values planted (completely at random) in each of
+        ``bmi`` and ``met_min_week``, to exercise complete-case handling.
+
+    Returns
+    -------
+    SimulatedCohort
+        ``data``: the cohort table with the dictionary's cohort columns and
+        ``activity_band``; ``truth``: a JSON-ready dict with the odds ratios per
+        2 SD, the per-unit log odds ratios, the exposure SDs, the site effects,
+        the intercept, the activity curve and the realised prevalence.
+    """
+    if int(n) != n or n < 50:
+        raise BackpainEpiError(f"n must be a whole number of at least 50 participants, got {n}.")
+    if not 2 <= n_sites <= 100:
+        raise BackpainEpiError(f"n_sites must lie between 2 and 100, got {n_sites}.")
+    if not 0 <= missing_frac < 0.5:
+        raise BackpainEpiError(f"missing_frac must lie in [0, 0.5), got {missing_frac}.")
+    truth = truth or CohortTruth()
+    rng = np.random.default_rng(seed)
+    n = int(n)
+
+    site_names = np.array([f"site{i + 1:02d}" for i in range(n_sites)])
+    site_weights = rng.dirichlet(np.full(n_sites, 4.0))
+    site_idx = rng.choice(n_sites, size=n, p=site_weights)
+    age = np.round(19 + 55 * rng.beta(1.3, 1.1, size=n), 1)
+    male = rng.random(n) >= 0.44
+    bmi = np.clip(rng.lognormal(np.log(np.where(male, 27.0, 25.8)), 0.16), 15.5, 55.0).round(1)
+    met = _activity(rng, age, male)
+
+    z_age, z_bmi = (age - 48.0) / 14.0, (bmi - 26.5) / 4.3
+    z_act = np.log1p(met) - 6.85
+    comorb = {
+        "diabetes": _bernoulli(rng, -3.0 + 0.9 * z_age + 0.6 * z_bmi + 0.2 * male),
+        "dyslipidemia": _bernoulli(rng, -1.6 + 0.8 * z_age + 0.4 * z_bmi + 0.3 * male),
+        "osteoporosis": _bernoulli(rng, -4.0 + 1.2 * z_age - 1.0 * male),
+        "osteoarthritis": _bernoulli(rng, -2.1 + 1.1 * z_age + 0.4 * z_bmi - 0.2 * male),
+    }
+
+    # Exposures of the autochthonous back muscles (lumbar coverage of the phantoms).
+    lmm = np.clip(rng.normal(np.where(male, 1150.0, 820.0) - 6.0 * (age - 48) + 9.0 * (bmi - 26.5) + 25.0 * z_act, 110.0), 300, None)
+    imf = np.clip(rng.normal(7.5 + 1.6 * (~male) + 2.2 * z_age + 1.3 * z_bmi - 0.5 * z_act, 2.2), 2.0, 30.0)
+    intermat = rng.lognormal(np.log(55.0) + 0.35 * z_age + 0.30 * z_bmi + 0.15 * (~male) - 0.08 * z_act, 0.40).clip(None, 1000.0)
+    psoas = np.clip(rng.normal(np.where(male, 520.0, 340.0) - 2.5 * (age - 48) + 4.0 * (bmi - 26.5), 55.0), 80, None)
+
+    data = pd.DataFrame({
+        "participant_id": [f"P{i:06d}" for i in range(1, n + 1)],
+        "site": site_names[site_idx],
+        "age": age,
+        "sex": np.where(male, "male", "female"),
+        "bmi": bmi,
+        "met_min_week": met,
+        **{k: v.astype(int) for k, v in comorb.items()},
+        "lmm_ml": lmm.round(1),
+        "intermat_ml": intermat.round(1),
+        "imf_pct": imf.round(2),
+        "autochthon_ml": (lmm + intermat).round(1),
+        "psoas_ml": psoas.round(1),
+    })
+
+    # The logistic truth, on the scale the models use: per 2 SD of the sample.
+    sd = {name: float(data[name].std()) for name in _CONTINUOUS}
+    per_unit = {t: np.log(truth.odds_ratios[t]) / (2 * sd[t]) if t in sd else np.log(truth.odds_ratios[t]) for t in TRUTH_TERMS}
+    centred = {name: data[name] - data[name].mean() for name in _CONTINUOUS}
+    lp = sum(per_unit[t] * centred[t] for t in _CONTINUOUS)
+    lp = lp + per_unit["sex[male]"] * male + sum(per_unit[k] * data[k] for k in comorb)
+    lp = lp + truth.activity_log_or(met)
+    site_effect = rng.normal(0.0, truth.site_sd, size=n_sites)
+    lp = np.asarray(lp + site_effect[site_idx], dtype=float)
+    intercept = optimize.brentq(lambda b: stats.logistic.cdf(b + lp).mean() - truth.prevalence, -20, 20)
+    p = stats.logistic.cdf(intercept + lp)
+    cbp = rng.random(n) < p
+    data["cbp"] = cbp.astype(int)
+    data["cbp_onset_age"] = _onset_age(rng, age, cbp, lp)
+    _plant_missing(rng, data, ("bmi", "met_min_week"), missing_frac)
+    data = add_activity_band(data)
+
+    grid = np.array([0, 100, 250, 500, 600, 1000, 1500, 2500, 5000, 7500, 10000, 15000], dtype=float)
+    truth_dict = {
+        "generator": f"backpain_epi.simulate_cohort (backpain-epi {__version__})",
+        "seed": seed,
+        "n": n,
+        "n_sites": n_sites,
+        "missing_frac": missing_frac,
+        "odds_ratios_per_2sd": {t: truth.odds_ratios[t] for t in _CONTINUOUS},
+        "odds_ratios_binary": {t: truth.odds_ratios[t] for t in TRUTH_TERMS if t not in _CONTINUOUS},
+        "log_or_per_unit": per_unit,
+        "sd": sd,
+        "means": {name: float(data[name].mean()) for name in _CONTINUOUS},
+        "intercept": float(intercept),
+        "prevalence_target": truth.prevalence,
+        "prevalence": float(cbp.mean()),
+        "site_sd": truth.site_sd,
+        "site_effects": dict(zip(site_names.tolist(), site_effect.round(6).tolist())),
+        "activity": {
+            "optimum_met": truth.activity_optimum_met,
+            "or_at_0": truth.activity_or_at_0,
+            "or_at_10000": truth.activity_or_at_10000,
+            "reference_met": ACTIVITY_REFERENCE_MET,
+            "curve": [{"met_min_week": float(m), "or": float(o)} for m, o in zip(grid, truth.activity_curve(grid))],
+        },
+        "truth_parameters": asdict(truth),
+    }
+    return SimulatedCohort(data=data, truth=truth_dict)
+
+
+def _activity(rng: np.random.Generator, age: np.ndarray, male: np.ndarray) -> np.ndarray:
+    """MET-min/week: 8 % inactive, the rest log-normal; younger and male more active.
+
+    The log-normal is driven by a normal score that mixes age rank and noise, so
+    the margins (40 % < 500, 46 % 500–5000, 14 % > 5000) hold whatever the age mix.
+    """
+    n = len(age)
+    age_score = stats.norm.ppf((stats.rankdata(age) - 0.5) / n)
+    sex_score = np.where(male, 1.0, -1.0) * 0.1
+    z = -0.25 * age_score + sex_score + np.sqrt(1 - 0.25**2 - 0.1**2) * rng.standard_normal(n)
+    met = np.exp(6.8497 + 1.6230 * z)
+    # GPAQ cleaning caps plausible totals; redraw the far tail inside 5000–24000,
+    # which keeps the share above 5000 unchanged.
+    tail = met > 24_000
+    met[tail] = np.exp(rng.uniform(np.log(5000), np.log(24_000), size=tail.sum()))
+    met[rng.random(n) < 0.08] = 0.0
+    return np.round(met, -1)
+
+
+def _bernoulli(rng: np.random.Generator, logit: np.ndarray) -> np.ndarray:
+    return rng.random(len(logit)) < stats.logistic.cdf(logit)
+
+
+def _onset_age(rng, age, cbp, lp) -> np.ndarray:
+    """Onset for cases, between 18 and the age at examination; earlier at higher risk."""
+    k = np.exp(0.5 * (lp - lp.mean()))
+    onset = 18 + (age - 18) * rng.random(len(age)) ** k
+    return np.where(cbp, np.minimum(np.round(onset, 1), age), np.nan)
+
+
+def _plant_missing(rng, data: pd.DataFrame, columns, frac: float) -> None:
+    if frac <= 0:
+        return
+    for name in columns:
+        data.loc[rng.random(len(data)) < frac, name] = np.nan

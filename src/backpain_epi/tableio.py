@@ -1,0 +1,162 @@
+"""Reading and writing tables (CSV, TSV, Parquet) with errors a user can act on.
+
+Text files are read with every column as text (``dtype=str``), so that nothing
+is inferred or coerced here: turning text into numbers is the job of the
+validation against the data dictionary, which reports every value that does
+not parse. Parquet files keep their stored types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import InputFileError
+
+_PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .docx, .zip
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, .doc
+_GZIP_MAGIC = b"\x1f\x8b"
+_TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet table.
+
+    Parameters
+    ----------
+    path
+        File to read. ``.parquet``/``.pq`` is read as Parquet, ``.tsv``/``.tab``
+        as tab-separated text, anything else as comma-separated text, unless the
+        file's first bytes say it is Parquet.
+    sep
+        Field delimiter of a text file; by default ``","`` (``"\\t"`` for
+        ``.tsv``).
+    encoding
+        Text encoding of a text file (for example ``"latin-1"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Text files: every column as text (missing cells as NaN). Parquet: as
+        stored.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing, a directory, empty, binary, an Excel workbook, not
+        in ``encoding``, split on another delimiter, or has no data rows. The
+        message names the file and the fix.
+    """
+    path = Path(path)
+    head = _check_readable(path)
+    if path.suffix.lower() in _PARQUET_SUFFIXES or head.startswith(_PARQUET_MAGIC):
+        return _read_parquet(path)
+    _refuse_non_text(path, head)
+    sep = sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ",")
+    return _read_text(path, sep=sep, encoding=encoding)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as Parquet (``.parquet``/``.pq``) or CSV (anything else).
+
+    The file is written to a temporary name beside ``path`` and renamed, so an
+    interrupted write never leaves a half file. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() in _PARQUET_SUFFIXES:
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False, sep="\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
+    os.replace(tmp, path)
+    return path
+
+
+def _check_readable(path: Path) -> bytes:
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file.")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory; give the path of a CSV or Parquet file.")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if not head:
+        raise InputFileError(f"{path}: the file is empty.")
+    return head
+
+
+def _refuse_non_text(path: Path, head: bytes) -> None:
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_OLE_MAGIC) or path.suffix.lower() in {".xlsx", ".xls"}:
+        raise InputFileError(
+            f"{path}: looks like an Excel workbook, not a CSV file; export the sheet as CSV "
+            "(File > Save As > CSV UTF-8) or as Parquet."
+        )
+    if head.startswith(_GZIP_MAGIC):
+        raise InputFileError(f"{path}: is gzip-compressed; decompress it (gunzip) and pass the CSV file.")
+    if b"\x00" in head:
+        raise InputFileError(f"{path}: is a binary file, not CSV text or Parquet.")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise InputFileError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc}).") from None
+    return _require_rows(df, path)
+
+
+def _read_text(path: Path, *, sep: str, encoding: str) -> pd.DataFrame:
+    try:
+        text = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputFileError(
+            f"{path}: not valid {encoding} text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+            "re-save it as UTF-8, or give its encoding (--encoding latin-1)."
+        ) from None
+    except LookupError:
+        raise InputFileError(f"{path}: unknown text encoding {encoding!r}.") from None
+    text = text.removeprefix("\ufeff")  # byte-order mark written by Excel's "CSV UTF-8"
+    if not text.strip():
+        raise InputFileError(f"{path}: the file is empty.")
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, skipinitialspace=False)
+    except pd.errors.ParserError as exc:
+        raise InputFileError(f"{path}: cannot be parsed as {_sep_name(sep)}-separated text ({exc}).") from None
+    _check_delimiter(df, path, sep, text)
+    return _require_rows(df, path)
+
+
+def _check_delimiter(df: pd.DataFrame, path: Path, sep: str, text: str) -> None:
+    if df.shape[1] != 1:
+        return
+    header = text.splitlines()[0]
+    try:
+        found = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return
+    if found != sep:
+        raise InputFileError(
+            f"{path}: the header splits into one column on {_sep_name(sep)} but into "
+            f"{len(header.split(found))} on {_sep_name(found)}; the file looks {_sep_name(found)}-separated. "
+            f"Re-save it with commas, or give the delimiter (--sep '{found}')."
+        )
+
+
+def _require_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if df.empty:
+        raise InputFileError(f"{path}: has a header but no data rows.")
+    return df
+
+
+def _sep_name(sep: str) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(sep, repr(sep))

@@ -1,0 +1,113 @@
+"""The command line: lists its commands, round-trips simulate → validate → describe, fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from backpain_epi.cli import main
+
+
+@pytest.fixture()
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_help_lists_the_commands(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("simulate", "validate", "describe", "dictionary"):
+        assert command in result.output
+
+
+def test_simulate_validate_describe(run, tmp_path):
+    out, truth = tmp_path / "c.parquet", tmp_path / "t.json"
+    result = run("simulate", "--n", 400, "--seed", 9, "--out", out, "--truth-out", truth, "--or", "intermat_ml=1.5",
+                 "--site-sd", 0, "--activity-or-at-0", 1)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 400 participants" in result.output
+    t = json.loads(truth.read_text())
+    assert t["odds_ratios_per_2sd"]["intermat_ml"] == 1.5 and t["site_sd"] == 0 and t["activity"]["or_at_0"] == 1
+    assert len(pd.read_parquet(out)) == 400
+
+    result = run("validate", out, "--report-out", tmp_path / "problems.csv")
+    assert result.exit_code == 0 and "passes validation" in result.output
+    assert pd.read_csv(tmp_path / "problems.csv").empty
+
+    result = run("describe", out)
+    assert result.exit_code == 0
+    assert "Chronic back pain: yes" in result.output and "InterMAT volume (mL)" in result.output
+
+
+def test_validate_names_every_seeded_error_and_exits_2(run, small_raw, tmp_path):
+    df = small_raw.copy()
+    df.loc[0, "age"] = "abc"
+    df.loc[1, "sex"] = "F"
+    df.loc[2, "participant_id"] = df.loc[3, "participant_id"]
+    df.loc[4, "osteoporosis"] = "yes"
+    path = tmp_path / "bad.csv"
+    df.drop(columns=["cbp"]).to_csv(path, index=False)
+    result = run("validate", path, "--report-out", tmp_path / "problems.csv")
+    assert result.exit_code == 2
+    for text in ("age [type]", "sex [level]", "participant_id [duplicate]", "osteoporosis [type]", "code no = 0, yes = 1",
+                 "cbp [required_column]", "5 error(s)"):
+        assert text in result.output
+    problems = pd.read_csv(tmp_path / "problems.csv")
+    assert set(problems["column"]) == {"age", "sex", "participant_id", "osteoporosis", "cbp"}
+
+
+def test_validate_other_table_and_dictionary_listing(run, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("participant_id,water,fat\nP1,w.nii.gz,f.nii.gz\n", encoding="utf-8")
+    assert run("validate", manifest, "--table", "manifest").exit_code == 0
+    result = run("dictionary", "--table", "manifest")
+    assert result.exit_code == 0 and "water" in result.output and "intermat_ml" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("validate", "{tmp}/absent.csv"), "absent.csv: no such file"),
+        (("validate", "{tmp}"), "is a directory"),
+        (("validate", "{tmp}/c.csv", "--table", "cohrot"), "unknown table 'cohrot'; did you mean 'cohort'"),
+        (("describe", "{tmp}/absent.csv"), "no such file"),
+        (("simulate", "--out", "{tmp}/x.csv", "--or", "intermat_ml"), "expected TERM=NUMBER"),
+        (("simulate", "--out", "{tmp}/x.csv", "--n", "5"), "at least 50"),
+        (("validate", "{tmp}/c.csv", "--dictionary", "{tmp}/none.yaml"), "no such dictionary file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
+    (tmp_path / "c.csv").write_text("participant_id\nP1\n", encoding="utf-8")
+    result = run(*(a.format(tmp=tmp_path) for a in args))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_describe_refuses_a_table_with_errors(run, small_raw, tmp_path):
+    df = small_raw.copy()
+    df.loc[0, "age"] = "200"
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    result = run("describe", path)
+    assert result.exit_code == 2 and "fails validation" in result.output and "1 error(s)" in result.output
+
+
+def test_console_entry_point_without_traceback(tmp_path):
+    """The real process: one line on stderr, exit status 2."""
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "backpain_epi", "validate", str(empty)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {empty}: the file is empty."
+    assert proc.stdout == ""

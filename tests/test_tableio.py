@@ -1,0 +1,83 @@
+"""Reading tables: every bad file gives one clear line naming the file and the fix."""
+
+from __future__ import annotations
+
+import gzip
+
+import pandas as pd
+import pytest
+
+from backpain_epi import InputFileError, read_table, write_table
+
+
+def test_csv_is_read_as_text(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("participant_id,age\n007,45\n008,\n", encoding="utf-8")
+    df = read_table(path)
+    assert df["participant_id"].tolist() == ["007", "008"]  # leading zeros kept: nothing inferred
+    assert df["age"].iloc[0] == "45" and pd.isna(df["age"].iloc[1])
+
+
+def test_parquet_round_trip_keeps_types(tmp_path):
+    df = pd.DataFrame({"participant_id": ["a", "b"], "age": [40.5, 50.0], "cbp": [0, 1]})
+    path = write_table(df, tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_table(path), df)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_tsv_bom_and_explicit_options(tmp_path):
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("a\tb\n1\t2\n", encoding="utf-8")
+    assert read_table(tsv).columns.tolist() == ["a", "b"]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffa,b\n1,2\n".encode("utf-8"))
+    assert read_table(bom).columns.tolist() == ["a", "b"]
+    semi = tmp_path / "semi.csv"
+    semi.write_text("a;b\n1;2\n", encoding="utf-8")
+    assert read_table(semi, sep=";").columns.tolist() == ["a", "b"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("site,n\nMünster,1\n".encode("latin-1"))
+    assert read_table(latin, encoding="latin-1")["site"].iloc[0] == "Münster"
+
+
+def _bad_files(tmp_path):
+    files = {}
+    files["missing"] = (tmp_path / "absent.csv", "no such file")
+    (tmp_path / "folder").mkdir()
+    files["directory"] = (tmp_path / "folder", "is a directory")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    files["empty"] = (tmp_path / "empty.csv", "the file is empty")
+    (tmp_path / "blank.csv").write_text("\n\n  \n", encoding="utf-8")
+    files["blank"] = (tmp_path / "blank.csv", "the file is empty")
+    (tmp_path / "header.csv").write_text("participant_id,age\n", encoding="utf-8")
+    files["header only"] = (tmp_path / "header.csv", "has a header but no data rows")
+    (tmp_path / "semi.csv").write_text("participant_id;age;sex\nP1;45;male\n", encoding="utf-8")
+    files["wrong delimiter"] = (tmp_path / "semi.csv", "looks semicolon-separated")
+    (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    files["excel"] = (tmp_path / "book.xlsx", "looks like an Excel workbook")
+    (tmp_path / "book.csv").write_bytes(b"\xd0\xcf\x11\xe0" + b"\x00" * 100)
+    files["old excel named csv"] = (tmp_path / "book.csv", "looks like an Excel workbook")
+    (tmp_path / "blob.csv").write_bytes(bytes(range(256)) * 4)
+    files["binary"] = (tmp_path / "blob.csv", "binary file")
+    (tmp_path / "latin.csv").write_bytes("site,n\nMünster,1\n".encode("latin-1"))
+    files["not utf-8"] = (tmp_path / "latin.csv", "not valid utf-8 text (byte 0xfc on line 2)")
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    files["gzip"] = (tmp_path / "t.csv.gz", "gzip-compressed")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    files["corrupt parquet"] = (tmp_path / "bad.parquet", "not a readable Parquet file")
+    return files
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "directory", "empty", "blank", "header only", "wrong delimiter", "excel",
+     "old excel named csv", "binary", "not utf-8", "gzip", "corrupt parquet"],
+)
+def test_bad_file_gives_one_clear_line(tmp_path, case):
+    path, expected = _bad_files(tmp_path)[case]
+    with pytest.raises(InputFileError) as info:
+        read_table(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    assert expected in message
+    assert "\n" not in message

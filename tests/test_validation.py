@@ -1,0 +1,172 @@
+"""Validation against the dictionary: every class of problem, every row, no coercion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backpain_epi import DataQualityWarning, DataValidationError, conform_table, load_table, validate_table
+
+
+def _by_rule(report):
+    return {(p.column, p.rule): p for p in report.problems}
+
+
+def test_clean_simulated_cohort_passes(small_raw):
+    report = validate_table(small_raw)
+    assert report.ok and not report.problems, report.format()
+    assert report.n_rows == 300
+
+
+def test_nako_sized_cohort_passes_without_warnings(nako_sized):
+    report = validate_table(nako_sized.data)
+    assert report.ok and not report.warnings, report.format()
+
+
+def test_each_class_of_problem_is_named(small_raw):
+    df = small_raw.copy()
+    ids = df["participant_id"]
+    df.loc[2, "age"] = "abc"  # wrong type
+    df.loc[4, "bmi"] = "75"  # out of range
+    df.loc[6, "sex"] = "Female"  # unknown level (close to a level)
+    df.loc[8, "participant_id"] = ids[7]  # duplicate id
+    df.loc[10, "cbp"] = np.nan  # missing value in a required column
+    df.loc[12, "diabetes"] = "2"  # not 0/1
+    case = df.index[df["cbp"] == "1"][0]
+    df.loc[case, "cbp_onset_age"] = str(float(df.loc[case, "age"]) + 5)  # onset after age
+    control = df.index[df["cbp"] == "0"][0]
+    df.loc[control, "cbp_onset_age"] = "30"  # onset without CBP
+    df = df.drop(columns=["site"])  # missing required column
+
+    report = validate_table(df, source="seeded.csv")
+    problems = _by_rule(report)
+    expected = {
+        ("age", "type"): [ids[2]],
+        ("bmi", "range"): [ids[4]],
+        ("sex", "level"): [ids[6]],
+        ("participant_id", "duplicate"): [ids[7], ids[7]],
+        ("cbp", "missing_value"): [ids[10]],
+        ("diabetes", "binary"): [ids[12]],
+        ("cbp_onset_age", "onset_not_after_age"): [ids[case]],
+        ("cbp_onset_age", "onset_only_with_cbp"): [ids[control]],
+        ("site", "required_column"): [],
+    }
+    assert set(expected) <= set(problems), report.format()
+    for key, rows in expected.items():
+        p = problems[key]
+        assert p.severity == "error"
+        assert list(p.row_ids) == rows, key
+        assert p.n_rows == len(rows), key
+    assert len(report.errors) == len(expected), report.format()
+    assert problems[("bmi", "range")].values == ("75",)
+    assert "14–60 kg/m²" in problems[("bmi", "range")].message
+    assert "did you mean 'female' for 'Female'" in problems[("sex", "level")].message
+    assert "abc" in problems[("age", "type")].values
+    text = report.format()
+    assert text.startswith("seeded.csv fails validation") and "9 error(s)" in text
+    for column, rule in expected:
+        assert f"{column} [{rule}]" in text
+
+
+def test_many_rows_are_counted_and_a_few_shown(small_raw):
+    df = small_raw.copy()
+    df.loc[:49, "age"] = "12"
+    p = validate_table(df).errors[0]
+    assert (p.column, p.rule, p.n_rows) == ("age", "range", 50)
+    assert len(p.row_ids) == 5 and "…" in p.format()
+
+
+def test_missing_required_column_suggests_the_near_name(small_raw):
+    df = small_raw.rename(columns={"age": "Age"})
+    problems = _by_rule(validate_table(df))
+    assert "rename it to 'age'" in problems[("age", "required_column")].message
+    assert problems[("Age", "unknown_column")].severity == "warning"
+
+
+def test_decimal_comma_gets_a_hint(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "bmi"] = "27,5"
+    assert "decimal commas" in validate_table(df).errors[0].message
+
+
+def test_warnings_only_still_pass(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "met_min_week"] = "35000"  # implausible but allowed
+    df.loc[1, "bmi"] = np.nan  # nullable covariate
+    df["extra"] = "x"  # unknown column
+    report = validate_table(df)
+    assert report.ok
+    assert {(p.column, p.rule) for p in report.warnings} == {
+        ("met_min_week", "plausible_range"), ("bmi", "missing"), ("extra", "unknown_column")}
+
+
+def test_missing_codes_are_read_as_missing_and_reported(small_raw):
+    df = small_raw.copy()
+    df.loc[[3, 4], "bmi"] = "-9"
+    report = validate_table(df)
+    assert report.ok  # -9 is outside 14–60 but is a declared missing code
+    coded = _by_rule(report)[("bmi", "missing_code")]
+    assert coded.n_rows == 2 and coded.severity == "warning"
+    assert conform_table(df)["bmi"].isna().sum() == 2
+
+
+def test_whole_number_rule_for_integer_columns(tmp_path, small_raw):
+    import yaml
+
+    from backpain_epi import load_dictionary
+
+    raw = yaml.safe_load(load_dictionary().path.read_text(encoding="utf-8"))
+    raw["columns"]["age"]["type"] = "integer"
+    path = tmp_path / "dd.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    df = small_raw.copy()
+    df["age"] = np.ceil(df["age"].astype(float)).astype(int).astype(str)  # whole years, onset still ≤ age
+    control = df.index[df["cbp"] == "0"][0]
+    df.loc[control, "age"] = "40.5"
+    errors = validate_table(df, dictionary=load_dictionary(path)).errors
+    assert [(p.column, p.rule, p.n_rows) for p in errors] == [("age", "whole_number", 1)]
+
+
+def test_validation_does_not_change_the_input(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "bmi"] = "-9"
+    before = df.copy()
+    validate_table(df)
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_conform_gives_dictionary_types(small_raw):
+    df = conform_table(small_raw)
+    assert df["age"].dtype == "float64"
+    assert str(df["cbp"].dtype) == "Int64"
+    assert isinstance(df["sex"].dtype, pd.CategoricalDtype) and list(df["sex"].cat.categories) == ["female", "male"]
+    assert df["participant_id"].map(type).eq(str).all()
+
+
+def test_conform_refuses_a_bad_table(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "age"] = "old"
+    with pytest.raises(DataValidationError, match="1 error") as info:
+        conform_table(df)
+    assert info.value.report.errors[0].column == "age"
+
+
+def test_load_table_warns_about_warnings(tmp_path, small_raw):
+    df = small_raw.copy()
+    df["extra"] = 1
+    path = tmp_path / "c.csv"
+    df.to_csv(path, index=False)
+    with pytest.warns(DataQualityWarning, match="1 warning"):
+        out, report = load_table(path)
+    assert len(out) == 300 and report.ok
+
+
+def test_other_tables(small_raw):
+    manifest = pd.DataFrame({"participant_id": ["a", "b"], "water": ["a_w.nii.gz", "b_w.nii.gz"]})
+    problems = _by_rule(validate_table(manifest, "manifest"))
+    assert problems[("fat", "required_column")].severity == "error"
+    exposures = pd.DataFrame({"participant_id": ["a"], "lmm_ml": [900.0], "intermat_ml": [-1.0], "imf_pct": [8.0],
+                              "autochthon_ml": [950.0], "psoas_ml": [400.0], "qc_flag": [0]})
+    errors = validate_table(exposures, "exposures").errors
+    assert [(p.column, p.rule) for p in errors] == [("intermat_ml", "range")]
