@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backpain_epi import add_activity_band, describe_cohort, load_cohort, scale_per_2sd
+from backpain_epi import BackpainEpiError, add_activity_band, describe_cohort, load_cohort, scale_per_2sd
 
 
 def test_activity_bands_follow_the_nako_edges(dictionary):
@@ -22,7 +22,7 @@ def test_scale_per_2sd():
     scaled, center, scale = scale_per_2sd(x)
     assert center == 2.5 and scale == pytest.approx(2 * np.std([1, 2, 3, 4], ddof=1))
     assert scaled.std() == pytest.approx(0.5) and scaled.mean() == pytest.approx(0)
-    with pytest.raises(ValueError, match="cannot scale 'x' per 2 SD: it has no variation"):
+    with pytest.raises(BackpainEpiError, match="cannot scale 'x' per 2 SD: it has no variation"):
         scale_per_2sd(pd.Series([3.0, 3.0], name="x"))
 
 

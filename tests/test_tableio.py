@@ -63,6 +63,8 @@ def _bad_files(tmp_path):
     files["not utf-8"] = (tmp_path / "latin.csv", "not valid utf-8 text (byte 0xfc on line 2)")
     (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"a,b\n1,2\n"))
     files["gzip"] = (tmp_path / "t.csv.gz", "gzip-compressed")
+    (tmp_path / "cohort.dta").write_bytes(b"<stata_dta><header>" + b"\x00" * 20)
+    files["stata"] = (tmp_path / "cohort.dta", "is a Stata file")
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     files["corrupt parquet"] = (tmp_path / "bad.parquet", "not a readable Parquet file")
     return files
@@ -71,7 +73,7 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["missing", "directory", "empty", "blank", "header only", "wrong delimiter", "excel",
-     "old excel named csv", "binary", "not utf-8", "gzip", "corrupt parquet"],
+     "old excel named csv", "binary", "not utf-8", "gzip", "stata", "corrupt parquet"],
 )
 def test_bad_file_gives_one_clear_line(tmp_path, case):
     path, expected = _bad_files(tmp_path)[case]
@@ -81,3 +83,14 @@ def test_bad_file_gives_one_clear_line(tmp_path, case):
     assert message.startswith(str(path)), message
     assert expected in message
     assert "\n" not in message
+
+
+def test_write_errors_are_clear(tmp_path):
+    df = pd.DataFrame({"a": [1]})
+    with pytest.raises(InputFileError, match="cannot write a table with suffix '.xlsx'"):
+        write_table(df, tmp_path / "t.xlsx")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputFileError, match="cannot be written"):
+        write_table(df, blocker / "t.csv")  # parent is a file
+    assert write_table(df, tmp_path / "new" / "t.tsv").read_text() == "a\n1\n"

@@ -99,7 +99,7 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
     click.echo(report.format())
     if report_out:
         write_table(report.to_frame(), report_out)
-        click.echo(f"Wrote the problems to {report_out}.")
+        click.echo(f"Wrote {len(report.problems)} problem(s) to {report_out}.")
     if not report.ok:
         sys.exit(2)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .dictionary import DataDictionary, load_dictionary
+from .errors import BackpainEpiError
 from .validation import ValidationReport, load_table
 
 #: Physical activity (MET-min/week) against which activity odds ratios are given.
@@ -58,11 +59,16 @@ def scale_per_2sd(x: pd.Series) -> tuple[pd.Series, float, float]:
     scaled, center, scale
         ``scaled = (x - center) / scale`` with ``center`` the mean and
         ``scale`` twice the sample standard deviation (missing values ignored).
+
+    Raises
+    ------
+    BackpainEpiError
+        ``x`` has no variation.
     """
     x = pd.to_numeric(x, errors="raise").astype(float)
     center, scale = float(x.mean()), 2.0 * float(x.std())
     if not np.isfinite(scale) or scale == 0:
-        raise ValueError(f"cannot scale '{x.name}' per 2 SD: it has no variation.")
+        raise BackpainEpiError(f"cannot scale '{x.name}' per 2 SD: it has no variation (a single value, or all missing).")
     return (x - center) / scale, center, scale
 
 
@@ -83,16 +89,17 @@ def describe_cohort(df: pd.DataFrame, dictionary: DataDictionary | None = None) 
         c = dd[name]
         if name not in df or c.role == "id" or name == "cbp":
             continue
+        missing = _count_missing(df[name]) if c.missing != "allowed" else ""  # expected gaps are not counted
         if c.type in ("float", "integer"):
-            rows.append({"variable": c.label_with_unit(), **{g: _median_iqr(d[name]) for g, d in groups.items()}, "missing": _n_missing(df[name])})
+            rows.append({"variable": c.label_with_unit(), **{g: _median_iqr(d[name]) for g, d in groups.items()}, "missing": missing})
         elif c.type == "binary":
-            rows.append({"variable": f"{c.label}, n (%)", **{g: _count_pct(d[name] == 1, d[name]) for g, d in groups.items()}, "missing": _n_missing(df[name])})
+            rows.append({"variable": f"{c.label}, n (%)", **{g: _count_pct(d[name] == 1, d[name]) for g, d in groups.items()}, "missing": missing})
         elif c.type == "category":
-            rows.append({"variable": f"{c.label_with_unit()}, n (%)", **{g: "" for g in groups}, "missing": _n_missing(df[name])})
+            rows.append({"variable": f"{c.label_with_unit()}, n (%)", **{g: "" for g in groups}, "missing": missing})
             for level in c.levels:
                 rows.append({"variable": f"  {level}", **{g: _count_pct(d[name] == level, d[name]) for g, d in groups.items()}, "missing": ""})
         elif c.role == "group":
-            rows.append({"variable": f"{c.label}s", **{g: f"{d[name].nunique()}" for g, d in groups.items()}, "missing": _n_missing(df[name])})
+            rows.append({"variable": f"{c.label}, n distinct", **{g: f"{d[name].nunique()}" for g, d in groups.items()}, "missing": missing})
     return pd.DataFrame(rows).set_index("variable")
 
 
@@ -116,6 +123,6 @@ def _count_pct(hit: pd.Series, x: pd.Series) -> str:
     return f"{k:,} ({100 * k / n:.1f})" if n else "–"
 
 
-def _n_missing(x: pd.Series) -> str:
+def _count_missing(x: pd.Series) -> str:
     k = int(x.isna().sum())
     return f"{k:,}" if k else ""

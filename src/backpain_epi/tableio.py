@@ -8,6 +8,7 @@ not parse. Parquet files keep their stored types.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -23,6 +24,11 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, .doc
 _GZIP_MAGIC = b"\x1f\x8b"
 _TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
+_OTHER_FORMATS = {  # suffixes of formats epidemiologists often hold, and what they are
+    ".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
+    ".sav": "an SPSS file", ".dta": "a Stata file", ".sas7bdat": "a SAS file", ".rds": "an R data file",
+    ".json": "a JSON file", ".feather": "a Feather file",
+}
 
 
 def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
@@ -57,7 +63,7 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
     head = _check_readable(path)
     if path.suffix.lower() in _PARQUET_SUFFIXES or head.startswith(_PARQUET_MAGIC):
         return _read_parquet(path)
-    _refuse_non_text(path, head)
+    _refuse_other_formats(path, head)
     sep = sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ",")
     return _read_text(path, sep=sep, encoding=encoding)
 
@@ -69,13 +75,21 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     interrupted write never leaves a half file. Parent folders are created.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
+        raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
     tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() in _PARQUET_SUFFIXES:
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False, sep="\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix in _PARQUET_SUFFIXES:
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, sep=_TEXT_SUFFIXES[suffix])
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
     return path
 
 
@@ -94,11 +108,16 @@ def _check_readable(path: Path) -> bytes:
     return head
 
 
-def _refuse_non_text(path: Path, head: bytes) -> None:
+def _refuse_other_formats(path: Path, head: bytes) -> None:
     if head.startswith(_ZIP_MAGIC) or head.startswith(_OLE_MAGIC) or path.suffix.lower() in {".xlsx", ".xls"}:
         raise InputFileError(
             f"{path}: looks like an Excel workbook, not a CSV file; export the sheet as CSV "
             "(File > Save As > CSV UTF-8) or as Parquet."
+        )
+    if path.suffix.lower() in _OTHER_FORMATS:
+        raise InputFileError(
+            f"{path}: is {_OTHER_FORMATS[path.suffix.lower()]}, not a CSV file; export it as CSV or Parquet "
+            "(for example with pandas: pd.read_stata / pd.read_spss, then .to_parquet)."
         )
     if head.startswith(_GZIP_MAGIC):
         raise InputFileError(f"{path}: is gzip-compressed; decompress it (gunzip) and pass the CSV file.")
