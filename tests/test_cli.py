@@ -111,3 +111,20 @@ def test_console_entry_point_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {empty}: the file is empty."
     assert proc.stdout == ""
+
+
+def test_warnings_alone_exit_0(run, small_raw, tmp_path):
+    df = small_raw.copy()
+    df.loc[0, "bmi"] = "NA"
+    path = tmp_path / "warn.csv"
+    df.to_csv(path, index=False)
+    result = run("validate", path)
+    assert result.exit_code == 0
+    assert "passes validation" in result.output and "0 error(s)" in result.output
+    assert "bmi [missing_code]" in result.output
+
+
+def test_report_out_suffix_is_checked_first(run, small_csv, tmp_path):
+    result = run("validate", small_csv, "--report-out", tmp_path / "r.xlsx")
+    assert result.exit_code == 2 and "suffix '.xlsx'" in result.output
+    assert "passes validation" not in result.output

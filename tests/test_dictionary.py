@@ -89,6 +89,9 @@ def _write(tmp_path, mutate):
         (lambda d: d["columns"]["age"].update(min="eighteen"), "'min' must be a number"),
         (lambda d: d["columns"]["age"].update(tables={"cohort": "maybe"}), "must be 'required' or 'optional'"),
         (lambda d: d.update(columns={}), "needs a 'columns:' mapping"),
+        (lambda d: d["rules"].append({"name": "onset_befor_age", "description": "x", "severity": "error"}),
+         "unknown rule 'onset_befor_age'; did you mean 'onset_not_after_age'"),
+        (lambda d: d["rules"][0].update(severity="fatal"), "unknown severity 'fatal'"),
     ],
 )
 def test_malformed_dictionary_names_the_problem(tmp_path, mutate, message):

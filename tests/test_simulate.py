@@ -91,7 +91,8 @@ def test_outcome_carries_the_planted_odds_ratios(truth):
     """A maximum-likelihood fit of the truth's own model recovers the planted ORs."""
     sim = simulate_cohort(n=27_518, seed=21, truth=truth)
     beta, se = fit_logistic(_design(sim.data, truth), sim.data["cbp"].to_numpy(float))
-    for i, name in enumerate(("intermat_ml", "lmm_ml", "imf_pct"), start=1):
+    terms = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
+    for i, name in enumerate(terms, start=1):
         assert abs(beta[i] - np.log(truth.odds_ratios[name])) < 3.5 * se[i], name
     low, high = truth.activity_log_or(0.0), truth.activity_log_or(10_000.0)
     u_opt = np.log1p(truth.activity_optimum_met)
@@ -99,15 +100,62 @@ def test_outcome_carries_the_planted_odds_ratios(truth):
     assert abs(beta[-1] * (np.log1p(1e4) - u_opt) ** 2 - high) < 3.5 * se[-1] * (np.log1p(1e4) - u_opt) ** 2
 
 
-def test_truth_describes_the_sample(nako_sized):
+def _truth_linear_predictor(t: dict, d: pd.DataFrame) -> np.ndarray:
+    """The linear predictor rebuilt from the truth JSON alone (no simulator code)."""
+    lp = np.full(len(d), t["intercept"])
+    for name, beta in t["log_or_per_unit"].items():
+        if name == "sex[male]":
+            lp += beta * (d["sex"] == "male")
+        elif name in t["means"]:
+            lp += beta * (d[name] - t["means"][name])
+        else:
+            lp += beta * d[name]
+    act = t["activity"]
+    grid = [row["met_min_week"] for row in act["curve"]]
+    log_or = np.log([row["or_vs_optimum"] for row in act["curve"]])
+    lp += np.interp(d["met_min_week"], grid, log_or)  # the grid is dense enough for a mean check
+    return np.asarray(lp + d["site"].map(t["site_effects"]).to_numpy(), dtype=float)
+
+
+def test_truth_json_reproduces_the_outcome_model(nako_sized):
     t, d = nako_sized.truth, nako_sized.data
-    assert t["sd"]["intermat_ml"] == pytest.approx(d["intermat_ml"].std())
-    assert t["log_or_per_unit"]["intermat_ml"] == pytest.approx(np.log(1.22) / (2 * d["intermat_ml"].std()))
-    assert t["odds_ratios_per_2sd"]["intermat_ml"] == 1.22 and t["odds_ratios_binary"]["osteoarthritis"] == 1.8
-    curve = {row["met_min_week"]: row["or"] for row in t["activity"]["curve"]}
-    assert curve[1500.0] == pytest.approx(1.0) and curve[0.0] > 1.2 and curve[10000.0] > 1.1
-    assert len(t["site_effects"]) == 18
     json.dumps(t)  # JSON-ready
+    assert t["odds_ratios_per_2sd"]["intermat_ml"] == 1.22 and t["odds_ratios_binary"]["osteoarthritis"] == 1.8
+    assert t["log_or_per_unit"]["intermat_ml"] * 2 * t["sd"]["intermat_ml"] == pytest.approx(np.log(1.22))
+    lp = _truth_linear_predictor(t, d)
+    risk = 1 / (1 + np.exp(-lp))
+    assert risk.mean() == pytest.approx(t["prevalence_target"], abs=0.01)
+    # cases have higher modelled risk than controls, by a margin the planted ORs imply
+    assert risk[d["cbp"] == 1].mean() - risk[d["cbp"] == 0].mean() > 0.05
+    curve = {row["met_min_week"]: row for row in t["activity"]["curve"]}
+    assert curve[1500.0]["or_vs_reference"] == pytest.approx(1.0)
+    assert curve[0.0]["or_vs_optimum"] == pytest.approx(1.35) and curve[10000.0]["or_vs_optimum"] == pytest.approx(1.25)
+
+
+def test_site_effects_shape_site_prevalence(nako_sized):
+    """Sites with a larger planted intercept have more CBP (not only noise)."""
+    t, d = nako_sized.truth, nako_sized.data
+    by_site = d.groupby("site")["cbp"].mean()
+    effects = pd.Series(t["site_effects"])[by_site.index]
+    assert by_site.corr(effects, method="spearman") > 0.6
+
+
+def test_activity_optimum_elsewhere():
+    t = CohortTruth(activity_optimum_met=4000)
+    sim = simulate_cohort(n=500, seed=1, truth=t)
+    rows = {r["met_min_week"]: r for r in sim.truth["activity"]["curve"]}
+    assert rows[0.0]["or_vs_optimum"] == pytest.approx(1.35)
+    t_curve = t.activity_curve(np.array([1500.0, 4000.0]))
+    assert rows[1500.0]["or_vs_reference"] == pytest.approx(1.0) and t_curve[1] < 1  # the optimum beats the reference
+
+
+def test_onset_is_earlier_at_higher_risk(nako_sized):
+    t, d = nako_sized.truth, nako_sized.data
+    assert t["onset"]["risk_exponent"] > 0
+    cases = d[d["cbp"] == 1]
+    lp = _truth_linear_predictor(t, d)[(d["cbp"] == 1).to_numpy()]
+    relative_onset = ((cases["cbp_onset_age"] - 18) / (cases["age"] - 18)).to_numpy()
+    assert pd.Series(lp).corr(pd.Series(relative_onset), method="spearman") < -0.1
 
 
 def test_no_site_effect_and_flat_activity(flat_truth):
@@ -136,6 +184,8 @@ def test_missing_values_can_be_planted():
     "kwargs, message",
     [
         ({"n": 10}, "at least 50"),
+        ({"seed": -1}, "seed must be a whole number"),
+        ({"seed": 1.5}, "seed must be a whole number"),
         ({"n_sites": 1}, "n_sites"),
         ({"missing_frac": 0.7}, "missing_frac"),
     ],
@@ -152,9 +202,25 @@ def test_bad_simulation_settings(kwargs, message):
         ({"odds_ratios": {"intermat_ml": -1}}, "positive odds ratio"),
         ({"prevalence": 1.2}, "prevalence"),
         ({"site_sd": -0.1}, "site_sd"),
+        ({"site_sd": float("nan")}, "site_sd must be a finite number"),
+        ({"prevalence": float("nan")}, "prevalence"),
         ({"activity_optimum_met": 0}, "activity_optimum_met"),
     ],
 )
 def test_bad_truth(kwargs, message):
     with pytest.raises(BackpainEpiError, match=message):
         CohortTruth(**kwargs)
+
+
+def test_write_puts_the_truth_first_and_fails_cleanly(tmp_path):
+    from backpain_epi import InputFileError
+
+    sim = simulate_cohort(n=100, seed=1)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputFileError, match="cannot be written"):
+        sim.write(tmp_path / "c.csv", truth_out=blocker / "t.json")
+    assert not (tmp_path / "c.csv").exists()  # no table without its truth
+    with pytest.raises(InputFileError, match="suffix '.xlsx'"):
+        sim.write(tmp_path / "c.xlsx", truth_out=tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()

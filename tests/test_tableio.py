@@ -12,10 +12,34 @@ from backpain_epi import InputFileError, read_table, write_table
 
 def test_csv_is_read_as_text(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("participant_id,age\n007,45\n008,\n", encoding="utf-8")
+    path.write_text("participant_id,age\n007,45\n008,\n009,NA\n", encoding="utf-8")
     df = read_table(path)
-    assert df["participant_id"].tolist() == ["007", "008"]  # leading zeros kept: nothing inferred
+    assert df["participant_id"].tolist() == ["007", "008", "009"]  # leading zeros kept: nothing inferred
     assert df["age"].iloc[0] == "45" and pd.isna(df["age"].iloc[1])
+    assert df["age"].iloc[2] == "NA"  # markers are the dictionary's business, not the reader's
+
+
+def test_trailing_delimiter_does_not_shift_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("participant_id,site,age\nP1,s1,40,\nP2,s2,50,\n", encoding="utf-8")
+    df = read_table(path)
+    assert df.to_dict("list") == {"participant_id": ["P1", "P2"], "site": ["s1", "s2"], "age": ["40", "50"]}
+
+
+def test_utf16_with_its_encoding(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes("a,b\n1,Münster\n".encode("utf-16"))
+    with pytest.raises(InputFileError, match="is UTF-16 text; give its encoding"):
+        read_table(path)
+    assert read_table(path, encoding="utf-16")["b"].iloc[0] == "Münster"
+
+
+def test_delimiter_must_be_one_character(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    for sep in ("", "ab"):
+        with pytest.raises(InputFileError, match="delimiter must be one character"):
+            read_table(path, sep=sep)
 
 
 def test_parquet_round_trip_keeps_types(tmp_path):
@@ -65,6 +89,10 @@ def _bad_files(tmp_path):
     files["gzip"] = (tmp_path / "t.csv.gz", "gzip-compressed")
     (tmp_path / "cohort.dta").write_bytes(b"<stata_dta><header>" + b"\x00" * 20)
     files["stata"] = (tmp_path / "cohort.dta", "is a Stata file")
+    (tmp_path / "dup.csv").write_text("participant_id,age,age\nP1,40,999\n", encoding="utf-8")
+    files["duplicate column"] = (tmp_path / "dup.csv", "'age' appear more than once")
+    (tmp_path / "long.csv").write_text("participant_id,site\nP1,s1\nP2,Berlin,Mitte\n", encoding="utf-8")
+    files["unquoted delimiter"] = (tmp_path / "long.csv", "line 3 has more fields than the header")
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     files["corrupt parquet"] = (tmp_path / "bad.parquet", "not a readable Parquet file")
     return files
@@ -73,7 +101,8 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["missing", "directory", "empty", "blank", "header only", "wrong delimiter", "excel",
-     "old excel named csv", "binary", "not utf-8", "gzip", "stata", "corrupt parquet"],
+     "old excel named csv", "binary", "not utf-8", "gzip", "stata", "duplicate column", "unquoted delimiter",
+     "corrupt parquet"],
 )
 def test_bad_file_gives_one_clear_line(tmp_path, case):
     path, expected = _bad_files(tmp_path)[case]

@@ -45,7 +45,7 @@ def test_each_class_of_problem_is_named(small_raw):
         ("age", "type"): [ids[2]],
         ("bmi", "range"): [ids[4]],
         ("sex", "level"): [ids[6]],
-        ("participant_id", "duplicate"): [ids[7], ids[7]],
+        ("participant_id", "duplicate"): ["row 8", "row 9"],  # the key's own problems name rows by number
         ("cbp", "missing_value"): [ids[10]],
         ("diabetes", "binary"): [ids[12]],
         ("cbp_onset_age", "onset_not_after_age"): [ids[case]],
@@ -81,7 +81,7 @@ def test_missing_required_column_suggests_the_near_name(small_raw):
     df = small_raw.rename(columns={"age": "Age"})
     problems = _by_rule(validate_table(df))
     assert "rename it to 'age'" in problems[("age", "required_column")].message
-    assert problems[("Age", "unknown_column")].severity == "warning"
+    assert problems[(None, "unknown_column")].values == ("Age",)
 
 
 def test_decimal_comma_gets_a_hint(small_raw):
@@ -92,13 +92,15 @@ def test_decimal_comma_gets_a_hint(small_raw):
 
 def test_warnings_only_still_pass(small_raw):
     df = small_raw.copy()
-    df.loc[0, "met_min_week"] = "35000"  # implausible but allowed
+    active = df.index[df["activity_band"] == ">5000"][0]
+    df.loc[active, "met_min_week"] = "35000"  # implausible but allowed
     df.loc[1, "bmi"] = np.nan  # nullable covariate
     df["extra"] = "x"  # unknown column
     report = validate_table(df)
-    assert report.ok
+    assert report.ok, report.format()
     assert {(p.column, p.rule) for p in report.warnings} == {
-        ("met_min_week", "plausible_range"), ("bmi", "missing"), ("extra", "unknown_column")}
+        ("met_min_week", "plausible_range"), ("bmi", "missing"), (None, "unknown_column")}
+    assert _by_rule(report)[(None, "unknown_column")].values == ("extra",)
 
 
 def test_missing_codes_are_read_as_missing_and_reported(small_raw):
@@ -170,3 +172,85 @@ def test_other_tables(small_raw):
                               "autochthon_ml": [950.0], "psoas_ml": [400.0], "qc_flag": [0]})
     errors = validate_table(exposures, "exposures").errors
     assert [(p.column, p.rule) for p in errors] == [("intermat_ml", "range")]
+
+
+def test_text_markers_are_read_as_missing_and_reported(small_raw):
+    df = small_raw.copy()
+    df.loc[[0, 1], "bmi"] = ["NA", "."]
+    df.loc[2, "sex"] = "N/A"
+    problems = _by_rule(validate_table(df))
+    assert problems[("bmi", "missing_code")].n_rows == 2
+    assert problems[("sex", "missing_code")].n_rows == 1
+    assert problems[("sex", "missing_value")].severity == "error"  # sex may not be missing
+
+
+def test_infinite_numbers_are_type_errors(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "autochthon_ml"] = "inf"
+    df.loc[1, "met_min_week"] = "-Infinity"
+    errors = _by_rule(validate_table(df))
+    assert errors[("autochthon_ml", "type")].n_rows == 1 and errors[("met_min_week", "type")].n_rows == 1
+    assert "not finite numbers" in errors[("autochthon_ml", "type")].message
+
+
+def test_stray_spaces_in_text_are_errors(small_raw):
+    df = small_raw.copy()
+    df.loc[0, "participant_id"] = df.loc[0, "participant_id"] + " "
+    df.loc[1, "sex"] = " male"
+    problems = _by_rule(validate_table(df))
+    assert problems[("participant_id", "whitespace")].row_ids == ("row 1",)
+    assert problems[("sex", "whitespace")].severity == "error"
+
+
+def test_row_ids_are_the_first_rows_in_table_order(small_raw):
+    df = small_raw.copy()
+    df.loc[:49, "age"] = "12"
+    df.index = range(1000, 1300)  # a DataFrame index is not a row number
+    p = validate_table(df).errors[0]
+    assert p.row_ids == tuple(small_raw["participant_id"].iloc[:5])
+
+
+def test_duplicated_column_names_in_a_dataframe(small_raw):
+    df = pd.concat([small_raw, small_raw[["age"]].assign(age="999")], axis=1)
+    report = validate_table(df)
+    assert [(p.column, p.rule) for p in report.errors] == [("age", "duplicate_column")]
+
+
+def test_activity_band_must_agree_with_activity(small_raw):
+    df = small_raw.copy()
+    low = df.index[df["activity_band"] == "<500"][0]
+    df.loc[low, "activity_band"] = ">5000"
+    p = _by_rule(validate_table(df))[("activity_band", "activity_band_matches")]
+    assert p.severity == "error" and p.row_ids == (df.loc[low, "participant_id"],)
+
+
+def test_case_without_onset_is_a_warning(small_raw):
+    df = small_raw.copy()
+    case = df.index[df["cbp"] == "1"][0]
+    df.loc[case, "cbp_onset_age"] = np.nan
+    report = validate_table(df)
+    assert report.ok
+    assert _by_rule(report)[("cbp_onset_age", "onset_missing_for_case")].row_ids == (df.loc[case, "participant_id"],)
+
+
+def test_stored_types_are_checked_not_converted(small_raw):
+    """Parquet and DataFrames keep their types; a type that cannot hold the column is an error."""
+    df = conform_table(small_raw)
+    bad = df.assign(participant_id=np.arange(len(df)), age=pd.Timestamp("2020-01-01"))
+    problems = _by_rule(validate_table(bad))
+    assert "stored as int64" in problems[("participant_id", "type")].message
+    assert "stored as datetime64" in problems[("age", "type")].message
+    ok = df.assign(diabetes=df["diabetes"].astype(bool), sex=df["sex"].astype("category"))
+    assert validate_table(ok).ok
+    mixed = df.assign(participant_id=df["participant_id"].astype(object))
+    mixed.loc[0, "participant_id"] = 17
+    assert _by_rule(validate_table(mixed))[("participant_id", "text")].row_ids == ("row 1",)
+
+
+def test_conform_round_trips_a_parquet_file(tmp_path, small_raw):
+    df = conform_table(small_raw)
+    path = tmp_path / "c.parquet"
+    df.to_parquet(path)
+    again, report = load_table(path)
+    assert report.ok
+    pd.testing.assert_frame_equal(again, df)

@@ -14,6 +14,9 @@ import click
 
 from . import __version__
 from .errors import BackpainEpiError
+from .simulate import N_NAKO, CohortTruth
+
+_TRUTH = CohortTruth()  # the defaults shown in --help
 
 _SEP = click.option("--sep", default=None, help="Field delimiter of a text table (default: comma; tab for .tsv).")
 _ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
@@ -44,33 +47,36 @@ def main():
 
 
 @main.command()
-@click.option("--n", "n", type=int, default=27_518, show_default=True, help="Number of participants.")
+@click.option("--n", "n", type=int, default=N_NAKO, show_default=True, help="Number of participants.")
 @click.option("--seed", type=int, default=2025, show_default=True, help="Random seed; the same seed gives the same table.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Cohort table to write (.csv or .parquet).")
 @click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the generating truth as JSON here.")
 @click.option("--or", "odds_ratios", multiple=True, metavar="TERM=OR",
-              help="Set a true odds ratio, e.g. --or intermat_ml=1.5 (per 2 SD for continuous terms). Repeatable.")
-@click.option("--prevalence", type=float, default=None, help="Target CBP prevalence [default: 0.22].")
-@click.option("--site-sd", type=float, default=None, help="SD of the site random intercept, log-odds [default: 0.25].")
-@click.option("--activity-or-at-0", type=float, default=None, help="True OR of CBP at 0 vs the optimal activity [default: 1.35].")
-@click.option("--activity-or-at-10000", type=float, default=None, help="True OR at 10,000 MET-min/week vs the optimum [default: 1.25].")
-@click.option("--activity-optimum", type=float, default=None, help="Activity of lowest risk, MET-min/week [default: 1500].")
+              help="Set a true odds ratio, e.g. --or intermat_ml=1.5 (per 2 SD for continuous terms). Repeatable. "
+                   f"Defaults: {', '.join(f'{k}={v:g}' for k, v in _TRUTH.odds_ratios.items())}.")
+@click.option("--prevalence", type=float, default=_TRUTH.prevalence, show_default=True, help="Target CBP prevalence.")
+@click.option("--site-sd", type=float, default=_TRUTH.site_sd, show_default=True, help="SD of the site random intercept (log-odds).")
+@click.option("--activity-or-at-0", type=float, default=_TRUTH.activity_or_at_0, show_default=True,
+              help="True OR of CBP at 0 MET-min/week vs the optimal activity.")
+@click.option("--activity-or-at-10000", type=float, default=_TRUTH.activity_or_at_10000, show_default=True,
+              help="True OR at 10,000 MET-min/week vs the optimum.")
+@click.option("--activity-optimum", type=float, default=_TRUTH.activity_optimum_met, show_default=True,
+              help="Activity of lowest risk (MET-min/week).")
 @click.option("--sites", "n_sites", type=int, default=18, show_default=True, help="Number of study sites.")
 @click.option("--missing-frac", type=float, default=0.0, show_default=True, help="Fraction of missing bmi and met_min_week values to plant.")
 def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity_or_at_0, activity_or_at_10000,
              activity_optimum, n_sites, missing_frac):
     """Simulate a NAKO-like cohort with chronic back pain drawn from a known truth."""
-    from .simulate import CohortTruth, simulate_cohort
+    from .simulate import simulate_cohort
 
-    settings = {
-        "odds_ratios": _parse_pairs(odds_ratios, "--or"),
-        "prevalence": prevalence,
-        "site_sd": site_sd,
-        "activity_or_at_0": activity_or_at_0,
-        "activity_or_at_10000": activity_or_at_10000,
-        "activity_optimum_met": activity_optimum,
-    }
-    truth = CohortTruth(**{k: v for k, v in settings.items() if v is not None})
+    truth = CohortTruth(
+        odds_ratios=_parse_pairs(odds_ratios, "--or"),
+        prevalence=prevalence,
+        site_sd=site_sd,
+        activity_or_at_0=activity_or_at_0,
+        activity_or_at_10000=activity_or_at_10000,
+        activity_optimum_met=activity_optimum,
+    )
     sim = simulate_cohort(n=n, seed=seed, truth=truth, n_sites=n_sites, missing_frac=missing_frac)
     sim.write(out, truth_out)
     click.echo(f"Wrote {len(sim.data):,} participants to {out} (CBP prevalence {sim.truth['prevalence']:.1%}).")
@@ -91,9 +97,11 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
     Exit status 0 when the table passes (warnings allowed), 2 when it has errors.
     """
     from .dictionary import load_dictionary
-    from .tableio import read_table, write_table
+    from .tableio import check_writable_suffix, read_table, write_table
     from .validation import validate_table
 
+    if report_out:
+        check_writable_suffix(report_out)
     dd = load_dictionary(dictionary_path)
     report = validate_table(read_table(table_path, sep=sep, encoding=encoding), table, dd, source=str(table_path))
     click.echo(report.format())

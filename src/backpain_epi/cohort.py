@@ -7,15 +7,10 @@ import os
 import numpy as np
 import pandas as pd
 
+from .derived import activity_band
 from .dictionary import DataDictionary, load_dictionary
 from .errors import BackpainEpiError
 from .validation import ValidationReport, load_table
-
-#: Physical activity (MET-min/week) against which activity odds ratios are given.
-ACTIVITY_REFERENCE_MET = 1500.0
-#: Upper edges of the lower two activity bands of the NAKO analysis (MET-min/week):
-#: < 500, 500–5000 (both edges included), > 5000.
-ACTIVITY_BAND_EDGES = (500.0, 5000.0)
 
 
 def load_cohort(
@@ -37,15 +32,13 @@ def load_cohort(
 def add_activity_band(df: pd.DataFrame, dictionary: DataDictionary | None = None) -> pd.DataFrame:
     """Return ``df`` with ``activity_band`` derived from ``met_min_week``.
 
-    The band labels are the dictionary's levels of ``activity_band``; missing
-    activity gives a missing band. An existing ``activity_band`` is replaced.
+    The band labels are the dictionary's levels of ``activity_band``, the edges
+    :data:`~backpain_epi.derived.ACTIVITY_BAND_EDGES`; missing activity gives a
+    missing band. An existing ``activity_band`` is replaced (validation has
+    already checked that it agrees with ``met_min_week``).
     """
-    levels = list((dictionary or load_dictionary())["activity_band"].levels)
-    met = pd.to_numeric(df["met_min_week"], errors="raise").to_numpy(dtype=float)
-    lo, hi = ACTIVITY_BAND_EDGES
-    code = np.select([met < lo, met <= hi, met > hi], [0, 1, 2], default=-1)
-    band = pd.Categorical.from_codes(code, categories=levels)
-    return df.assign(activity_band=band)
+    levels = (dictionary or load_dictionary())["activity_band"].levels
+    return df.assign(activity_band=activity_band(pd.to_numeric(df["met_min_week"], errors="raise"), levels))
 
 
 def scale_per_2sd(x: pd.Series) -> tuple[pd.Series, float, float]:

@@ -95,6 +95,7 @@ class DataDictionary:
     columns: dict[str, Column]
     tables: dict[str, dict[str, Any]]
     rules: tuple[Rule, ...] = ()
+    missing_markers: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     def __getitem__(self, name: str) -> Column:
@@ -165,14 +166,16 @@ def _load(path: Path) -> DataDictionary:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: not a readable YAML file ({exc}).") from None
+        detail = " ".join(str(exc).split())  # one line
+        raise InputFileError(f"{path}: not a readable YAML file ({detail}).") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict) or not raw["columns"]:
         raise DictionaryError(f"{path}: a dictionary needs a 'columns:' mapping of column names to definitions.")
     tables = raw.get("tables") or {}
     default_codes = tuple(raw.get("missing_codes") or ())
     columns = {name: _column(name, spec, tables, default_codes, path) for name, spec in raw["columns"].items()}
     rules = tuple(_rule(r, path) for r in raw.get("rules") or ())
-    return DataDictionary(columns=columns, tables=tables, rules=rules, path=path)
+    markers = tuple(str(m) for m in raw.get("missing_markers") or ())
+    return DataDictionary(columns=columns, tables=tables, rules=rules, missing_markers=markers, path=path)
 
 
 def _column(name: str, spec: Any, tables: dict, default_codes: tuple, path: Path) -> Column:
@@ -226,6 +229,10 @@ def _column(name: str, spec: Any, tables: dict, default_codes: tuple, path: Path
 def _rule(spec: Any, path: Path) -> Rule:
     if not isinstance(spec, dict) or {"name", "description", "severity"} - set(spec):
         raise DictionaryError(f"{path}: each rule needs 'name', 'description' and 'severity'; got {spec!r}.")
+    from .validation import RULES  # the checks live with validation; imported here to fail early
+
+    if spec["name"] not in RULES:
+        raise DictionaryError(f"{path}: {_unknown('rule', spec['name'], RULES)} Rules are implemented in backpain_epi.validation.RULES.")
     if spec["severity"] not in SEVERITIES:
         raise DictionaryError(f"{path}: rule '{spec['name']}': severity {_unknown('severity', spec['severity'], SEVERITIES)}")
     return Rule(name=spec["name"], description=spec["description"], severity=spec["severity"])

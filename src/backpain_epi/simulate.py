@@ -30,10 +30,12 @@ import pandas as pd
 from scipy import optimize, stats
 
 from . import __version__
-from .cohort import ACTIVITY_REFERENCE_MET, add_activity_band
-from .errors import BackpainEpiError
+from .cohort import add_activity_band
+from .derived import ACTIVITY_REFERENCE_MET
+from .errors import BackpainEpiError, InputFileError
 
 N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
+ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
 
 #: Terms of the logistic truth and the column each is computed from.
 TRUTH_TERMS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
@@ -85,8 +87,8 @@ class CohortTruth:
                 raise BackpainEpiError(f"truth {name} must be a positive odds ratio, got {value}.")
         if not 0 < self.prevalence < 1:
             raise BackpainEpiError(f"truth prevalence must lie between 0 and 1, got {self.prevalence}.")
-        if self.site_sd < 0:
-            raise BackpainEpiError(f"truth site_sd must be ≥ 0, got {self.site_sd}.")
+        if not (np.isfinite(self.site_sd) and self.site_sd >= 0):
+            raise BackpainEpiError(f"truth site_sd must be a finite number ≥ 0, got {self.site_sd}.")
         if not 0 < self.activity_optimum_met < 10_000:
             raise BackpainEpiError(f"truth activity_optimum_met must lie between 0 and 10000, got {self.activity_optimum_met}.")
 
@@ -111,14 +113,17 @@ class SimulatedCohort:
     truth: dict
 
     def write(self, out: str | os.PathLike, truth_out: str | os.PathLike | None = None) -> None:
-        """Write the table (CSV or Parquet by suffix) and, if asked, the truth as JSON."""
-        from .tableio import write_table
+        """Write the table (CSV or Parquet by suffix) and, if asked, the truth as JSON.
 
-        write_table(self.data, out)
+        The truth is written first, so that a table on disk always has its truth.
+        Both writes are atomic (temporary file, then rename).
+        """
+        from .tableio import check_writable_suffix, write_table
+
+        check_writable_suffix(out)
         if truth_out is not None:
-            truth_out = Path(truth_out)
-            truth_out.parent.mkdir(parents=True, exist_ok=True)
-            truth_out.write_text(json.dumps(self.truth, indent=2) + "\n", encoding="utf-8")
+            _write_text_atomic(Path(truth_out), json.dumps(self.truth, indent=2) + "\n")
+        write_table(self.data, out)
 
 
 def simulate_cohort(
@@ -153,6 +158,8 @@ def simulate_cohort(
         2 SD, the per-unit log odds ratios, the exposure SDs, the site effects,
         the intercept, the activity curve and the realised prevalence.
     """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BackpainEpiError(f"seed must be a whole number ≥ 0, got {seed!r}.")
     if int(n) != n or n < 50:
         raise BackpainEpiError(f"n must be a whole number of at least 50 participants, got {n}.")
     if not 2 <= n_sites <= 100:
@@ -203,8 +210,9 @@ def simulate_cohort(
 
     # The logistic truth, on the scale the models use: per 2 SD of the sample.
     sd = {name: float(data[name].std()) for name in _CONTINUOUS}
+    means = {name: float(data[name].mean()) for name in _CONTINUOUS}
     per_unit = {t: np.log(truth.odds_ratios[t]) / (2 * sd[t]) if t in sd else np.log(truth.odds_ratios[t]) for t in TRUTH_TERMS}
-    centred = {name: data[name] - data[name].mean() for name in _CONTINUOUS}
+    centred = {name: data[name] - means[name] for name in _CONTINUOUS}
     lp = sum(per_unit[t] * centred[t] for t in _CONTINUOUS)
     lp = lp + per_unit["sex[male]"] * male + sum(per_unit[k] * data[k] for k in comorb)
     lp = lp + truth.activity_log_or(met)
@@ -214,7 +222,7 @@ def simulate_cohort(
     p = stats.logistic.cdf(intercept + lp)
     cbp = rng.random(n) < p
     data["cbp"] = cbp.astype(int)
-    data["cbp_onset_age"] = _onset_age(rng, age, cbp, lp)
+    data["cbp_onset_age"] = _onset_age(rng, age, cbp, lp, ONSET_RISK_EXPONENT)
     _plant_missing(rng, data, ("bmi", "met_min_week"), missing_frac)
     data = add_activity_band(data)
 
@@ -229,7 +237,8 @@ def simulate_cohort(
         "odds_ratios_binary": {t: truth.odds_ratios[t] for t in TRUTH_TERMS if t not in _CONTINUOUS},
         "log_or_per_unit": per_unit,
         "sd": sd,
-        "means": {name: float(data[name].mean()) for name in _CONTINUOUS},
+        "means": means,
+        "scale_note": "sd and means are of the complete simulated sample, before planting missing values",
         "intercept": float(intercept),
         "prevalence_target": truth.prevalence,
         "prevalence": float(cbp.mean()),
@@ -240,7 +249,15 @@ def simulate_cohort(
             "or_at_0": truth.activity_or_at_0,
             "or_at_10000": truth.activity_or_at_10000,
             "reference_met": ACTIVITY_REFERENCE_MET,
-            "curve": [{"met_min_week": float(m), "or": float(o)} for m, o in zip(grid, truth.activity_curve(grid))],
+            "curve": [
+                {"met_min_week": float(m), "or_vs_reference": float(r), "or_vs_optimum": float(o)}
+                for m, r, o in zip(grid, truth.activity_curve(grid), np.exp(truth.activity_log_or(grid)))
+            ],
+        },
+        "onset": {
+            "model": "onset_age = 18 + (age - 18) * U ** k, U ~ Uniform(0, 1), k = exp(risk_exponent * (lp - mean(lp)))",
+            "risk_exponent": ONSET_RISK_EXPONENT,
+            "note": "lp is the linear predictor without the intercept; higher risk gives earlier onset",
         },
         "truth_parameters": asdict(truth),
     }
@@ -270,11 +287,21 @@ def _bernoulli(rng: np.random.Generator, logit: np.ndarray) -> np.ndarray:
     return rng.random(len(logit)) < stats.logistic.cdf(logit)
 
 
-def _onset_age(rng, age, cbp, lp) -> np.ndarray:
+def _onset_age(rng, age, cbp, lp, risk_exponent: float) -> np.ndarray:
     """Onset for cases, between 18 and the age at examination; earlier at higher risk."""
-    k = np.exp(0.5 * (lp - lp.mean()))
+    k = np.exp(risk_exponent * (lp - lp.mean()))
     onset = 18 + (age - 18) * rng.random(len(age)) ** k
     return np.where(cbp, np.minimum(np.round(onset, 1), age), np.nan)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
 
 
 def _plant_missing(rng, data: pd.DataFrame, columns, frac: float) -> None:

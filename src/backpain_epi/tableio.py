@@ -1,9 +1,10 @@
 """Reading and writing tables (CSV, TSV, Parquet) with errors a user can act on.
 
-Text files are read with every column as text (``dtype=str``), so that nothing
-is inferred or coerced here: turning text into numbers is the job of the
-validation against the data dictionary, which reports every value that does
-not parse. Parquet files keep their stored types.
+Text files are read with every column as text (``dtype=str``) and only empty
+cells as missing, so that nothing is inferred or coerced here: turning text into
+numbers, and markers such as ``NA`` into missing values, is the job of the
+validation against the data dictionary, which reports every value it changes or
+rejects. Parquet files keep their stored types.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import csv
 import io
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +24,7 @@ _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .docx, .zip
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, .doc
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _OTHER_FORMATS = {  # suffixes of formats epidemiologists often hold, and what they are
@@ -49,23 +52,28 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
     Returns
     -------
     pandas.DataFrame
-        Text files: every column as text (missing cells as NaN). Parquet: as
-        stored.
+        Text files: every column as text, empty cells as NaN, everything else
+        (``NA`` included) as written. Parquet: as stored.
 
     Raises
     ------
     InputFileError
-        The file is missing, a directory, empty, binary, an Excel workbook, not
-        in ``encoding``, split on another delimiter, or has no data rows. The
-        message names the file and the fix.
+        The file is missing, a directory, empty, binary, a spreadsheet or
+        another format, not in ``encoding``, split on another delimiter, has a
+        column name twice, or has no data rows. The message names the file and
+        the fix.
     """
     path = Path(path)
+    if sep is not None and len(sep) != 1:
+        raise InputFileError(f"{path}: the delimiter must be one character, got {sep!r}.")
     head = _check_readable(path)
     if path.suffix.lower() in _PARQUET_SUFFIXES or head.startswith(_PARQUET_MAGIC):
-        return _read_parquet(path)
-    _refuse_other_formats(path, head)
-    sep = sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ",")
-    return _read_text(path, sep=sep, encoding=encoding)
+        df = _read_parquet(path)
+    else:
+        _refuse_other_formats(path, head, encoding)
+        df = _read_text(path, sep=sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ","), encoding=encoding)
+    _refuse_duplicate_names(path, list(df.columns))
+    return df
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -75,9 +83,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     interrupted write never leaves a half file. Parent folders are created.
     """
     path = Path(path)
+    check_writable_suffix(path)
     suffix = path.suffix.lower()
-    if suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
-        raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +98,13 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             tmp.unlink(missing_ok=True)
         raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
     return path
+
+
+def check_writable_suffix(path: str | os.PathLike) -> None:
+    """Raise :class:`InputFileError` unless ``path`` ends in a table suffix we write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
+        raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
 
 
 def _check_readable(path: Path) -> bytes:
@@ -108,8 +122,8 @@ def _check_readable(path: Path) -> bytes:
     return head
 
 
-def _refuse_other_formats(path: Path, head: bytes) -> None:
-    if head.startswith(_ZIP_MAGIC) or head.startswith(_OLE_MAGIC) or path.suffix.lower() in {".xlsx", ".xls"}:
+def _refuse_other_formats(path: Path, head: bytes, encoding: str) -> None:
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_OLE_MAGIC):
         raise InputFileError(
             f"{path}: looks like an Excel workbook, not a CSV file; export the sheet as CSV "
             "(File > Save As > CSV UTF-8) or as Parquet."
@@ -119,9 +133,12 @@ def _refuse_other_formats(path: Path, head: bytes) -> None:
             f"{path}: is {_OTHER_FORMATS[path.suffix.lower()]}, not a CSV file; export it as CSV or Parquet "
             "(for example with pandas: pd.read_stata / pd.read_spss, then .to_parquet)."
         )
+    wide = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+    if head.startswith(_UTF16_BOMS) and not wide:
+        raise InputFileError(f"{path}: is UTF-16 text; give its encoding (--encoding utf-16) or re-save it as UTF-8.")
     if head.startswith(_GZIP_MAGIC):
         raise InputFileError(f"{path}: is gzip-compressed; decompress it (gunzip) and pass the CSV file.")
-    if b"\x00" in head:
+    if b"\x00" in head and not wide:
         raise InputFileError(f"{path}: is a binary file, not CSV text or Parquet.")
 
 
@@ -144,15 +161,47 @@ def _read_text(path: Path, *, sep: str, encoding: str) -> pd.DataFrame:
         ) from None
     except LookupError:
         raise InputFileError(f"{path}: unknown text encoding {encoding!r}.") from None
-    text = text.removeprefix("\ufeff")  # byte-order mark written by Excel's "CSV UTF-8"
     if not text.strip():
         raise InputFileError(f"{path}: the file is empty.")
+    _refuse_duplicate_names(path, next(csv.reader(io.StringIO(text), delimiter=sep)))  # pandas would rename them
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, skipinitialspace=False)
-    except pd.errors.ParserError as exc:
-        raise InputFileError(f"{path}: cannot be parsed as {_sep_name(sep)}-separated text ({exc}).") from None
+        with warnings.catch_warnings():
+            # pandas only warns (and drops the data) when a row has more fields than the header
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                             index_col=False, engine="c")
+    except (pd.errors.ParserWarning, pd.errors.ParserError) as exc:
+        line = _first_long_line(text, sep)
+        if line:
+            raise InputFileError(
+                f"{path}: line {line} has more fields than the header; quote values that contain '{sep}'."
+            ) from None
+        detail = " ".join(str(exc).split())
+        raise InputFileError(f"{path}: cannot be parsed as {_sep_name(sep)}-separated text ({detail}).") from None
     _check_delimiter(df, path, sep, text)
     return _require_rows(df, path)
+
+
+def _first_long_line(text: str, sep: str) -> int:
+    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    width = len(next(rows))
+    for row in rows:
+        if len(row) > width and any(field.strip() for field in row[width:]):
+            return rows.line_num
+    return 0
+
+
+def _refuse_duplicate_names(path: Path, names: list) -> None:
+    seen, duplicated = set(), []
+    for name in names:
+        if name in seen and name not in duplicated:
+            duplicated.append(name)
+        seen.add(name)
+    if duplicated:
+        raise InputFileError(
+            f"{path}: column name(s) {', '.join(map(repr, duplicated))} appear more than once in the header; "
+            "rename or drop the copies."
+        )
 
 
 def _check_delimiter(df: pd.DataFrame, path: Path, sep: str, text: str) -> None:

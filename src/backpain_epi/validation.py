@@ -1,10 +1,19 @@
 """Validate a table against the data dictionary and report every problem.
 
-The per-column checks (presence, missing values, uniqueness, type, whole
-numbers, 0/1 coding, levels, ranges) form a pandera schema generated from the
-dictionary and run lazily, so that every failure is collected; the cross-field
-rules named in the dictionary's ``rules:`` are plain vectorised functions below.
-Nothing here changes the data: :func:`validate_table` only reports, and
+One pass, in this order:
+
+1. the table's shape: duplicated column names, and columns whose stored type
+   cannot hold what the dictionary defines (a date where a number belongs);
+2. missing-value markers (``NA``, ``.``, ...) and codes (``-9``, ...) declared in
+   the dictionary are read as missing, and counted;
+3. per-column checks (presence, missing values, uniqueness, text, numbers that
+   parse and are finite, whole numbers, 0/1 coding, levels, stray spaces,
+   allowed and plausible ranges) run as a pandera schema generated from the
+   dictionary, lazily, so that every failure is collected;
+4. the cross-field rules named in the dictionary's ``rules:``, vectorised
+   functions registered in :data:`RULES`.
+
+Nothing here changes the caller's data: :func:`validate_table` only reports, and
 :func:`conform_table` turns a table that passed into the dictionary's types.
 """
 
@@ -21,8 +30,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from .derived import activity_band
 from .dictionary import Column, DataDictionary, load_dictionary
-from .errors import DataQualityWarning, DataValidationError, DictionaryError
+from .errors import DataQualityWarning, DataValidationError
 from .tableio import read_table
 
 MAX_SHOWN = 5  # offending values and row ids shown per problem
@@ -30,7 +40,11 @@ MAX_SHOWN = 5  # offending values and row ids shown per problem
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule: which column, which rule, how many rows, examples."""
+    """One broken rule: which column, which rule, how many rows, examples.
+
+    ``row_ids`` are the first offending rows in table order, as participant ids
+    where those identify rows, else as ``"row N"`` (1-based data rows).
+    """
 
     severity: str
     column: str | None
@@ -44,7 +58,7 @@ class Problem:
         where = self.column if self.column is not None else "(table)"
         text = f"{self.severity.upper():7s} {where} [{self.rule}]: {self.message}"
         if self.values:
-            more = len(self.values) == MAX_SHOWN and self.n_rows > MAX_SHOWN
+            more = len(self.values) == MAX_SHOWN and max(self.n_rows, MAX_SHOWN + 1) > MAX_SHOWN
             text += f"; values: {', '.join(map(_show, self.values))}{', …' if more else ''}"
         if self.row_ids:
             text += f"; rows: {', '.join(map(str, self.row_ids))}{', …' if self.n_rows > len(self.row_ids) else ''}"
@@ -76,15 +90,15 @@ class ValidationReport:
     def headline(self) -> str:
         name = self.source or "The table"
         verdict = "passes" if self.ok else "fails"
+        article = "an" if self.table[0] in "aeiou" else "a"
         return (
-            f"{name} {verdict} validation as a {self.table} table: {self.n_rows:,} rows, {self.n_columns} columns, "
+            f"{name} {verdict} validation as {article} {self.table} table: {self.n_rows:,} rows, {self.n_columns} columns, "
             f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)."
         )
 
     def format(self) -> str:
         """The headline followed by one line per problem, errors first."""
-        ordered = self.errors + self.warnings
-        return "\n".join([self.headline(), *(p.format() for p in ordered)])
+        return "\n".join([self.headline(), *(p.format() for p in self.errors + self.warnings)])
 
     def to_frame(self) -> pd.DataFrame:
         """One row per problem (severity, column, rule, message, n_rows, values, row_ids)."""
@@ -130,10 +144,11 @@ def validate_table(
 def conform_table(df: pd.DataFrame, table: str = "cohort", dictionary: DataDictionary | None = None) -> pd.DataFrame:
     """Return a copy of a table that passed validation, in the dictionary's types.
 
-    Missing-value codes become missing; ``float`` columns become float64,
-    ``integer`` and ``binary`` nullable Int64, ``category`` an ordered-as-listed
-    pandas Categorical, ``string`` Python strings. Columns the dictionary does
-    not define are kept, unchanged, after the defined ones.
+    Missing-value markers and codes become missing; ``float`` columns become
+    float64, ``integer`` and ``binary`` nullable Int64, ``category`` a pandas
+    Categorical with the dictionary's levels in order, ``string`` Python
+    strings (object dtype). Columns the dictionary does not define for
+    ``table`` are kept, unchanged, after the defined ones.
 
     Raises
     ------
@@ -177,8 +192,8 @@ def load_table(
 class _Checked:
     """One validation pass: the report, plus the parsed values that conforming reuses.
 
-    Each numeric column is parsed once (``numbers``), with missing-value codes
-    already turned into NaN; every check and the final cast read from it.
+    Each numeric column is parsed once (``numbers``: finite floats, NaN where
+    missing or unparseable); every check and the final cast read from it.
     """
 
     df: pd.DataFrame
@@ -189,72 +204,157 @@ class _Checked:
     @classmethod
     def run(cls, df: pd.DataFrame, table: str, dd: DataDictionary, source: str | None = None) -> "_Checked":
         dd.check_table(table)
-        df = df.reset_index(drop=True)
         report = ValidationReport(table=table, n_rows=len(df), n_columns=df.shape[1], source=source)
-        ids = df["participant_id"] if "participant_id" in df else None
-        columns = [dd[name] for name in dd.names(table=table)]
-        numbers = {c.name: _numbers(df[c.name]) for c in columns if c.is_numeric and c.name in df}
-        df = _apply_missing_codes(df, columns, numbers, ids, report.problems)
-        for severity, schema in (("error", _error_schema(columns, table, numbers)), ("warning", _warning_schema(columns, numbers))):
-            report.problems += _run_schema(schema, df, severity, dd, ids)
-        report.problems += _missing_values(df, columns, ids)
-        report.problems += _cross_field_problems(df, numbers, dd, table, ids)
-        return cls(df, columns, numbers, report)
+        df = _unique_columns(df.reset_index(drop=True), report.problems)
+        key = dd.tables[table].get("key")
+        rows = _RowNames(df, key)
+        defined = [dd[name] for name in dd.names(table=table)]
+        usable = [c for c in defined if c.name in df and _storage_ok(df[c.name], c, rows, report.problems)]
+        numbers = {c.name: _numbers(df[c.name]) for c in usable if c.is_numeric}
+        df = _read_missing(df, usable, dd.missing_markers, numbers, rows, report.problems)
+        absent = [c for c in defined if c.name not in df]
+        report.problems += _run_schema(_error_schema(usable + absent, table, numbers), df, "error", dd, rows)
+        report.problems += _run_schema(_warning_schema(usable, numbers), df, "warning", dd, rows)
+        report.problems += _missing_values(df, usable, rows)
+        report.problems += _rule_problems(df, {c.name for c in usable}, numbers, dd, table, rows)
+        return cls(df, usable, numbers, report)
 
     def conformed(self) -> pd.DataFrame:
-        out = {c.name: _cast(self.df[c.name], c, self.numbers.get(c.name)) for c in self.columns if c.name in self.df}
+        out = {c.name: _cast(self.df[c.name], c, self.numbers.get(c.name)) for c in self.columns}
         out |= {name: self.df[name] for name in self.df.columns if name not in out}
         return pd.DataFrame(out)
 
 
-# --- per-column checks: a pandera schema generated from the dictionary -------
+class _RowNames:
+    """Names offending rows: by the table's key (participant id) where it identifies them."""
+
+    def __init__(self, df: pd.DataFrame, key: str | None):
+        self.key = key
+        self.ids = df[key] if key and key in df else None
+
+    def __call__(self, rows, column: str | None = None) -> tuple:
+        """The first rows in table order; rows of the key column itself by number."""
+        rows = np.sort(np.asarray(rows, dtype=int))[:MAX_SHOWN]
+        if self.ids is None or column == self.key:
+            return tuple(f"row {i + 1}" for i in rows)
+        return tuple(v if isinstance(v := self.ids.iloc[i], str) and v else f"row {i + 1}" for i in rows)
+
+
+# --- 1. shape and storage ------------------------------------------------------
+
+def _unique_columns(df: pd.DataFrame, problems: list) -> pd.DataFrame:
+    duplicated = df.columns.duplicated()
+    if duplicated.any():
+        names = list(dict.fromkeys(df.columns[duplicated]))
+        problems.append(Problem("error", str(names[0]), "duplicate_column",
+                                f"column name(s) {', '.join(map(repr, names))} appear more than once; only the first copy was checked"))
+        df = df.loc[:, ~duplicated]
+    return df
+
+
+def _storage_ok(s: pd.Series, c: Column, rows: _RowNames, problems: list) -> bool:
+    """Whether the stored dtype can hold the dictionary's type; a problem if not."""
+    dtype = s.dtype
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        return True  # text, parsed by the checks
+    if isinstance(dtype, pd.CategoricalDtype):
+        ok = c.type in ("string", "category") or (c.is_numeric and pd.api.types.is_numeric_dtype(dtype.categories.dtype))
+    elif pd.api.types.is_bool_dtype(dtype):
+        ok = c.type == "binary"
+    elif pd.api.types.is_numeric_dtype(dtype):
+        ok = c.is_numeric
+    else:  # datetime, timedelta, period, interval, ...
+        ok = False
+    if not ok:
+        problems.append(Problem("error", c.name, "type", f"stored as {dtype}; the dictionary defines it as {_type_words(c)}"))
+    return ok
+
+
+def _type_words(c: Column) -> str:
+    return {"string": "text (store it as text, e.g. df[col].astype(str))", "float": "a number", "integer": "a whole number",
+            "binary": "0/1", "category": f"one of {', '.join(c.levels or ())}"}[c.type]
+
+
+def _read_missing(df: pd.DataFrame, columns: list[Column], markers: tuple[str, ...], numbers: dict[str, pd.Series],
+                  rows: _RowNames, problems: list) -> pd.DataFrame:
+    """Return ``df`` with missing-value markers (text) and codes (numeric) set to NaN, each
+    counted; the codes are set to NaN in ``numbers`` too (markers never parse as numbers)."""
+    out = df
+    for c in columns:
+        s = df[c.name]
+        coded = pd.Series(False, index=s.index)
+        if markers and (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+            coded |= s.isin(markers).fillna(False).astype(bool)
+        if c.missing_codes and c.name in numbers:
+            coded |= numbers[c.name].isin(c.missing_codes)
+        if coded.any():
+            out = df.copy() if out is df else out
+            out.loc[coded, c.name] = np.nan
+            if c.name in numbers:
+                numbers[c.name] = numbers[c.name].mask(coded)
+            which = ", ".join([repr(m) for m in markers] + [f"{v:g}" for v in c.missing_codes])
+            problems.append(Problem(
+                "warning", c.name, "missing_code", f"{int(coded.sum()):,} row(s) hold a missing-value marker or code ({which}) and are read as missing",
+                int(coded.sum()), tuple(pd.unique(s[coded]))[:MAX_SHOWN], rows(np.flatnonzero(coded.to_numpy()), c.name),
+            ))
+    return out
+
 
 def _numbers(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce")
+    """Finite float values; NaN where missing, not a number, or infinite."""
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
+        x = s.astype(float)
+    else:
+        x = pd.to_numeric(s.astype(object), errors="coerce").astype(float)
+    return x.where(np.isfinite(x))
 
+
+# --- 3. per-column checks: a pandera schema generated from the dictionary -------
 
 def _error_schema(columns: list[Column], table: str, numbers: dict[str, pd.Series]) -> pa.DataFrameSchema:
-    """Checks receive the column as given (pandera drops nulls where they are
+    """Checks receive the column as given (pandera leaves nulls out where they are
     allowed) and read the parsed values of the same rows from ``numbers``."""
     spec = {}
     for c in columns:
         checks = []
-        if c.is_numeric and c.name in numbers:
+        if c.name in numbers:
             x = numbers[c.name]
             checks.append(pa.Check(lambda s, x=x: s.isna() | x.reindex(s.index).notna(), name="type"))
             if c.type == "integer":
                 checks.append(pa.Check(lambda s, x=x: ~((x.reindex(s.index) % 1) > 0), name="whole_number"))
             if c.type == "binary":
-                checks.append(pa.Check(_in_values(x, [0, 1]), name="binary"))
+                checks.append(pa.Check(_one_of(x, (0, 1)), name="binary"))
             if c.min is not None or c.max is not None:
-                checks.append(pa.Check(_outside(x, c.min, c.max), name="range"))
+                checks.append(pa.Check(_within(x, c.min, c.max), name="range"))
+        if c.type == "string":
+            checks.append(pa.Check(lambda s: s.map(lambda v: isinstance(v, str)), name="text"))
+        if c.type in ("string", "category"):
+            checks.append(pa.Check(lambda s: s.astype(str).str.strip() == s.astype(str), name="whitespace"))
         if c.type == "category":
-            levels = set(c.levels)
-            checks.append(pa.Check(lambda s, levels=levels: s.isna() | s.astype(str).isin(levels), name="level"))
+            checks.append(pa.Check(lambda s, levels=set(c.levels): s.astype(str).isin(levels), name="level"))
         spec[c.name] = pa.Column(None, checks=checks, nullable=c.nullable, unique=c.unique, required=c.required_in(table))
     return pa.DataFrameSchema(spec)
 
 
 def _warning_schema(columns: list[Column], numbers: dict[str, pd.Series]) -> pa.DataFrameSchema:
-    spec = {}
-    for c in columns:
-        checks = []
-        if c.name in numbers and (c.warn_min is not None or c.warn_max is not None):
-            checks.append(pa.Check(_outside(numbers[c.name], c.warn_min, c.warn_max), name="plausible_range"))
-        if checks:
-            spec[c.name] = pa.Column(None, checks=checks, nullable=True, required=False)
+    spec = {
+        c.name: pa.Column(None, checks=[pa.Check(_within(numbers[c.name], c.warn_min, c.warn_max), name="plausible_range")],
+                          nullable=True, required=False)
+        for c in columns
+        if c.name in numbers and (c.warn_min is not None or c.warn_max is not None)
+    }
     return pa.DataFrameSchema(spec)
 
 
-def _in_values(numbers: pd.Series, allowed: list) -> Callable[[pd.Series], pd.Series]:
+def _one_of(numbers: pd.Series, allowed: tuple) -> Callable[[pd.Series], pd.Series]:
     def check(s: pd.Series) -> pd.Series:
         x = numbers.reindex(s.index)
-        return x.isna() | x.isin(allowed)
+        return x.isna() | x.isin(allowed)  # unparseable values are the type check's
 
     return check
 
 
-def _outside(numbers: pd.Series, lo: float | None, hi: float | None) -> Callable[[pd.Series], pd.Series]:
+def _within(numbers: pd.Series, lo: float | None, hi: float | None) -> Callable[[pd.Series], pd.Series]:
     def check(s: pd.Series) -> pd.Series:
         x = numbers.reindex(s.index)
         bad = pd.Series(False, index=s.index)
@@ -267,7 +367,10 @@ def _outside(numbers: pd.Series, lo: float | None, hi: float | None) -> Callable
     return check
 
 
-def _run_schema(schema, df, severity, dd, ids) -> list[Problem]:
+_RULE_NAMES = {"not_nullable": "missing_value", "field_uniqueness": "duplicate"}
+
+
+def _run_schema(schema: pa.DataFrameSchema, df: pd.DataFrame, severity: str, dd: DataDictionary, rows: _RowNames) -> list[Problem]:
     if not schema.columns:
         return []
     try:
@@ -278,27 +381,22 @@ def _run_schema(schema, df, severity, dd, ids) -> list[Problem]:
         return []
     problems = []
     for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
-        rows = group["index"].dropna().astype(int).unique()
+        where = group["index"].dropna().astype(int).unique()
         values = tuple(pd.unique(group["failure_case"].dropna()))
-        column = None if pd.isna(column) else column
         if check == "column_in_dataframe":  # pandera names the missing column as the failure case
-            for name in values:
-                problems.append(Problem(severity, name, "required_column", _missing_column_message(name, df.columns)))
+            problems += [Problem(severity, name, "required_column", _missing_column_message(name, df.columns)) for name in values]
             continue
         c = dd[column]
         problems.append(Problem(
             severity=severity,
             column=column,
             rule=_RULE_NAMES.get(check, check),
-            message=_column_message(check, c, len(rows), values),
-            n_rows=len(rows),
+            message=_column_message(check, c, len(where), values),
+            n_rows=len(where),
             values=values[:MAX_SHOWN] if check != "not_nullable" else (),
-            row_ids=_row_ids(rows, ids),
+            row_ids=rows(where, column),
         ))
     return problems
-
-
-_RULE_NAMES = {"not_nullable": "missing_value", "field_uniqueness": "duplicate"}
 
 
 def _column_message(check: str, c: Column, n: int, values: tuple) -> str:
@@ -311,9 +409,16 @@ def _column_message(check: str, c: Column, n: int, values: tuple) -> str:
     if check == "field_uniqueness":
         return f"{rows} share a value with another row; {c.name} must be unique"
     if check == "type":
-        hint = " (decimal commas? write 1.5, not 1,5)" if any(re.fullmatch(r"-?\d+,\d+", str(v)) for v in values) else ""
-        hint = " (code no = 0, yes = 1)" if c.type == "binary" else hint
-        return f"{rows} with values that are not numbers{hint}"
+        hint = ""
+        if c.type == "binary":
+            hint = " (code no = 0, yes = 1)"
+        elif any(re.fullmatch(r"-?\d+,\d+", str(v)) for v in values):
+            hint = " (decimal commas? write 1.5, not 1,5)"
+        return f"{rows} with values that are not finite numbers{hint}"
+    if check == "text":
+        return f"{rows} with values that are not text"
+    if check == "whitespace":
+        return f"{rows} with leading or trailing spaces; remove them (they would not match on merges)"
     if check == "whole_number":
         return f"{rows} with values that are not whole numbers"
     if check == "binary":
@@ -323,16 +428,17 @@ def _column_message(check: str, c: Column, n: int, values: tuple) -> str:
     if check == "plausible_range":
         return f"{rows} outside the plausible range {_range(c.warn_min, c.warn_max)}{unit}; check them"
     if check == "level":
-        close = difflib.get_close_matches(str(values[0]).lower(), c.levels, n=1) if values else []
+        close = difflib.get_close_matches(str(values[0]).strip().lower(), c.levels, n=1) if values else []
         hint = f" (did you mean '{close[0]}' for '{values[0]}'?)" if close else ""
         return f"{rows} with values that are not one of: {', '.join(c.levels)}{hint}"
     return f"{rows} fail check {check}"
 
 
 def _missing_column_message(name: str, present) -> str:
-    close = difflib.get_close_matches(name, [str(p) for p in present], n=1, cutoff=0.6)
-    lower = [p for p in present if str(p).strip().lower() == name]
-    hint = f"; the table has '{(lower or close)[0]}': rename it to '{name}'" if (lower or close) else ""
+    present = [str(p) for p in present]
+    same = [p for p in present if p.strip().lower() == name]
+    close = same or difflib.get_close_matches(name, present, n=1, cutoff=0.6)
+    hint = f"; the table has '{close[0]}': rename it to '{name}'" if close else ""
     return f"required column '{name}' is missing{hint}"
 
 
@@ -342,95 +448,70 @@ def _range(lo, hi) -> str:
     return f"≥ {lo:g}" if lo is not None else f"≤ {hi:g}"
 
 
-# --- missing-value codes and cross-field rules -------------------------------
-
-def _apply_missing_codes(df, columns: list[Column], numbers: dict[str, pd.Series], ids, problems: list) -> pd.DataFrame:
-    """Return ``df`` with missing-value codes set to NaN (a copy if any); NaN them in ``numbers`` too."""
-    out = df
-    for c in columns:
-        name = c.name
-        if name not in numbers or not c.missing_codes:
-            continue
-        coded = numbers[name].isin(c.missing_codes)
-        if coded.any():
-            if out is df:
-                out = df.copy()
-            rows = np.flatnonzero(coded.to_numpy())
-            out.loc[coded, name] = np.nan
-            numbers[name] = numbers[name].mask(coded)
-            problems.append(Problem(
-                "warning", name, "missing_code",
-                f"{len(rows):,} row(s) hold a missing-value code ({', '.join(f'{v:g}' for v in c.missing_codes)}) and are read as missing",
-                n_rows=len(rows), values=tuple(pd.unique(df[name][coded]))[:MAX_SHOWN], row_ids=_row_ids(rows, ids),
-            ))
-    return out
-
-
-def _missing_values(df: pd.DataFrame, columns: list[Column], ids) -> list[Problem]:
+def _missing_values(df: pd.DataFrame, columns: list[Column], rows: _RowNames) -> list[Problem]:
     """Warnings for missing values in ``missing: warn`` columns (pandera skips nulls there)."""
     problems = []
     for c in columns:
-        if c.missing == "warn" and c.name in df:
-            rows = np.flatnonzero(df[c.name].isna().to_numpy())
-            if len(rows):
-                problems.append(Problem("warning", c.name, "missing", _column_message("missing", c, len(rows), ()), len(rows), (), _row_ids(rows, ids)))
+        if c.missing == "warn":
+            where = np.flatnonzero(df[c.name].isna().to_numpy())
+            if len(where):
+                problems.append(Problem("warning", c.name, "missing", _column_message("missing", c, len(where), ()), len(where), (), rows(where, c.name)))
     return problems
 
 
-def _onset_not_after_age(df, x):
-    bad = x["cbp_onset_age"] > x["age"]
-    return bad, "cbp_onset_age", "onset after the age at examination"
+# --- 4. cross-field rules --------------------------------------------------------
+
+def _onset_not_after_age(df, x, dd):
+    return x["cbp_onset_age"] > x["age"], "onset after the age at examination"
 
 
-def _onset_only_with_cbp(df, x):
-    bad = x["cbp_onset_age"].notna() & (x["cbp"] == 0)
-    return bad, "cbp_onset_age", "an onset age is given while cbp = 0"
+def _onset_only_with_cbp(df, x, dd):
+    return x["cbp_onset_age"].notna() & (x["cbp"] == 0), "an onset age is given while cbp = 0"
 
 
-def _onset_missing_for_case(df, x):
-    bad = df["cbp_onset_age"].isna() & (x["cbp"] == 1)
-    return bad, "cbp_onset_age", "cbp = 1 without an onset age; left out of the survival analysis"
+def _onset_missing_for_case(df, x, dd):
+    return x["cbp_onset_age"].isna() & (x["cbp"] == 1), "cbp = 1 without an onset age; left out of the survival analysis"
 
 
-# rule name -> (columns it needs, check(df, parsed numbers) returning (bad rows, column, message))
-_CROSS_FIELD: dict[str, tuple[tuple[str, ...], Callable]] = {
-    "onset_not_after_age": (("cbp_onset_age", "age"), _onset_not_after_age),
-    "onset_only_with_cbp": (("cbp_onset_age", "cbp"), _onset_only_with_cbp),
-    "onset_missing_for_case": (("cbp_onset_age", "cbp"), _onset_missing_for_case),
+def _activity_band_matches(df, x, dd):
+    expected = pd.Series(activity_band(x["met_min_week"], dd["activity_band"].levels), index=df.index).astype(object)
+    given = df["activity_band"].astype(object)
+    return given.notna() & expected.notna() & (given.astype(str) != expected.astype(str)), "activity_band disagrees with met_min_week"
+
+
+#: Cross-field rules: name -> (columns they need, the column reported, check).
+#: A check takes the table, its parsed columns and the dictionary and returns
+#: (bad rows, message). The dictionary's ``rules:`` says which
+#: run and how severe they are; ``unknown_column`` is handled in place.
+RULES: dict[str, tuple[tuple[str, ...], str, Callable]] = {
+    "onset_not_after_age": (("cbp_onset_age", "age"), "cbp_onset_age", _onset_not_after_age),
+    "onset_only_with_cbp": (("cbp_onset_age", "cbp"), "cbp_onset_age", _onset_only_with_cbp),
+    "onset_missing_for_case": (("cbp_onset_age", "cbp"), "cbp_onset_age", _onset_missing_for_case),
+    "activity_band_matches": (("activity_band", "met_min_week"), "activity_band", _activity_band_matches),
+    "unknown_column": ((), "", None),
 }
 
 
-def _cross_field_problems(df, numbers, dd: DataDictionary, table: str, ids) -> list[Problem]:
+def _rule_problems(df, usable: set[str], numbers, dd: DataDictionary, table: str, rows: _RowNames) -> list[Problem]:
     problems = []
     for rule in dd.rules:
         if rule.name == "unknown_column":
-            defined = set(dd.names(table=table))
-            for name in (c for c in df.columns if c not in defined):
-                where = "another table" if name in dd else "the dictionary"
-                problems.append(Problem(rule.severity, str(name), rule.name, f"not a column of the {table} table in {where}; it is ignored"))
+            unknown = [str(c) for c in df.columns if c not in set(dd.names(table=table))]
+            if unknown:
+                problems.append(Problem(rule.severity, None, rule.name,
+                                        f"{len(unknown)} column(s) not defined for the {table} table in the dictionary; they are ignored",
+                                        len(unknown), tuple(unknown[:MAX_SHOWN])))
             continue
-        if rule.name not in _CROSS_FIELD:
-            raise DictionaryError(f"dictionary rule '{rule.name}' has no implementation; known rules: {', '.join(sorted(_CROSS_FIELD) + ['unknown_column'])}.")
-        needed, check = _CROSS_FIELD[rule.name]
-        if not all(c in numbers for c in needed):
+        needed, column, check = RULES[rule.name]
+        if not usable.issuperset(needed):  # absent, or stored in a type already reported
             continue
-        bad, column, message = check(df, numbers)
-        rows = np.flatnonzero(bad.fillna(False).to_numpy())
-        if len(rows):
-            values = tuple(
-                ", ".join(f"{c}={df[c].iloc[i]}" for c in needed) for i in rows[:MAX_SHOWN]
-            )
-            problems.append(Problem(rule.severity, column, rule.name, f"{len(rows):,} row(s): {message}", len(rows), values, _row_ids(rows, ids)))
+        parsed = {c: numbers.get(c, df[c]) for c in needed}
+        bad, message = check(df, parsed, dd)
+        where = np.flatnonzero(bad.fillna(False).to_numpy())
+        if len(where):
+            values = tuple(", ".join(f"{c}={_show(df[c].iloc[i])}" for c in needed) for i in where[:MAX_SHOWN])
+            problems.append(Problem(rule.severity, column, rule.name, f"{len(where):,} row(s): {message}", len(where), values, rows(where, column)))
     return problems
-
-
-def _row_ids(rows, ids) -> tuple:
-    rows = list(rows)[:MAX_SHOWN]
-    if ids is not None:
-        shown = [ids.iloc[i] for i in rows]
-        if all(isinstance(v, str) for v in shown):
-            return tuple(shown)
-    return tuple(f"row {i + 1}" for i in rows)
 
 
 def _cast(s: pd.Series, c: Column, numbers: pd.Series | None) -> pd.Series:
@@ -438,9 +519,10 @@ def _cast(s: pd.Series, c: Column, numbers: pd.Series | None) -> pd.Series:
         return numbers.astype("float64")
     if c.type in ("integer", "binary"):
         return numbers.astype("Int64")
+    text = s.astype(object).where(s.notna(), np.nan)
     if c.type == "category":
-        return pd.Categorical(s.where(s.isna(), s.astype(str)), categories=list(c.levels))
-    return s.where(s.isna(), s.astype(str))
+        return pd.Series(pd.Categorical(text, categories=list(c.levels)), index=s.index, name=s.name)
+    return text
 
 
 def _show(v) -> str:

@@ -1,0 +1,21 @@
+"""Variables derived from others, defined once for the simulator, validation and models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Physical activity (MET-min/week) against which activity odds ratios are given.
+ACTIVITY_REFERENCE_MET = 1500.0
+#: Edges of the three activity bands of the NAKO analysis (MET-min/week): below the
+#: first, between the two (both included), above the second. Their labels are the
+#: dictionary's levels of ``activity_band``.
+ACTIVITY_BAND_EDGES = (500.0, 5000.0)
+
+
+def activity_band(met: pd.Series | np.ndarray, levels: list[str]) -> pd.Categorical:
+    """Band of each MET-min/week value (missing stays missing), labelled with ``levels``."""
+    met = np.asarray(met, dtype=float)
+    lo, hi = ACTIVITY_BAND_EDGES
+    code = np.select([met < lo, met <= hi, met > hi], [0, 1, 2], default=-1)
+    return pd.Categorical.from_codes(code, categories=list(levels))
