@@ -36,3 +36,18 @@ def small_raw(small_csv):
 @pytest.fixture(scope="session")
 def flat_truth():
     return CohortTruth(site_sd=0.0, activity_or_at_0=1.0, activity_or_at_10000=1.0)
+
+
+@pytest.fixture()
+def edited_csv(small_raw, tmp_path):
+    """Write the small cohort with some cells changed: ``edited_csv({(row, column): value, ...})``."""
+
+    def write(edits: dict):
+        df = small_raw.copy()
+        for (row, column), value in edits.items():
+            df.loc[row, column] = value
+        path = tmp_path / "edited.csv"
+        df.to_csv(path, index=False)
+        return path
+
+    return write

@@ -94,13 +94,10 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
-def test_describe_refuses_a_table_with_errors(run, small_raw, tmp_path):
-    df = small_raw.copy()
-    df.loc[0, "age"] = "200"
-    path = tmp_path / "bad.csv"
-    df.to_csv(path, index=False)
-    result = run("describe", path)
+def test_describe_refuses_a_table_with_errors(run, edited_csv):
+    result = run("describe", edited_csv({(0, "age"): "200"}))
     assert result.exit_code == 2 and "fails validation" in result.output and "1 error(s)" in result.output
+    assert "age [range]" in result.output  # the problems themselves, not only the count
 
 
 def test_console_entry_point_without_traceback(tmp_path):
@@ -113,12 +110,8 @@ def test_console_entry_point_without_traceback(tmp_path):
     assert proc.stdout == ""
 
 
-def test_warnings_alone_exit_0(run, small_raw, tmp_path):
-    df = small_raw.copy()
-    df.loc[0, "bmi"] = "NA"
-    path = tmp_path / "warn.csv"
-    df.to_csv(path, index=False)
-    result = run("validate", path)
+def test_warnings_alone_exit_0(run, edited_csv):
+    result = run("validate", edited_csv({(0, "bmi"): "NA"}))
     assert result.exit_code == 0
     assert "passes validation" in result.output and "0 error(s)" in result.output
     assert "bmi [missing_code]" in result.output

@@ -25,11 +25,14 @@ class DictionaryError(BackpainEpiError, KeyError):
 
 
 class DataValidationError(BackpainEpiError):
-    """A table breaks the data dictionary; ``report`` lists every problem."""
+    """A table breaks the data dictionary; ``report`` lists every problem.
+
+    The message is the report: its headline, then one line per problem.
+    """
 
     def __init__(self, report):
         self.report = report
-        super().__init__(report.headline())
+        super().__init__(report.format())
 
 
 class BackpainEpiWarning(UserWarning):

@@ -399,39 +399,34 @@ def _run_schema(schema: pa.DataFrameSchema, df: pd.DataFrame, severity: str, dd:
     return problems
 
 
+_MESSAGES = {
+    "not_nullable": "{rows} without a value; this column may not be missing",
+    "missing": "{rows} without a value; analyses that use {name} leave them out",
+    "field_uniqueness": "{rows} share a value with another row; {name} must be unique",
+    "type": "{rows} with values that are not finite numbers{hint}",
+    "text": "{rows} with values that are not text",
+    "whitespace": "{rows} with leading or trailing spaces; remove them (they would not match on merges)",
+    "whole_number": "{rows} with values that are not whole numbers",
+    "binary": "{rows} with values other than 0 and 1 (code no = 0, yes = 1)",
+    "range": "{rows} outside the allowed range {allowed}{unit}",
+    "plausible_range": "{rows} outside the plausible range {plausible}{unit}; check them",
+    "level": "{rows} with values that are not one of: {levels}{hint}",
+}
+
+
 def _column_message(check: str, c: Column, n: int, values: tuple) -> str:
-    unit = f" {c.unit}" if c.unit else ""
-    rows = f"{n:,} row{'s' if n != 1 else ''}"
-    if check == "not_nullable":
-        return f"{rows} without a value; this column may not be missing"
-    if check == "missing":
-        return f"{rows} without a value; analyses that use {c.name} leave them out"
-    if check == "field_uniqueness":
-        return f"{rows} share a value with another row; {c.name} must be unique"
-    if check == "type":
-        hint = ""
-        if c.type == "binary":
-            hint = " (code no = 0, yes = 1)"
-        elif any(re.fullmatch(r"-?\d+,\d+", str(v)) for v in values):
-            hint = " (decimal commas? write 1.5, not 1,5)"
-        return f"{rows} with values that are not finite numbers{hint}"
-    if check == "text":
-        return f"{rows} with values that are not text"
-    if check == "whitespace":
-        return f"{rows} with leading or trailing spaces; remove them (they would not match on merges)"
-    if check == "whole_number":
-        return f"{rows} with values that are not whole numbers"
-    if check == "binary":
-        return f"{rows} with values other than 0 and 1 (code no = 0, yes = 1)"
-    if check == "range":
-        return f"{rows} outside the allowed range {_range(c.min, c.max)}{unit}"
-    if check == "plausible_range":
-        return f"{rows} outside the plausible range {_range(c.warn_min, c.warn_max)}{unit}; check them"
-    if check == "level":
-        close = difflib.get_close_matches(str(values[0]).strip().lower(), c.levels, n=1) if values else []
+    hint = ""
+    if check == "type" and c.type == "binary":
+        hint = " (code no = 0, yes = 1)"
+    elif check == "type" and any(re.fullmatch(r"-?\d+,\d+", str(v)) for v in values):
+        hint = " (decimal commas? write 1.5, not 1,5)"
+    elif check == "level" and values:
+        close = difflib.get_close_matches(str(values[0]).strip().lower(), c.levels, n=1)
         hint = f" (did you mean '{close[0]}' for '{values[0]}'?)" if close else ""
-        return f"{rows} with values that are not one of: {', '.join(c.levels)}{hint}"
-    return f"{rows} fail check {check}"
+    return _MESSAGES.get(check, "{rows} fail check " + check).format(
+        rows=f"{n:,} row{'s' if n != 1 else ''}", name=c.name, hint=hint, unit=f" {c.unit}" if c.unit else "",
+        allowed=_range(c.min, c.max), plausible=_range(c.warn_min, c.warn_max), levels=", ".join(c.levels or ()),
+    )
 
 
 def _missing_column_message(name: str, present) -> str:
@@ -443,6 +438,8 @@ def _missing_column_message(name: str, present) -> str:
 
 
 def _range(lo, hi) -> str:
+    if lo is None and hi is None:
+        return "(none)"
     if lo is not None and hi is not None:
         return f"{lo:g}–{hi:g}"
     return f"≥ {lo:g}" if lo is not None else f"≤ {hi:g}"
