@@ -84,14 +84,24 @@ def test_validate_other_table_and_dictionary_listing(run, tmp_path):
         (("simulate", "--out", "{tmp}/x.csv", "--or", "intermat_ml"), "expected TERM=NUMBER"),
         (("simulate", "--out", "{tmp}/x.csv", "--n", "5"), "at least 50"),
         (("validate", "{tmp}/c.csv", "--dictionary", "{tmp}/none.yaml"), "no such dictionary file"),
+        (("validate", "{tmp}/c.csv", "--dictionary", "{tmp}"), "is a directory"),
+        (("validate", "{tmp}/c.csv", "--report-out", "{tmp}"), "is a directory"),
+        (("simulate", "--out", "{tmp}"), "is a directory"),
+        (("simulate", "--out", "{tmp}/c.csv/x.csv"), "c.csv is a file, not a folder"),
+        (("simulate", "--out", "{tmp}/x.csv", "--truth-out", "{tmp}"), "is a directory"),
+        (("simulate", "--out", "{tmp}/x.csv", "--activity-or-at-0", "0.5"), "must be an odds ratio ≥ 1"),
+        (("validate", "{tmp}/semi.csv"), "(--sep ';')"),
+        (("validate", "{tmp}/tabs.csv"), "(--sep tab)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
     (tmp_path / "c.csv").write_text("participant_id\nP1\n", encoding="utf-8")
+    (tmp_path / "semi.csv").write_text("participant_id;site\nP1;s1\n", encoding="utf-8")
+    (tmp_path / "tabs.csv").write_text("participant_id\tsite\nP1\ts1\n", encoding="utf-8")
     result = run(*(a.format(tmp=tmp_path) for a in args))
     assert result.exit_code == 2
     assert message in result.output
-    assert "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")  # one line
 
 
 def test_describe_refuses_a_table_with_errors(run, edited_csv):
@@ -121,3 +131,21 @@ def test_report_out_suffix_is_checked_first(run, small_csv, tmp_path):
     result = run("validate", small_csv, "--report-out", tmp_path / "r.xlsx")
     assert result.exit_code == 2 and "suffix '.xlsx'" in result.output
     assert "passes validation" not in result.output
+
+
+def test_named_delimiters(run, small_raw, tmp_path):
+    path = tmp_path / "tabs.csv"
+    small_raw.to_csv(path, sep="\t", index=False)
+    assert run("validate", path, "--sep", "tab").exit_code == 0
+
+
+def test_describe_lists_the_warnings(run, edited_csv):
+    result = run("describe", edited_csv({(0, "bmi"): "NA"}))
+    assert result.exit_code == 0 and "bmi [missing_code]" in result.output
+
+
+def test_dictionary_listing_shows_allowed_values_and_source(run):
+    result = run("dictionary", "--table", "cohort")
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:] if line.strip()}
+    assert "18–80" in lines["age"] and "questionnaire" in lines["age"]
+    assert "female / male" in lines["sex"] and "0 / 1" in lines["cbp"]

@@ -17,10 +17,12 @@ DESIGN_COHORT = [
 ]
 DESIGN_EXPOSURES = ["participant_id", "lmm_ml", "intermat_ml", "imf_pct", "autochthon_ml", "psoas_ml"]
 DESIGN_MANIFEST = ["participant_id", "water", "fat"]
+DESIGN_FAILURES = ["participant_id", "reason"]
 
 
 def test_every_design_column_is_defined_in_its_table(dictionary):
-    for table, names in (("cohort", DESIGN_COHORT), ("exposures", DESIGN_EXPOSURES), ("manifest", DESIGN_MANIFEST)):
+    for table, names in (("cohort", DESIGN_COHORT), ("exposures", DESIGN_EXPOSURES), ("manifest", DESIGN_MANIFEST),
+                          ("failures", DESIGN_FAILURES)):
         defined = dictionary.names(table=table)
         missing = [n for n in names if n not in defined]
         assert not missing, f"{table}: {missing}"

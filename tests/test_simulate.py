@@ -73,7 +73,7 @@ def _design(d: pd.DataFrame, truth: CohortTruth):
         cols.append(scale_per_2sd(d[name])[0].to_numpy())
     cols.append((d["sex"] == "male").to_numpy(float))
     cols += [d[k].to_numpy(float) for k in ("diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")]
-    u, u_opt = np.log1p(d["met_min_week"].to_numpy()), np.log1p(truth.activity_optimum_met)
+    u, u_opt = truth.activity_scale(d["met_min_week"].to_numpy()), truth.activity_scale(truth.activity_optimum_met)
     cols += [np.where(u < u_opt, (u - u_opt) ** 2, 0), np.where(u >= u_opt, (u - u_opt) ** 2, 0)]
     return np.column_stack(cols)
 
@@ -95,9 +95,10 @@ def test_outcome_carries_the_planted_odds_ratios(truth):
     for i, name in enumerate(terms, start=1):
         assert abs(beta[i] - np.log(truth.odds_ratios[name])) < 3.5 * se[i], name
     low, high = truth.activity_log_or(0.0), truth.activity_log_or(10_000.0)
-    u_opt = np.log1p(truth.activity_optimum_met)
-    assert abs(beta[-2] * u_opt**2 - low) < 3.5 * se[-2] * u_opt**2
-    assert abs(beta[-1] * (np.log1p(1e4) - u_opt) ** 2 - high) < 3.5 * se[-1] * (np.log1p(1e4) - u_opt) ** 2
+    u_opt = truth.activity_scale(truth.activity_optimum_met)
+    d_low, d_high = (truth.activity_scale(0.0) - u_opt) ** 2, (truth.activity_scale(1e4) - u_opt) ** 2
+    assert abs(beta[-2] * d_low - low) < 3.5 * se[-2] * d_low
+    assert abs(beta[-1] * d_high - high) < 3.5 * se[-1] * d_high
 
 
 def _truth_linear_predictor(t: dict, d: pd.DataFrame) -> np.ndarray:
@@ -170,6 +171,7 @@ def test_u_shaped_activity_truth():
     curve = t.activity_curve(grid)
     assert np.argmin(curve) == 3 and curve[0] == pytest.approx(1.35) and curve[-1] == pytest.approx(1.25)
     assert np.all(np.diff(curve[:4]) < 0) and np.all(np.diff(curve[3:]) > 0)
+    assert curve[1] > 1.1  # low activity, not only none at all, carries excess risk
 
 
 def test_missing_values_can_be_planted():
@@ -205,6 +207,7 @@ def test_bad_simulation_settings(kwargs, message):
         ({"site_sd": float("nan")}, "site_sd must be a finite number"),
         ({"prevalence": float("nan")}, "prevalence"),
         ({"activity_optimum_met": 0}, "activity_optimum_met"),
+        ({"activity_or_at_0": 0.5}, "activity_or_at_0 must be an odds ratio ≥ 1"),
     ],
 )
 def test_bad_truth(kwargs, message):

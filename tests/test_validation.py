@@ -254,3 +254,8 @@ def test_conform_round_trips_a_parquet_file(tmp_path, small_raw):
     again, report = load_table(path)
     assert report.ok
     pd.testing.assert_frame_equal(again, df)
+
+
+def test_rename_hint_never_points_at_another_defined_column(small_raw):
+    problems = _by_rule(validate_table(small_raw.drop(columns=["osteoarthritis"])))
+    assert problems[("osteoarthritis", "required_column")].message == "required column 'osteoarthritis' is missing"

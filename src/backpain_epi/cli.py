@@ -18,10 +18,10 @@ from .simulate import N_NAKO, CohortTruth
 
 _TRUTH = CohortTruth()  # the defaults shown in --help
 
-_SEP = click.option("--sep", default=None, help="Field delimiter of a text table (default: comma; tab for .tsv).")
+_SEP = click.option("--sep", default=None, help="Field delimiter of a text table: a character, or tab / semicolon (default: comma; tab for .tsv).")
 _ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
 _DICTIONARY = click.option(
-    "--dictionary", "dictionary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--dictionary", "dictionary_path", type=click.Path(path_type=Path), default=None,
     help="Data dictionary YAML (default: the one shipped with the package).",
 )
 
@@ -49,8 +49,8 @@ def main():
 @main.command()
 @click.option("--n", "n", type=int, default=N_NAKO, show_default=True, help="Number of participants.")
 @click.option("--seed", type=int, default=2025, show_default=True, help="Random seed; the same seed gives the same table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Cohort table to write (.csv or .parquet).")
-@click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the generating truth as JSON here.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Cohort table to write (.csv or .parquet).")
+@click.option("--truth-out", type=click.Path(path_type=Path), default=None, help="Write the generating truth as JSON here.")
 @click.option("--or", "odds_ratios", multiple=True, metavar="TERM=OR",
               help="Set a true odds ratio, e.g. --or intermat_ml=1.5 (per 2 SD for continuous terms). Repeatable. "
                    f"Defaults: {', '.join(f'{k}={v:g}' for k, v in _TRUTH.odds_ratios.items())}.")
@@ -90,18 +90,18 @@ def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity
 @_DICTIONARY
 @_SEP
 @_ENCODING
-@click.option("--report-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the problems as CSV here.")
+@click.option("--report-out", type=click.Path(path_type=Path), default=None, help="Also write the problems as CSV here.")
 def validate(table_path, table, dictionary_path, sep, encoding, report_out):
     """Check TABLE (CSV, TSV or Parquet) against the data dictionary; list every problem.
 
     Exit status 0 when the table passes (warnings allowed), 2 when it has errors.
     """
     from .dictionary import load_dictionary
-    from .tableio import check_writable_suffix, read_table, write_table
+    from .tableio import check_output_path, read_table, write_table
     from .validation import validate_table
 
     if report_out:
-        check_writable_suffix(report_out)
+        check_output_path(report_out)
     dd = load_dictionary(dictionary_path)
     report = validate_table(read_table(table_path, sep=sep, encoding=encoding), table, dd, source=str(table_path))
     click.echo(report.format())
@@ -129,7 +129,7 @@ def describe(table_path, dictionary_path, sep, encoding):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)  # the report's headline is printed below
         df, report = load_cohort(table_path, dd, sep=sep, encoding=encoding)
-    click.echo(report.headline())
+    click.echo(report.format())
     with _wide_pandas():
         click.echo(describe_cohort(df, dd).to_string())
 
@@ -138,20 +138,30 @@ def describe(table_path, dictionary_path, sep, encoding):
 @click.option("--table", default=None, help="Only the columns of this table (cohort, exposures, manifest).")
 @_DICTIONARY
 def dictionary(table, dictionary_path):
-    """List the columns of the data dictionary: name, label, unit, type, role, tables."""
+    """List the columns of the data dictionary: name, label, unit, type, allowed values, role, source, tables."""
     import pandas as pd
 
     from .dictionary import load_dictionary
 
     dd = load_dictionary(dictionary_path)
     rows = [
-        {"name": c.name, "label": c.label, "unit": c.unit or "", "type": c.type, "role": c.role,
-         "tables": ", ".join(f"{t}{'' if p == 'required' else '?'}" for t, p in c.tables.items())}
+        {"name": c.name, "label": c.label, "unit": c.unit or "", "type": c.type, "allowed": _allowed(c),
+         "role": c.role, "source": c.source, "tables": ", ".join(f"{t}{'' if p == 'required' else '?'}" for t, p in c.tables.items())}
         for c in (dd[name] for name in dd.names(table=table))
     ]
     with _wide_pandas():
         click.echo(pd.DataFrame(rows).to_string(index=False))
     click.echo("(table? = optional in that table)")
+
+
+def _allowed(c) -> str:
+    if c.levels:
+        return " / ".join(c.levels)
+    if c.type == "binary":
+        return "0 / 1"
+    if c.min is not None or c.max is not None:
+        return f"{'' if c.min is None else f'{c.min:g}'}–{'' if c.max is None else f'{c.max:g}'}"
+    return ""
 
 
 def _parse_pairs(items, option: str) -> dict[str, float]:

@@ -161,6 +161,8 @@ def _default_dictionary() -> DataDictionary:
 
 
 def _load(path: Path) -> DataDictionary:
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory; give the path of a dictionary YAML file.")
     if not path.is_file():
         raise InputFileError(f"{path}: no such dictionary file.")
     try:

@@ -36,6 +36,7 @@ from .errors import BackpainEpiError, InputFileError
 
 N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
+ACTIVITY_SCALE_OFFSET = 100.0  # MET-min/week added before the log of the activity truth
 
 #: Terms of the logistic truth and the column each is computed from.
 TRUTH_TERMS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
@@ -61,9 +62,10 @@ class CohortTruth:
     activity_optimum_met
         Physical activity (MET-min/week) of lowest CBP risk.
     activity_or_at_0, activity_or_at_10000
-        Odds ratio at 0 and at 10 000 MET-min/week against the optimum; the
-        curve is quadratic in log1p(MET-min/week) on either side of the
-        optimum, so both equal to 1 make activity unrelated to CBP.
+        Odds ratio at 0 and at 10 000 MET-min/week against the optimum (both
+        ≥ 1, so the optimum is the activity of lowest risk); the log odds ratio
+        is quadratic in :meth:`activity_scale` on either side of the optimum,
+        so both equal to 1 make activity unrelated to CBP.
     """
 
     odds_ratios: dict[str, float] = field(default_factory=lambda: {
@@ -82,9 +84,16 @@ class CohortTruth:
             raise BackpainEpiError(f"unknown truth term(s) {sorted(unknown)}; terms are: {', '.join(TRUTH_TERMS)}.")
         defaults = CohortTruth.__dataclass_fields__["odds_ratios"].default_factory()
         object.__setattr__(self, "odds_ratios", {**defaults, **self.odds_ratios})
-        for name, value in [*self.odds_ratios.items(), ("activity_or_at_0", self.activity_or_at_0), ("activity_or_at_10000", self.activity_or_at_10000)]:
+        for name, value in self.odds_ratios.items():
             if not (np.isfinite(value) and value > 0):
                 raise BackpainEpiError(f"truth {name} must be a positive odds ratio, got {value}.")
+        for name in ("activity_or_at_0", "activity_or_at_10000"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 1):
+                raise BackpainEpiError(
+                    f"truth {name} must be an odds ratio ≥ 1 against the optimum (the activity of lowest risk), got {value}; "
+                    "to make low activity protective, move activity_optimum_met instead."
+                )
         if not 0 < self.prevalence < 1:
             raise BackpainEpiError(f"truth prevalence must lie between 0 and 1, got {self.prevalence}.")
         if not (np.isfinite(self.site_sd) and self.site_sd >= 0):
@@ -92,12 +101,21 @@ class CohortTruth:
         if not 0 < self.activity_optimum_met < 10_000:
             raise BackpainEpiError(f"truth activity_optimum_met must lie between 0 and 10000, got {self.activity_optimum_met}.")
 
+    @staticmethod
+    def activity_scale(met: np.ndarray | float) -> np.ndarray:
+        """The scale on which the activity curve is quadratic: log(MET-min/week + 100).
+
+        The offset of 100 keeps the inactive (0 MET-min/week) from sitting far
+        out on a log scale, so that the excess risk of low activity is spread
+        over the lower band rather than concentrated at exactly 0.
+        """
+        return np.log(np.asarray(met, dtype=float) + ACTIVITY_SCALE_OFFSET)
+
     def activity_log_or(self, met: np.ndarray | float) -> np.ndarray:
         """Log odds ratio of CBP at ``met`` MET-min/week against the optimum."""
-        u = np.log1p(np.asarray(met, dtype=float))
-        u_opt = np.log1p(self.activity_optimum_met)
-        low = np.log(self.activity_or_at_0) / u_opt**2
-        high = np.log(self.activity_or_at_10000) / (np.log1p(10_000) - u_opt) ** 2
+        u, u_opt = self.activity_scale(met), self.activity_scale(self.activity_optimum_met)
+        low = np.log(self.activity_or_at_0) / (self.activity_scale(0.0) - u_opt) ** 2
+        high = np.log(self.activity_or_at_10000) / (self.activity_scale(10_000.0) - u_opt) ** 2
         return np.where(u < u_opt, low, high) * (u - u_opt) ** 2
 
     def activity_curve(self, met: np.ndarray | float, reference: float = ACTIVITY_REFERENCE_MET) -> np.ndarray:
@@ -118,10 +136,11 @@ class SimulatedCohort:
         The truth is written first, so that a table on disk always has its truth.
         Both writes are atomic (temporary file, then rename).
         """
-        from .tableio import check_writable_suffix, write_table
+        from .tableio import check_output_path, write_table
 
-        check_writable_suffix(out)
+        check_output_path(out)
         if truth_out is not None:
+            check_output_path(truth_out, table=False)
             _write_text_atomic(Path(truth_out), json.dumps(self.truth, indent=2) + "\n")
         write_table(self.data, out)
 
@@ -249,6 +268,7 @@ def simulate_cohort(
             "or_at_0": truth.activity_or_at_0,
             "or_at_10000": truth.activity_or_at_10000,
             "reference_met": ACTIVITY_REFERENCE_MET,
+            "scale": f"log(met_min_week + {ACTIVITY_SCALE_OFFSET:g}); log OR quadratic on it either side of the optimum",
             "curve": [
                 {"met_min_week": float(m), "or_vs_reference": float(r), "or_vs_optimum": float(o)}
                 for m, r, o in zip(grid, truth.activity_curve(grid), np.exp(truth.activity_log_or(grid)))

@@ -25,6 +25,7 @@ _ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .docx, .zip
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, .doc
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SEP_ALIASES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}  # names usable on a command line
 _TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _OTHER_FORMATS = {  # suffixes of formats epidemiologists often hold, and what they are
@@ -45,7 +46,7 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
         file's first bytes say it is Parquet.
     sep
         Field delimiter of a text file; by default ``","`` (``"\\t"`` for
-        ``.tsv``).
+        ``.tsv``). ``"tab"``, ``"semicolon"`` and ``"comma"`` name them.
     encoding
         Text encoding of a text file (for example ``"latin-1"``).
 
@@ -64,6 +65,7 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
         the fix.
     """
     path = Path(path)
+    sep = _SEP_ALIASES.get(sep, sep)
     if sep is not None and len(sep) != 1:
         raise InputFileError(f"{path}: the delimiter must be one character, got {sep!r}.")
     head = _check_readable(path)
@@ -83,7 +85,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     interrupted write never leaves a half file. Parent folders are created.
     """
     path = Path(path)
-    check_writable_suffix(path)
+    check_output_path(path)
     suffix = path.suffix.lower()
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -100,10 +102,22 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def check_writable_suffix(path: str | os.PathLike) -> None:
-    """Raise :class:`InputFileError` unless ``path`` ends in a table suffix we write."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
+def check_output_path(path: str | os.PathLike, *, table: bool = True) -> None:
+    """Raise :class:`InputFileError` unless ``path`` can be written as an output file.
+
+    It must not be a directory, no folder on its way may be a file, and a
+    table (``table=True``) must end in .csv, .tsv or .parquet.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory; give a file name.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputFileError(f"{path}: cannot be written: {parent} is a file, not a folder.")
+            break
+    suffix = path.suffix.lower()
+    if table and suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
         raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
 
 
@@ -216,7 +230,7 @@ def _check_delimiter(df: pd.DataFrame, path: Path, sep: str, text: str) -> None:
         raise InputFileError(
             f"{path}: the header splits into one column on {_sep_name(sep)} but into "
             f"{len(header.split(found))} on {_sep_name(found)}; the file looks {_sep_name(found)}-separated. "
-            f"Re-save it with commas, or give the delimiter (--sep '{found}')."
+            f"Re-save it with commas, or give the delimiter (--sep {_sep_option(found)})."
         )
 
 
@@ -224,6 +238,10 @@ def _require_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if df.empty:
         raise InputFileError(f"{path}: has a header but no data rows.")
     return df
+
+
+def _sep_option(sep: str) -> str:
+    return "tab" if sep == "\t" else f"'{sep}'"
 
 
 def _sep_name(sep: str) -> str:

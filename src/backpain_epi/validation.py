@@ -384,7 +384,8 @@ def _run_schema(schema: pa.DataFrameSchema, df: pd.DataFrame, severity: str, dd:
         where = group["index"].dropna().astype(int).unique()
         values = tuple(pd.unique(group["failure_case"].dropna()))
         if check == "column_in_dataframe":  # pandera names the missing column as the failure case
-            problems += [Problem(severity, name, "required_column", _missing_column_message(name, df.columns)) for name in values]
+            spare = [col for col in df.columns if col not in schema.columns]  # present but not defined here
+            problems += [Problem(severity, name, "required_column", _missing_column_message(name, spare)) for name in values]
             continue
         c = dd[column]
         problems.append(Problem(
