@@ -101,6 +101,18 @@ def test_malformed_dictionary_names_the_problem(tmp_path, mutate, message):
         load_dictionary(_write(tmp_path, mutate))
 
 
+def test_every_broken_entry_is_reported(tmp_path):
+    def two_errors(d):
+        d["columns"]["age"]["role"] = "covariat"
+        d["columns"]["sex"]["levels"] = None
+        d["columns"]["sex"].pop("levels")
+
+    with pytest.raises(DictionaryError) as info:
+        load_dictionary(_write(tmp_path, two_errors))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2 and "column 'age'" in lines[0] and "column 'sex'" in lines[1]
+
+
 def test_dictionary_file_errors(tmp_path):
     with pytest.raises(InputFileError, match="no such dictionary file"):
         load_dictionary(tmp_path / "nope.yaml")

@@ -147,7 +147,8 @@ def load_dictionary(path: str | os.PathLike | None = None) -> DataDictionary:
     InputFileError
         The file is missing or is not YAML.
     DictionaryError
-        An entry is malformed; the message names the column and the field.
+        Entries are malformed; the message has one line per broken column or
+        rule, naming it and the field.
     """
     if path is None:
         return _default_dictionary()
@@ -174,8 +175,20 @@ def _load(path: Path) -> DataDictionary:
         raise DictionaryError(f"{path}: a dictionary needs a 'columns:' mapping of column names to definitions.")
     tables = raw.get("tables") or {}
     default_codes = tuple(raw.get("missing_codes") or ())
-    columns = {name: _column(name, spec, tables, default_codes, path) for name, spec in raw["columns"].items()}
-    rules = tuple(_rule(r, path) for r in raw.get("rules") or ())
+    columns, rules, problems = {}, [], []
+    for name, spec in raw["columns"].items():  # collect every broken entry, then report them all
+        try:
+            columns[name] = _column(name, spec, tables, default_codes, path)
+        except DictionaryError as exc:
+            problems.append(str(exc))
+    for spec in raw.get("rules") or ():
+        try:
+            rules.append(_rule(spec, path))
+        except DictionaryError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DictionaryError("\n".join(problems))
+    rules = tuple(rules)
     markers = tuple(str(m) for m in raw.get("missing_markers") or ())
     return DataDictionary(columns=columns, tables=tables, rules=rules, missing_markers=markers, path=path)
 
