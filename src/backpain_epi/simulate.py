@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,7 @@ from scipy import optimize, stats
 from . import __version__
 from .cohort import add_activity_band
 from .derived import ACTIVITY_REFERENCE_MET
-from .errors import BackpainEpiError, InputFileError
+from .errors import BackpainEpiError
 
 N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
@@ -136,12 +135,11 @@ class SimulatedCohort:
         The truth is written first, so that a table on disk always has its truth.
         Both writes are atomic (temporary file, then rename).
         """
-        from .tableio import check_output_path, write_table
+        from .tableio import check_output_path, write_table, write_text
 
         check_output_path(out)
         if truth_out is not None:
-            check_output_path(truth_out, table=False)
-            _write_text_atomic(Path(truth_out), json.dumps(self.truth, indent=2) + "\n")
+            write_text(json.dumps(self.truth, indent=2) + "\n", truth_out)
         write_table(self.data, out)
 
 
@@ -288,7 +286,7 @@ def _activity(rng: np.random.Generator, age: np.ndarray, male: np.ndarray) -> np
     """MET-min/week: 8 % inactive, the rest log-normal; younger and male more active.
 
     The log-normal is driven by a normal score that mixes age rank and noise, so
-    the margins (40 % < 500, 46 % 500–5000, 14 % > 5000) hold whatever the age mix.
+    the margins (40 % < 500, 47 % 500–5000, 14 % > 5000) hold whatever the age mix.
     """
     n = len(age)
     age_score = stats.norm.ppf((stats.rankdata(age) - 0.5) / n)
@@ -312,16 +310,6 @@ def _onset_age(rng, age, cbp, lp, risk_exponent: float) -> np.ndarray:
     k = np.exp(risk_exponent * (lp - lp.mean()))
     onset = 18 + (age - 18) * rng.random(len(age)) ** k
     return np.where(cbp, np.minimum(np.round(onset, 1), age), np.nan)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
 
 
 def _plant_missing(rng, data: pd.DataFrame, columns, frac: float) -> None:

@@ -79,7 +79,7 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` as Parquet (``.parquet``/``.pq``) or CSV (anything else).
+    """Write ``df`` as Parquet (``.parquet``/``.pq``), TSV (``.tsv``/``.tab``) or CSV.
 
     The file is written to a temporary name beside ``path`` and renamed, so an
     interrupted write never leaves a half file. Parent folders are created.
@@ -87,19 +87,43 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     path = Path(path)
     check_output_path(path)
     suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         if suffix in _PARQUET_SUFFIXES:
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False, sep=_TEXT_SUFFIXES[suffix])
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`write_table`)."""
+    path = Path(path)
+    check_output_path(path, table=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    On failure the temporary file is removed and an :class:`InputFileError`
+    naming ``path`` is raised for operating-system errors.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
-    return path
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_output_path(path: str | os.PathLike, *, table: bool = True) -> None:
