@@ -2,7 +2,8 @@
 
 Each command parses its options, calls one function of the package and prints.
 A :class:`~backpain_epi.errors.BackpainEpiError` (bad file, bad column, bad
-option) is printed as one line, ``error: ...``, with exit status 2.
+option) is printed as ``error: ...`` with exit status 2 and no traceback: one
+line, except a table refused by validation, which lists its problems below.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 
 from . import __version__
 from .errors import BackpainEpiError
-from .simulate import N_NAKO, CohortTruth
+from .simulate import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
 
 _TRUTH = CohortTruth()  # the defaults shown in --help
 
@@ -27,7 +28,7 @@ _DICTIONARY = click.option(
 
 
 class _Group(click.Group):
-    """Turns package errors into one readable line and exit status 2."""
+    """Turns package errors into a readable ``error: ...`` message and exit status 2."""
 
     def invoke(self, ctx):
         try:
@@ -48,7 +49,7 @@ def main():
 
 @main.command()
 @click.option("--n", "n", type=int, default=N_NAKO, show_default=True, help="Number of participants.")
-@click.option("--seed", type=int, default=2025, show_default=True, help="Random seed; the same seed gives the same table.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed; the same seed gives the same table.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Cohort table to write (.csv or .parquet).")
 @click.option("--truth-out", type=click.Path(path_type=Path), default=None, help="Write the generating truth as JSON here.")
 @click.option("--or", "odds_ratios", multiple=True, metavar="TERM=OR",
@@ -62,7 +63,7 @@ def main():
               help="True OR at 10,000 MET-min/week vs the optimum.")
 @click.option("--activity-optimum", type=float, default=_TRUTH.activity_optimum_met, show_default=True,
               help="Activity of lowest risk (MET-min/week).")
-@click.option("--sites", "n_sites", type=int, default=18, show_default=True, help="Number of study sites.")
+@click.option("--sites", "n_sites", type=int, default=N_SITES, show_default=True, help="Number of study sites.")
 @click.option("--missing-frac", type=float, default=0.0, show_default=True, help="Fraction of missing bmi and met_min_week values to plant.")
 def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity_or_at_0, activity_or_at_10000,
              activity_optimum, n_sites, missing_frac):

@@ -2,8 +2,8 @@
 
 Every error a user can cause (a bad file, a bad column, a bad option) is a
 :class:`BackpainEpiError`; its message names the file, column or option and
-says how to fix it. The command line prints the message on one line and exits
-with status 2; no traceback is shown for such errors.
+says how to fix it. The command line prints the message (one line; a refused
+table also lists its problems) and exits with status 2; no traceback is shown.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ class BackpainEpiError(Exception):
 
 
 class InputFileError(BackpainEpiError):
-    """A file is missing, unreadable, or not in the expected format."""
+    """A file is missing, unreadable, not in the expected format, or cannot be written."""
 
 
 class DictionaryError(BackpainEpiError, KeyError):

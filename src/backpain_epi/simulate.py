@@ -35,6 +35,8 @@ from .errors import BackpainEpiError
 
 N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
+DEFAULT_SEED = 2025
+N_SITES = 18  # NAKO study centres
 ACTIVITY_SCALE_OFFSET = 100.0  # MET-min/week added before the log of the activity truth
 
 #: Terms of the logistic truth and the column each is computed from.
@@ -145,10 +147,10 @@ class SimulatedCohort:
 
 def simulate_cohort(
     n: int = N_NAKO,
-    seed: int = 2025,
+    seed: int = DEFAULT_SEED,
     truth: CohortTruth | None = None,
     *,
-    n_sites: int = 18,
+    n_sites: int = N_SITES,
     missing_frac: float = 0.0,
 ) -> SimulatedCohort:
     """Simulate a NAKO-like cohort table with CBP drawn from a known truth.

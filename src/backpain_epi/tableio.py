@@ -116,13 +116,11 @@ def atomic_path(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputFileError(f"{path}: cannot be written ({exc.strerror or exc}).") from None
         raise
 
 

@@ -58,7 +58,7 @@ class Problem:
         where = self.column if self.column is not None else "(table)"
         text = f"{self.severity.upper():7s} {where} [{self.rule}]: {self.message}"
         if self.values:
-            more = len(self.values) == MAX_SHOWN and max(self.n_rows, MAX_SHOWN + 1) > MAX_SHOWN
+            more = len(self.values) == MAX_SHOWN  # values are capped there, so more may exist
             text += f"; values: {', '.join(map(_show, self.values))}{', …' if more else ''}"
         if self.row_ids:
             text += f"; rows: {', '.join(map(str, self.row_ids))}{', …' if self.n_rows > len(self.row_ids) else ''}"
