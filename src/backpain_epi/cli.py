@@ -15,17 +15,10 @@ import click
 
 from . import __version__
 from .errors import BackpainEpiError
+from .cli_options import DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs, wide_pandas as _wide_pandas
 from .simulate import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
 
 _TRUTH = CohortTruth()  # the defaults shown in --help
-
-_SEP = click.option("--sep", default=None, help="Field delimiter of a text table: a character, or tab / semicolon (default: comma; tab for .tsv).")
-_ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
-_DICTIONARY = click.option(
-    "--dictionary", "dictionary_path", type=click.Path(path_type=Path), default=None,
-    help="Data dictionary YAML (default: the one shipped with the package).",
-)
-
 
 class _Group(click.Group):
     """Turns package errors into a readable ``error: ...`` message and exit status 2."""
@@ -165,21 +158,13 @@ def _allowed(c) -> str:
     return ""
 
 
-def _parse_pairs(items, option: str) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise BackpainEpiError(f"{option} {item!r}: expected TERM=NUMBER, e.g. {option} intermat_ml=1.5.") from None
-    return out
+# Commands of the later stages live beside their code; each module keeps its heavy
+# imports (PyMC, torch) inside the command bodies so that --help stays quick.
+from .modelling.commands import COMMANDS as _MODELLING_COMMANDS  # noqa: E402
+from .segmentation.commands import COMMANDS as _SEGMENTATION_COMMANDS  # noqa: E402
 
-
-def _wide_pandas():
-    import pandas as pd
-
-    return pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None)
+for _command in (*_MODELLING_COMMANDS, *_SEGMENTATION_COMMANDS):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,33 @@
+"""Options and helpers shared by the command-line verbs of every stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .errors import BackpainEpiError
+
+SEP = click.option("--sep", default=None, help="Field delimiter of a text table: a character, or tab / semicolon (default: comma; tab for .tsv).")
+ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
+DICTIONARY = click.option(
+    "--dictionary", "dictionary_path", type=click.Path(path_type=Path), default=None,
+    help="Data dictionary YAML (default: the one shipped with the package).",
+)
+
+
+def parse_pairs(items, option: str) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise BackpainEpiError(f"{option} {item!r}: expected TERM=NUMBER, e.g. {option} intermat_ml=1.5.") from None
+    return out
+
+
+def wide_pandas():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None)

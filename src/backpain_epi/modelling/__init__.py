@@ -1,0 +1,1 @@
+"""Bayesian hierarchical models of chronic back pain: specs, PyMC builder, fitting, diagnostics, comparison."""

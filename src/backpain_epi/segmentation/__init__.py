@@ -1,0 +1,1 @@
+"""Segmentation stage: Dixon water/fat NIfTI in, label maps and per-participant exposures out."""
