@@ -15,7 +15,6 @@ and units instead of writing them again::
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .errors import DictionaryError, InputFileError
+from .errors import DictionaryError, InputFileError, unknown_choice
 
 TYPES = ("string", "float", "integer", "binary", "category")
 NUMERIC_TYPES = ("float", "integer", "binary")
@@ -102,7 +101,7 @@ class DataDictionary:
         try:
             return self.columns[name]
         except KeyError:
-            raise DictionaryError(_unknown("column", name, self.columns)) from None
+            raise DictionaryError(unknown_choice("column", name, self.columns)) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
@@ -117,7 +116,7 @@ class DataDictionary:
         if table is not None:
             self.check_table(table)
         if role is not None and role not in ROLES:
-            raise DictionaryError(_unknown("role", role, ROLES))
+            raise DictionaryError(unknown_choice("role", role, ROLES))
         out = []
         for c in self.columns.values():
             if table is not None and table not in c.tables:
@@ -131,7 +130,7 @@ class DataDictionary:
 
     def check_table(self, table: str) -> None:
         if table not in self.tables:
-            raise DictionaryError(_unknown("table", table, self.tables))
+            raise DictionaryError(unknown_choice("table", table, self.tables))
 
 
 def load_dictionary(path: str | os.PathLike | None = None) -> DataDictionary:
@@ -200,18 +199,18 @@ def _column(name: str, spec: Any, tables: dict, default_codes: tuple, path: Path
     extra = set(spec) - _COLUMN_FIELDS
     if extra:
         bad = sorted(extra)[0]
-        raise DictionaryError(f"{where}: {_unknown('field', bad, _COLUMN_FIELDS)}")
+        raise DictionaryError(f"{where}: {unknown_choice('field', bad, _COLUMN_FIELDS)}")
     for key in ("label", "description", "type", "role", "source", "tables"):
         if key not in spec:
             raise DictionaryError(f"{where}: missing field '{key}'.")
     for key, allowed in (("type", TYPES), ("role", ROLES), ("source", SOURCES), ("missing", MISSING)):
         if key in spec and spec[key] not in allowed:
-            raise DictionaryError(f"{where}: {key} {_unknown(key, spec[key], allowed)}")
+            raise DictionaryError(f"{where}: {key} {unknown_choice(key, spec[key], allowed)}")
     if not isinstance(spec["tables"], dict) or not spec["tables"]:
         raise DictionaryError(f"{where}: 'tables' must map table names to 'required' or 'optional'.")
     for table, presence in spec["tables"].items():
         if table not in tables:
-            raise DictionaryError(f"{where}: {_unknown('table', table, tables)}")
+            raise DictionaryError(f"{where}: {unknown_choice('table', table, tables)}")
         if presence not in PRESENCE:
             raise DictionaryError(f"{where}: table '{table}' must be 'required' or 'optional', not {presence!r}.")
     levels = spec.get("levels")
@@ -247,15 +246,7 @@ def _rule(spec: Any, path: Path) -> Rule:
     from .validation import RULES  # the checks live with validation; imported here to fail early
 
     if spec["name"] not in RULES:
-        raise DictionaryError(f"{path}: {_unknown('rule', spec['name'], RULES)} Rules are implemented in backpain_epi.validation.RULES.")
+        raise DictionaryError(f"{path}: {unknown_choice('rule', spec['name'], RULES)} Rules are implemented in backpain_epi.validation.RULES.")
     if spec["severity"] not in SEVERITIES:
-        raise DictionaryError(f"{path}: rule '{spec['name']}': severity {_unknown('severity', spec['severity'], SEVERITIES)}")
+        raise DictionaryError(f"{path}: rule '{spec['name']}': severity {unknown_choice('severity', spec['severity'], SEVERITIES)}")
     return Rule(name=spec["name"], description=spec["description"], severity=spec["severity"])
-
-
-def _unknown(kind: str, value: object, allowed) -> str:
-    """``"unknown column 'agee'; did you mean 'age'?"`` (or the list of choices)."""
-    choices = sorted(str(a) for a in allowed)
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(choices)}."
-    return f"unknown {kind} {value!r}; {hint}"

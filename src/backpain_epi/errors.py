@@ -8,6 +8,8 @@ table also lists its problems) and exits with status 2; no traceback is shown.
 
 from __future__ import annotations
 
+import difflib
+
 
 class BackpainEpiError(Exception):
     """Base class of all errors raised for bad input or bad settings."""
@@ -41,3 +43,11 @@ class BackpainEpiWarning(UserWarning):
 
 class DataQualityWarning(BackpainEpiWarning):
     """A table passed validation, with problems worth a look (see the report)."""
+
+
+def unknown_choice(kind: str, value: object, allowed) -> str:
+    """``"unknown column 'agee'; did you mean 'age'?"`` (or the list of choices when nothing is close)."""
+    choices = sorted(str(a) for a in allowed)
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(choices)}."
+    return f"unknown {kind} {value!r}; {hint}"

@@ -1,1 +1,13 @@
-"""Segmentation stage: Dixon water/fat NIfTI in, label maps and per-participant exposures out."""
+"""Segmentation stage: Dixon water/fat NIfTI in, label maps and per-participant exposures out.
+
+Modules (torch, MONAI and nibabel are imported only where needed):
+
+- :mod:`.phantom`: synthetic lumbar Dixon phantoms with planted exposures (``make_phantom``, ``write_phantoms``).
+- :mod:`.io`: reading and checking a water/fat pair (``load_dixon``), the input ↔ network grid mapping (``Grid``).
+- :mod:`.network`: the UNet, its weights file, devices, the sliding-window inferer.
+- :mod:`.infer`: ``Segmenter`` (network + inferer + device) and ``segment_pair``.
+- :mod:`.exposures`: ``fat_fraction`` and ``compute_exposures`` (shared by phantoms and inference).
+- :mod:`.batch`: ``segment_manifest``: resumable batches, serial or on Dask.
+- :mod:`.train`: ``train_segmenter`` (training on phantoms, fine-tuning on labelled scans).
+- :mod:`.evaluate`: ``evaluate_segmenter``: Dice and exposure errors against the quality targets.
+"""

@@ -6,6 +6,119 @@ Shared options (``--dictionary``, ``--sep``, ...) come from :mod:`backpain_epi.c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from ..cli_options import DICTIONARY as _DICTIONARY
+
+_PATH = click.Path(path_type=Path)
+_DEVICE = click.option("--device", default="auto", show_default=True,
+                       help="auto (CUDA if available), cpu, cuda or cuda:N. Mixed precision on CUDA.")
+_WEIGHTS = click.option("--weights", type=_PATH, default=None,
+                        help="Network weights (.pt); default: models/segmentation/unet_phantom.pt of the checkout.")
+_WORKERS = click.option("--workers", type=int, default=None, help="Run on a local Dask cluster with N worker processes.")
+
+
+@click.command("phantoms")
+@click.option("--n", "n", type=int, default=10, show_default=True, help="Number of phantoms.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; phantom i depends only on (seed, i).")
+@click.option("--out", type=_PATH, required=True, help="Folder for images/, truth/, manifest.csv, truth_exposures.csv.")
+@click.option("--protocol", type=click.Choice(["full", "train", "heldout"]), default="full", show_default=True,
+              help="Spacing and orientation ranges (train leaves out the extremes).")
+@click.option("--targets", type=_PATH, default=None,
+              help="Table with participant_id, lmm_ml, intermat_ml, imf_pct: one phantom per row carrying those "
+                   "exposures (for the imaged slab); --n is then ignored.")
+def phantoms(n, seed, out, protocol, targets):
+    """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
+    from ..tableio import read_table
+    from .phantom import write_phantoms
+
+    table = None
+    if targets is not None:
+        table = read_table(targets)
+        missing = [c for c in ("participant_id", "lmm_ml", "intermat_ml", "imf_pct") if c not in table.columns]
+        if missing:
+            from ..errors import InputFileError
+
+            raise InputFileError(f"--targets {targets}: missing column(s) {', '.join(missing)}.")
+    manifest = write_phantoms(out, n, seed, protocol=protocol, targets=table)
+    click.echo(f"Wrote {n if table is None else len(table)} phantoms; manifest {manifest}, truth {out / 'truth_exposures.csv'}.")
+
+
+@click.command("train-segmenter")
+@click.option("--out", type=_PATH, required=True, help="Weights file to write (.pt).")
+@click.option("--manifest", type=_PATH, default=None, help="Fine-tune on these scans (manifest with a label column) instead of phantoms.")
+@click.option("--init-weights", type=_PATH, default=None, help="Start from these weights (fine-tuning).")
+@click.option("--steps", type=int, default=None, help="Optimiser steps [default: 2000].")
+@click.option("--n-phantoms", type=int, default=None, help="Training phantoms [default: 40].")
+@click.option("--learning-rate", type=float, default=None, help="Peak learning rate [default: 0.003].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, patches and augmentation.")
+@click.option("--n-validation", type=int, default=6, show_default=True, help="Held-out phantoms for the validation Dice.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy 2-core machine).")
+@_DEVICE
+def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads, device):
+    """Train the segmentation network on phantoms, or fine-tune it on annotated scans."""
+    from dataclasses import replace
+
+    from ..errors import BackpainEpiError
+    from .train import TrainSettings, train_segmenter
+
+    changes = {k: v for k, v in {"steps": steps, "n_phantoms": n_phantoms, "learning_rate": learning_rate}.items() if v is not None}
+    for name, value in changes.items():
+        if value <= 0:
+            raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
+    settings = replace(TrainSettings(seed=seed), **changes)
+    info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,
+                           n_validation=n_validation, threads=threads)
+    val = info.get("validation", {})
+    click.echo(f"Wrote {out} ({info['steps']} steps, {info['total_seconds']:.0f} s). "
+               + (f"Validation Dice: autochthon {val['dice_autochthon']:.3f}, psoas {val['dice_psoas']:.3f}." if val else ""))
+
+
+@click.command("segment")
+@click.option("--manifest", type=_PATH, required=True, help="CSV with participant_id, water, fat (NIfTI paths, relative to the CSV).")
+@click.option("--out", type=_PATH, required=True, help="Output folder: labels/, exposures.csv, failures.csv.")
+@_DEVICE
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Patches per forward pass of the sliding window.")
+@_WORKERS
+@click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:8786) to run on.")
+@_WEIGHTS
+@_DICTIONARY
+def segment(manifest, out, device, batch_size, workers, scheduler, weights, dictionary_path):
+    """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
+    from ..dictionary import load_dictionary
+    from .batch import segment_manifest
+
+    result = segment_manifest(manifest, out, weights=weights, device=device, batch_size=batch_size, workers=workers,
+                              scheduler=scheduler, dictionary=load_dictionary(dictionary_path))
+    flagged = int(result.exposures["qc_flag"].sum()) if len(result.exposures) else 0
+    click.echo(f"Segmented {result.n_processed} scan(s), skipped {result.n_skipped} already done: "
+               f"{len(result.exposures)} in {out / 'exposures.csv'} ({flagged} QC-flagged), "
+               f"{len(result.failures)} in {out / 'failures.csv'}.")
+
+
+@click.command("evaluate-segmenter")
+@click.option("--out", type=_PATH, required=True, help="Folder for the phantoms, the segmentation and the scores.")
+@click.option("--n", "n", type=int, default=50, show_default=True, help="Held-out phantoms to draw.")
+@click.option("--seed", type=int, default=777, show_default=True, help="Seed of the held-out phantoms (not used in training).")
+@click.option("--manifest", type=_PATH, default=None, help="Evaluate on these scans (with a label column) instead of phantoms.")
+@click.option("--truth", type=_PATH, default=None, help="True exposures of the --manifest scans.")
+@_WEIGHTS
+@_DEVICE
+@_WORKERS
+def evaluate_segmenter_command(out, n, seed, manifest, truth, weights, device, workers):
+    """Score the segmenter on held-out phantoms: Dice and exposure errors, pass/fail per quality target."""
+    from ..cli_options import wide_pandas
+    from .evaluate import evaluate_segmenter
+
+    scores, summary = evaluate_segmenter(out, n=n, seed=seed, manifest=manifest, truth=truth, weights=weights,
+                                         device=device, workers=workers)
+    with wide_pandas():
+        click.echo(f"{len(scores)} scan(s) scored; per scan: {out / 'evaluation.csv'}")
+        click.echo(summary.to_string(index=False))
+    if (summary["result"] != "pass").any():
+        raise SystemExit(1)
+
+
+COMMANDS: list[click.Command] = [phantoms, train_segmenter_command, segment, evaluate_segmenter_command]

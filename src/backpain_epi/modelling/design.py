@@ -1,0 +1,292 @@
+"""Design matrices: from a cohort table and a :class:`ModelSpec` to the arrays a model needs.
+
+:func:`make_design` learns a :class:`DesignRecipe` from the analysed rows (the
+per-2-SD centres and scales, the category levels, the activity basis) and
+applies it. The recipe is plain data (:meth:`DesignRecipe.to_dict`), saved with
+every fit, so that new participants are put through exactly the same
+transformation when predicting (:meth:`DesignRecipe.transform`).
+
+Term names follow the data dictionary: a numeric column keeps its name
+(``intermat_ml``), a level of a categorical one is ``column[level]``
+(``sex[male]``, ``activity_band[<500]``); patsy's ``[T.level]`` is rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import patsy
+
+from ..cohort import scale_per_2sd
+from ..dictionary import DataDictionary
+from ..errors import BackpainEpiError
+from .spec import ModelSpec
+
+#: Activity grid (MET-min/week) of the activity curve written with every fit.
+ACTIVITY_GRID = np.array([0, 50, 100, 200, 300, 400, 500, 600, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000,
+                          6000, 7500, 10_000, 12_500, 15_000], dtype=float)
+
+
+@dataclass
+class Design:
+    """The arrays of one model fit, and the recipe that made them.
+
+    Attributes
+    ----------
+    y
+        Outcome (0/1) of the analysed rows.
+    X
+        Fixed-effect columns (one per reported term), scaled as the recipe says.
+    terms
+        Column names of ``X``: the ``term`` of ``summary.csv``.
+    A
+        Activity basis columns for ``spline`` and ``hsgp`` (``None`` otherwise);
+        for ``spline`` the first column is the unpenalized linear part.
+    group
+        Index of each row's group (``None`` without a random intercept).
+    ids
+        Participant ids of the analysed rows.
+    dropped
+        Rows dropped as incomplete: per column (a row can count under several)
+        and ``"any"`` for the total.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    terms: list[str]
+    A: np.ndarray | None
+    group: np.ndarray | None
+    ids: np.ndarray
+    recipe: "DesignRecipe"
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class DesignRecipe:
+    """How the design of a fit was made; JSON-ready via :meth:`to_dict`."""
+
+    spec: ModelSpec
+    scaling: dict[str, list[float]]        # column -> [centre, scale (2 SD)]
+    levels: dict[str, list[str]]           # categorical column -> levels, reference first
+    terms: list[str]
+    group_levels: list[str] | None
+    activity: dict | None                  # basis parameters (knots, transform matrix, ...)
+
+    def transform(self, df: pd.DataFrame, *, for_fit: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Design rows (``X``, ``A``, group index) of a complete table ``df``.
+
+        A group level not seen in the fit gets index -1 (a new group).
+        """
+        frame = self._prepared(df)
+        X = _fixed_effects(frame, self.spec, self.terms)
+        A = _activity_basis(df[self.spec.activity.variable], self.activity, self.spec.activity.transform) if self.activity else None
+        group = None
+        if self.group_levels is not None:
+            lookup = {g: i for i, g in enumerate(self.group_levels)}
+            group = np.array([lookup.get(str(g), -1) for g in df[self.spec.group]], dtype=np.int64)
+        return X, A, group
+
+    def _prepared(self, df: pd.DataFrame) -> pd.DataFrame:
+        out = {}
+        for col, (centre, scale) in self.scaling.items():
+            out[col] = (df[col].astype(float) - centre) / scale
+        for col, levels in self.levels.items():
+            unknown = set(df[col].dropna().astype(str)) - set(levels)
+            if unknown:
+                raise BackpainEpiError(f"column '{col}' has level(s) {sorted(unknown)} that the model was not fit with ({', '.join(levels)}).")
+            out[col] = pd.Categorical(df[col].astype(str), categories=levels)
+        for col in self.spec.columns():
+            if col not in out and col in df and col != self.spec.outcome:
+                out[col] = df[col].astype(float) if pd.api.types.is_numeric_dtype(df[col]) else df[col]
+        return pd.DataFrame(out, index=df.index)
+
+    def to_dict(self) -> dict:
+        return {"scaling": self.scaling, "levels": self.levels, "terms": self.terms,
+                "group_levels": self.group_levels, "activity": self.activity}
+
+    @classmethod
+    def from_dict(cls, spec: ModelSpec, raw: dict) -> "DesignRecipe":
+        return cls(spec=spec, scaling={k: list(v) for k, v in raw["scaling"].items()}, levels=raw["levels"],
+                   terms=list(raw["terms"]), group_levels=raw["group_levels"], activity=raw["activity"])
+
+    def activity_curve_basis(self, met: np.ndarray, reference: float) -> np.ndarray:
+        """Activity basis at ``met`` minus that at ``reference`` (rows of the curve's log odds ratio)."""
+        variable = pd.Series(np.asarray(met, dtype=float))
+        ref = pd.Series([float(reference)])
+        t = self.spec.activity.transform
+        return _activity_basis(variable, self.activity, t) - _activity_basis(ref, self.activity, t)
+
+
+def complete_rows(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows of ``df`` complete in every column the model uses, and how many were dropped per column."""
+    missing_cols = [c for c in spec.columns() if c not in df.columns]
+    if missing_cols:
+        raise BackpainEpiError(
+            f"model '{spec.name}' uses column(s) {', '.join(missing_cols)} that the data does not have; "
+            "add them to the table or remove them from the spec."
+        )
+    cols = spec.columns()
+    na = df[cols].isna()
+    dropped = {c: int(na[c].sum()) for c in cols if na[c].any()}
+    keep = ~na.any(axis=1)
+    dropped["any"] = int((~keep).sum())
+    return df.loc[keep], dropped
+
+
+def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary) -> Design:
+    """Drop incomplete rows, learn the recipe from the rest and build the design.
+
+    Raises
+    ------
+    BackpainEpiError
+        A column is missing, no complete rows remain, the outcome has one value
+        only, or a term has no variation.
+    """
+    data, dropped = complete_rows(df, spec)
+    if len(data) < 10:
+        raise BackpainEpiError(f"model '{spec.name}': only {len(data)} complete row(s) remain after dropping incomplete rows {dropped}.")
+    y = data[spec.outcome].astype(int).to_numpy()
+    if y.min() == y.max():
+        raise BackpainEpiError(f"outcome '{spec.outcome}' is {y[0]} for every analysed row; a logistic model needs both 0 and 1.")
+    scaling, levels = {}, {}
+    for col in spec.columns():
+        c = dictionary[col]
+        if col in (spec.outcome, spec.group) or (spec.activity and col == spec.activity.variable):
+            continue
+        if c.type in ("float", "integer"):
+            _, centre, scale = scale_per_2sd(data[col])
+            scaling[col] = [centre, scale]
+        elif c.type in ("category", "string"):
+            levels[col] = _levels(data[col], c.levels)
+    activity = None
+    if spec.activity:
+        a = spec.activity
+        if a.basis == "bands":
+            levels[a.variable] = _levels(data[a.variable], dictionary[a.variable].levels, reference=a.reference)
+        else:
+            activity = _learn_activity(data[a.variable], a)
+    group_levels = sorted(data[spec.group].astype(str).unique()) if spec.group else None
+    recipe = DesignRecipe(spec=spec, scaling=scaling, levels=levels, terms=[], group_levels=group_levels, activity=activity)
+    recipe.terms = _term_names(recipe._prepared(data), spec)
+    X, A, group = recipe.transform(data)
+    for j, term in enumerate(recipe.terms):
+        if np.ptp(X[:, j]) == 0:
+            raise BackpainEpiError(f"term '{term}' is constant in the {len(data):,} analysed rows; remove it from the spec.")
+    return Design(y=y, X=X, terms=recipe.terms, A=A, group=group, ids=data[dictionary_id(dictionary)].astype(str).to_numpy(),
+                  recipe=recipe, dropped=dropped)
+
+
+def dictionary_id(dictionary: DataDictionary) -> str:
+    return dictionary.names(role="id")[0]
+
+
+def _levels(s: pd.Series, dictionary_levels, reference: str | None = None) -> list[str]:
+    present = set(s.astype(str))
+    ordered = [lv for lv in (dictionary_levels or sorted(present)) if lv in present]
+    if reference is not None:
+        if reference not in present:
+            raise BackpainEpiError(f"reference level '{reference}' of '{s.name}' does not occur in the analysed rows.")
+        ordered = [reference] + [lv for lv in ordered if lv != reference]
+    return ordered
+
+
+def _formula(spec: ModelSpec) -> str:
+    terms = list(spec.exposures) + list(spec.covariates)
+    if spec.activity and spec.activity.basis == "bands":
+        terms.append(spec.activity.variable)
+    return "1 + " + " + ".join(terms)
+
+
+def _fixed_effects(frame: pd.DataFrame, spec: ModelSpec, terms: list[str]) -> np.ndarray:
+    dm = patsy.dmatrix(_formula(spec), frame, NA_action="raise", return_type="dataframe")
+    dm.columns = [_term_name(c) for c in dm.columns]
+    return dm[terms].to_numpy(dtype=np.float64)
+
+
+def _term_names(frame: pd.DataFrame, spec: ModelSpec) -> list[str]:
+    dm = patsy.dmatrix(_formula(spec), frame.iloc[:50] if len(frame) > 50 else frame, NA_action="raise", return_type="dataframe")
+    return [n for n in (_term_name(c) for c in dm.columns) if n != "Intercept"]
+
+
+def _term_name(patsy_name: str) -> str:
+    return re.sub(r"\[T\.([^\]]*)\]", r"[\1]", patsy_name)
+
+
+# --- the activity basis ---------------------------------------------------------------------
+
+def _transformed(x: pd.Series, transform: str) -> np.ndarray:
+    x = x.astype(float).to_numpy()
+    return np.log1p(x) if transform == "log1p" else x
+
+
+def _learn_activity(x: pd.Series, a) -> dict:
+    u = _transformed(x, a.transform)
+    lo, hi = float(u.min()), float(u.max())
+    if a.basis == "spline":
+        return _learn_spline(u, a.df, lo, hi)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    L = a.c * half
+    phi = _hsgp_phi(u - centre, L, a.m)
+    return {"basis": "hsgp", "lower": lo, "upper": hi, "centre": centre, "L": L, "m": a.m,
+            "column_means": phi.mean(axis=0).tolist()}
+
+
+def _learn_spline(u: np.ndarray, k: int, lo: float, hi: float) -> dict:
+    """A centred cubic regression spline in mixed-model form (linear part + penalized part).
+
+    The basis of patsy's ``cr`` is parameterized by the function's values at
+    ``k`` knots. Centring its columns over the data makes the function sum to
+    zero (identifiable next to the intercept). The penalty on second divided
+    differences of the knot values leaves constant and linear functions free;
+    its eigen-decomposition gives one unpenalized linear column (scaled per 2 SD
+    of the transformed activity) and ``k - 2`` penalized columns, scaled
+    together so that ``smooth_sd`` is the SD of the wiggly part over the data.
+    """
+    knots = np.unique(np.quantile(u, np.linspace(0, 1, k)))
+    if len(knots) < k:
+        raise BackpainEpiError(f"the activity variable has too few distinct values for a spline of {k} knots; lower df.")
+    inner = knots[1:-1]
+    B = _cr(u, inner, lo, hi)
+    means = B.mean(axis=0)
+    Bc = B - means
+    h = np.diff(knots)
+    D = np.zeros((k - 2, k))
+    for j in range(1, k - 1):
+        D[j - 1, j - 1], D[j - 1, j], D[j - 1, j + 1] = 1 / h[j - 1], -1 / h[j - 1] - 1 / h[j], 1 / h[j]
+    eigval, eigvec = np.linalg.eigh(D.T @ D)
+    wiggly = eigvec[:, 2:] / np.sqrt(eigval[2:])
+    lin = knots - knots.mean()
+    lin = lin / (2 * np.std(Bc @ lin, ddof=1))
+    wiggly = wiggly / np.sqrt(np.var(Bc @ wiggly, axis=0, ddof=1).sum())
+    T = np.column_stack([lin, wiggly])
+    return {"basis": "spline", "lower": lo, "upper": hi, "inner_knots": inner.tolist(), "column_means": means.tolist(),
+            "transform_matrix": T.tolist()}
+
+
+def _cr(u: np.ndarray, inner, lo: float, hi: float) -> np.ndarray:
+    u = np.clip(u, lo, hi)  # the fitted function is held constant beyond the data's range
+    return np.asarray(patsy.dmatrix("cr(u, knots=inner, lower_bound=lo, upper_bound=hi) - 1",
+                                    {"u": u, "inner": np.asarray(inner), "lo": lo, "hi": hi}))
+
+
+def _hsgp_phi(xs: np.ndarray, L: float, m: int) -> np.ndarray:
+    """Laplace eigenfunctions of ``pm.gp.HSGP`` (1-D) at centred inputs ``xs``."""
+    j = np.arange(1, m + 1)
+    sqrt_lambda = j * np.pi / (2 * L)
+    return np.sqrt(1 / L) * np.sin(np.outer(xs + L, sqrt_lambda))
+
+
+def _activity_basis(x: pd.Series, recipe: dict, transform: str) -> np.ndarray:
+    u = np.clip(_transformed(x, transform), recipe["lower"], recipe["upper"])
+    if recipe["basis"] == "spline":
+        B = _cr(u, recipe["inner_knots"], recipe["lower"], recipe["upper"])
+        return (B - np.asarray(recipe["column_means"])) @ np.asarray(recipe["transform_matrix"])
+    phi = _hsgp_phi(u - recipe["centre"], recipe["L"], recipe["m"])
+    return phi - np.asarray(recipe["column_means"])

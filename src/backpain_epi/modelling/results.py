@@ -1,0 +1,165 @@
+"""Results of a fit as data: the odds-ratio summary, the activity curve, predictions.
+
+Pure functions of the posterior draws and the design recipe; nothing here
+samples, draws or prints.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from ..derived import ACTIVITY_REFERENCE_MET
+from ..dictionary import DataDictionary
+from .build import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_Z
+from .design import ACTIVITY_GRID, DesignRecipe
+
+SUMMARY_COLUMNS = ["term", "kind", "label", "per", "or_mean", "or_median", "or_lo95", "or_hi95", "log_or_mean", "log_or_sd",
+                   "p_or_gt_1", "r_hat", "ess_bulk", "ess_tail"]
+
+
+def draws(idata: az.InferenceData, name: str) -> np.ndarray:
+    """Posterior draws of ``name``, chains stacked: shape (samples, ...)."""
+    da = idata.posterior[name]
+    return da.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+
+
+def scale_parameters(recipe: DesignRecipe) -> list[str]:
+    """Names of the model's scale parameters (checked by the gate alongside the terms)."""
+    names = [GROUP_SD] if recipe.group_levels is not None else []
+    if recipe.activity:
+        names += [SMOOTH_SD, ACT_LIN] if recipe.activity["basis"] == "spline" else [GP_AMP, GP_LS]
+    return names
+
+
+def odds_ratio_summary(idata: az.InferenceData, recipe: DesignRecipe, dictionary: DataDictionary) -> pd.DataFrame:
+    """One row per reported term: odds ratio (mean, median, 95% equal-tailed interval), log OR, P(OR > 1), R-hat, ESS.
+
+    ``per`` says what the odds ratio compares: ``2 SD = 41.3 ml`` for a numeric
+    term, ``vs female`` for a level of a categorical one, ``yes vs no`` for a binary one.
+    """
+    beta = draws(idata, BETA)
+    diag = az.summary(idata, var_names=[BETA], kind="diagnostics")
+    spec = recipe.spec
+    rows = []
+    for j, term in enumerate(recipe.terms):
+        b = beta[:, j]
+        odds = np.exp(b)
+        column, _, level = term.partition("[")
+        level = level.rstrip("]")
+        c = dictionary[column] if column in dictionary else None
+        if column in recipe.scaling:
+            scale = recipe.scaling[column][1]
+            per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
+        elif level:
+            per = f"vs {recipe.levels[column][0]}"
+        else:
+            per = "yes vs no"
+        kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
+        label = (c.label if c else column) + (f": {level}" if level else "")
+        d = diag.loc[f"{BETA}[{term}]"]
+        rows.append({
+            "term": term, "kind": kind, "label": label, "per": per,
+            "or_mean": odds.mean(), "or_median": np.median(odds),
+            "or_lo95": np.quantile(odds, 0.025), "or_hi95": np.quantile(odds, 0.975),
+            "log_or_mean": b.mean(), "log_or_sd": b.std(ddof=1), "p_or_gt_1": (b > 0).mean(),
+            "r_hat": d["r_hat"], "ess_bulk": d["ess_bulk"], "ess_tail": d["ess_tail"],
+        })
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def activity_log_or_draws(idata: az.InferenceData, recipe: DesignRecipe, met: np.ndarray,
+                          reference: float = ACTIVITY_REFERENCE_MET) -> np.ndarray:
+    """Draws of the activity log odds ratio at ``met`` against ``reference``: shape (samples, len(met))."""
+    spec = recipe.spec
+    if spec.activity is None:
+        raise ValueError(f"model '{spec.name}' has no activity term")
+    if spec.activity.basis == "bands":
+        from ..cohort import add_activity_band
+
+        bands = add_activity_band(pd.DataFrame({"met_min_week": np.append(met, reference)}))["activity_band"].astype(str)
+        levels = recipe.levels[spec.activity.variable]
+        beta = draws(idata, BETA)
+        cols = [recipe.terms.index(f"{spec.activity.variable}[{lv}]") if lv != levels[0] else None for lv in bands]
+        lo = np.column_stack([beta[:, j] if j is not None else np.zeros(len(beta)) for j in cols])
+        return lo[:, :-1] - lo[:, -1:]
+    basis = recipe.activity_curve_basis(met, reference)
+    if recipe.activity["basis"] == "spline":
+        coef = np.column_stack([draws(idata, ACT_LIN), draws(idata, SMOOTH_Z) * draws(idata, SMOOTH_SD)[:, None]])
+    else:
+        coef = draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe)
+    return coef @ basis.T
+
+
+def activity_curve(idata: az.InferenceData, recipe: DesignRecipe, met: np.ndarray = ACTIVITY_GRID,
+                   reference: float = ACTIVITY_REFERENCE_MET) -> pd.DataFrame:
+    """Odds ratio of the activity term at each of ``met`` against ``reference`` MET-min/week: mean and 95% interval."""
+    lo = activity_log_or_draws(idata, recipe, met, reference)
+    odds = np.exp(lo)
+    return pd.DataFrame({
+        "met_min_week": met, "reference_met": reference,
+        "or_mean": odds.mean(axis=0), "or_median": np.median(odds, axis=0),
+        "or_lo95": np.quantile(odds, 0.025, axis=0), "or_hi95": np.quantile(odds, 0.975, axis=0),
+        "log_or_mean": lo.mean(axis=0), "log_or_sd": lo.std(axis=0, ddof=1),
+    })
+
+
+def linear_predictor_draws(idata: az.InferenceData, recipe: DesignRecipe, df: pd.DataFrame, *, seed: int = 0,
+                           max_draws: int | None = None) -> np.ndarray:
+    """Draws of the log-odds of each row of ``df`` (complete in the model's columns): shape (samples, rows).
+
+    A row whose group was in the fit gets that group's intercept; a row of a
+    group not seen in the fit (a new study site) gets a new intercept drawn from
+    the fitted group distribution, so its interval carries that uncertainty.
+    """
+    X, A, group = recipe.transform(df)
+    return eta_from_arrays(idata, recipe, X, A, group, seed=seed, max_draws=max_draws)
+
+
+def eta_from_arrays(idata: az.InferenceData, recipe: DesignRecipe, X: np.ndarray, A: np.ndarray | None, group: np.ndarray | None,
+                    *, seed: int = 0, max_draws: int | None = None) -> np.ndarray:
+    """Log-odds draws from design arrays (see :func:`linear_predictor_draws`); group -1 is a new group."""
+    take = _thin(idata, max_draws)
+    eta = draws(idata, INTERCEPT)[take, None] + draws(idata, BETA)[take] @ X.T
+    if recipe.activity is not None:
+        if recipe.activity["basis"] == "spline":
+            eta += draws(idata, ACT_LIN)[take, None] * A[:, 0] + (draws(idata, SMOOTH_Z) * draws(idata, SMOOTH_SD)[:, None])[take] @ A[:, 1:].T
+        else:
+            eta += (draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe))[take] @ A.T
+    if group is not None:
+        sd = draws(idata, GROUP_SD)[take]
+        u = draws(idata, GROUP_Z)[take] * sd[:, None]
+        if (group < 0).any():
+            new = np.random.default_rng(seed).standard_normal(len(u)) * sd
+            eta += np.where(group >= 0, u[:, np.maximum(group, 0)], new[:, None])
+        else:
+            eta += u[:, group]
+    return eta
+
+
+def predict(idata: az.InferenceData, recipe: DesignRecipe, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """Predicted probability of the outcome for each row of ``df``: mean and 95% interval, and whether its group is new."""
+    p = special.expit(linear_predictor_draws(idata, recipe, df, seed=seed))
+    out = pd.DataFrame({"p_mean": p.mean(axis=0), "p_lo95": np.quantile(p, 0.025, axis=0), "p_hi95": np.quantile(p, 0.975, axis=0)},
+                       index=df.index)
+    if recipe.group_levels is not None:
+        out["new_group"] = ~df[recipe.spec.group].astype(str).isin(recipe.group_levels).to_numpy()
+    return out
+
+
+def _hsgp_sqrt_psd(idata: az.InferenceData, recipe: DesignRecipe) -> np.ndarray:
+    """Square root of the squared-exponential spectral density at the HSGP frequencies, per draw (as pm.gp.HSGP)."""
+    act = recipe.activity
+    omega = np.arange(1, act["m"] + 1) * np.pi / (2 * act["L"])
+    amp, ls = draws(idata, GP_AMP)[:, None], draws(idata, GP_LS)[:, None]
+    psd = amp**2 * np.sqrt(2 * np.pi) * ls * np.exp(-0.5 * (ls * omega) ** 2)
+    return np.sqrt(psd)
+
+
+def _thin(idata: az.InferenceData, max_draws: int | None) -> np.ndarray:
+    n = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    if max_draws is None or max_draws >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, max_draws).round().astype(int)

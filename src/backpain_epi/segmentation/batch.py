@@ -1,0 +1,283 @@
+"""Segment every scan of a manifest: resumable, one failure never stops the batch, serial or on Dask.
+
+Each participant's result is a small JSON file in ``<out>/.parts/`` written
+atomically after its label map (``<out>/labels/<id>.nii.gz``, also written
+atomically). ``exposures.csv`` and ``failures.csv`` are rebuilt from those
+files at the end of every run, so a killed run leaves no half file and a
+rerun skips the participants already done (failed ones are retried).
+
+With ``workers`` the scans run on a local Dask cluster (one process per
+worker, one thread each); with ``scheduler`` on an existing Dask cluster.
+Each worker loads the network once; where GPUs exist, worker ``i`` uses GPU
+``i mod n_gpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BackpainEpiError, InputFileError
+from .exposures import EXPOSURE_COLUMNS
+
+PARTS = ".parts"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SEGMENTERS: dict = {}  # one loaded network per (weights, device, batch size) and process
+
+
+@dataclass
+class BatchResult:
+    """Outcome of :func:`segment_manifest`.
+
+    Attributes
+    ----------
+    exposures, failures
+        The tables written to ``exposures.csv`` and ``failures.csv``.
+    n_processed, n_skipped
+        Participants segmented in this run, and skipped because already done.
+    out
+        The output folder.
+    """
+
+    exposures: pd.DataFrame
+    failures: pd.DataFrame
+    n_processed: int
+    n_skipped: int
+    out: Path
+
+
+def read_manifest(path, *, require_label: bool = False, dictionary=None) -> list[dict]:
+    """Read and validate a manifest; return one dict per row with absolute paths.
+
+    Raises
+    ------
+    InputFileError
+        Unreadable file, unsafe participant ids (they become file names), or no
+        ``label`` path where ``require_label``.
+    DataValidationError
+        The manifest breaks the dictionary's ``manifest`` table (missing column,
+        duplicate id, ...); the report lists every problem.
+    """
+    from ..tableio import read_table
+    from ..validation import validate_table
+
+    path = Path(path)
+    df = read_table(path)
+    validate_table(df, "manifest", dictionary, source=str(path)).raise_for_errors()
+    bad = [str(p) for p in df["participant_id"] if not _SAFE_ID.match(str(p))]
+    if bad:
+        raise InputFileError(f"{path}: participant_id {', '.join(map(repr, bad[:5]))} cannot be used as a file name; "
+                             "use letters, digits, '.', '_' and '-' only (starting with a letter or digit).")
+    if require_label and ("label" not in df.columns or df["label"].isna().any()):
+        missing = df["participant_id"][df["label"].isna()].tolist() if "label" in df.columns else "all rows"
+        raise InputFileError(f"{path}: training needs a 'label' path (a reference label map) in every row; missing for {missing}.")
+    rows = []
+    for rec in df.to_dict("records"):
+        row = {"participant_id": str(rec["participant_id"])}
+        for key in ("water", "fat", "label"):
+            value = rec.get(key)
+            if isinstance(value, str) and value:
+                p = Path(value).expanduser()
+                row[key] = str(p if p.is_absolute() else path.parent / p)
+        rows.append(row)
+    return rows
+
+
+def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch_size: int = 4, workers: int | None = None,
+                     scheduler: str | None = None, progress: bool = True, dictionary=None) -> BatchResult:
+    """Segment the scans of ``manifest`` into ``out``.
+
+    Parameters
+    ----------
+    manifest
+        CSV with ``participant_id``, ``water``, ``fat`` (paths relative to it or absolute).
+    out
+        Output folder: ``labels/``, ``exposures.csv``, ``failures.csv``.
+    weights
+        Weights file; default: the shipped weights (see ``network.default_weights_path``).
+    device
+        ``auto``, ``cpu``, ``cuda`` (or ``cuda:N``).
+    batch_size
+        Patches per forward pass of the sliding-window inferer (larger is faster on a GPU).
+    workers
+        Run on a local Dask cluster with this many worker processes.
+    scheduler
+        Address of a Dask scheduler (``tcp://host:8786``) to run on instead.
+    progress
+        Show a progress bar with ETA.
+
+    Returns
+    -------
+    BatchResult
+    """
+    from tqdm.auto import tqdm
+
+    from .network import default_weights_path, resolve_device
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out {out}: is a file; give a folder.")
+    if batch_size < 1:
+        raise BackpainEpiError(f"--batch-size {batch_size}: must be at least 1.")
+    if workers is not None and workers < 1:
+        raise BackpainEpiError(f"--workers {workers}: must be at least 1.")
+    resolve_device(device)  # bad names fail here, before any work
+    weights = Path(weights) if weights else default_weights_path()
+    from .network import load_weights
+
+    load_weights(weights, "cpu")  # a missing or wrong file fails here, naming --weights
+    rows = read_manifest(manifest, dictionary=dictionary)
+    todo = [r for r in rows if not _done(out, r["participant_id"])]
+    spec = {"out": str(out), "weights": str(weights), "device": device, "batch_size": batch_size}
+    bar = tqdm(total=len(todo), desc="segment", unit="scan", disable=not progress)
+    if scheduler or workers:
+        _run_dask(todo, spec, bar, workers=workers, scheduler=scheduler)
+    else:
+        for row in todo:
+            process_one(row, **spec)
+            bar.update()
+    bar.close()
+    exposures, failures = collect(out, [r["participant_id"] for r in rows], dictionary)
+    return BatchResult(exposures, failures, len(todo), len(rows) - len(todo), out)
+
+
+def process_one(row: dict, *, out, weights, device, batch_size) -> dict:
+    """Segment one participant and record the result; never raises for a bad scan."""
+    from .infer import segment_pair
+    from .io import ScanError, load_dixon, save_nifti
+
+    out, pid = Path(out), row["participant_id"]
+    start = time.perf_counter()
+    try:
+        pair = load_dixon(row.get("water") or "", row.get("fat") or "")
+        labels, exposures = segment_pair(_segmenter(weights, device, batch_size), pair)
+        save_nifti(out / "labels" / f"{pid}.nii.gz", labels.astype(np.uint8), pair.affine)
+        record = {"participant_id": pid, "status": "ok", "exposures": exposures}
+    except ScanError as exc:
+        record = {"participant_id": pid, "status": "failed", "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one bad scan never stops a batch; the reason names the error
+        record = {"participant_id": pid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    _write_json(out / PARTS / f"{pid}.json", record)
+    return record
+
+
+def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rebuild ``exposures.csv`` and ``failures.csv`` of ``ids`` (manifest order) from the per-participant records."""
+    from ..tableio import write_table
+    from ..validation import validate_table
+
+    out = Path(out)
+    ok, failed = [], []
+    for pid in ids:
+        path = out / PARTS / f"{pid}.json"
+        if not path.exists():
+            continue
+        rec = json.loads(path.read_text())
+        if rec["status"] == "ok":
+            ok.append({"participant_id": pid, **rec["exposures"]})
+        else:
+            failed.append({"participant_id": pid, "reason": rec["reason"]})
+    exposures = pd.DataFrame(ok, columns=["participant_id", *EXPOSURE_COLUMNS])
+    float_cols = [c for c in EXPOSURE_COLUMNS if c != "qc_flag"]
+    exposures[float_cols] = exposures[float_cols].astype(float).round(4)
+    failures = pd.DataFrame(failed, columns=["participant_id", "reason"])
+    if len(exposures):
+        as_read = exposures.astype(str).where(exposures.notna())  # what read_table would give back
+        report = validate_table(as_read, "exposures", dictionary)
+        if not report.ok:  # a bug, not a user error: say so loudly
+            raise RuntimeError(f"exposures.csv breaks the data dictionary:\n{report.format()}")
+    write_table(exposures, out / "exposures.csv")
+    write_table(failures, out / "failures.csv")
+    return exposures, failures
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _done(out: Path, pid: str) -> bool:
+    path = out / PARTS / f"{pid}.json"
+    if not path.exists() or not (out / "labels" / f"{pid}.nii.gz").exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except ValueError:
+        return False
+
+
+def _segmenter(weights, device, batch_size):
+    from .infer import Segmenter
+    from .network import make_inferer
+
+    key = (str(weights), _worker_device(device), batch_size)
+    if key not in _SEGMENTERS:
+        seg = Segmenter.load(weights, key[1])
+        seg.inferer = make_inferer(seg.config, sw_batch_size=batch_size)
+        _SEGMENTERS[key] = seg
+    return _SEGMENTERS[key]
+
+
+def _worker_device(device: str) -> str:
+    """On a Dask worker with several GPUs, worker ``i`` takes GPU ``i mod n``."""
+    if device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return device
+    index = name if isinstance(name, int) else int(re.sub(r"\D", "", str(name)) or 0)
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def _write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def _run_dask(rows, spec, bar, *, workers, scheduler) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        try:
+            client, cluster = Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as exc:
+            raise BackpainEpiError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler ({exc}).") from None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(_process_remote, row, spec, key=f"segment-{row['participant_id']}-{time.time_ns()}", pure=False)
+                   for row in rows]
+        for _ in as_completed(futures):
+            bar.update()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _process_remote(row, spec):
+    import torch
+
+    try:
+        from distributed import get_worker
+
+        torch.set_num_threads(max(1, get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        pass
+    return process_one(row, **spec)

@@ -1,0 +1,133 @@
+"""The segmentation network, its weights file, devices and the sliding-window inferer.
+
+A weights file (``torch.save`` of a plain dict, loadable with
+``weights_only=True``) holds the ``state_dict``, the ``config`` that rebuilds
+the network (architecture, voxel spacing, patch size) and ``info`` about its
+training. Nothing is downloaded: the default weights are
+``models/segmentation/unet_phantom.pt`` of the source checkout, or the file
+named by the ``BACKPAIN_EPI_SEGMENTER_WEIGHTS`` environment variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from ..errors import BackpainEpiError, InputFileError, unknown_choice
+
+DEFAULT_CONFIG = {
+    "architecture": "monai.networks.nets.UNet",
+    "in_channels": 3,  # fat fraction, (water + fat) / scale, water / scale: see io.network_input
+    "out_channels": 5,  # background, autochthon left/right, psoas left/right
+    "channels": (16, 32, 64, 128),
+    "strides": (2, 2, 2),
+    "num_res_units": 0,
+    "spacing_mm": (2.0, 2.0, 5.0),  # network grid, RAS axis order
+    "roi_size": (96, 96, 32),
+    "overlap": 0.25,
+}
+WEIGHTS_ENV = "BACKPAIN_EPI_SEGMENTER_WEIGHTS"
+WEIGHTS_NAME = "unet_phantom.pt"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def build_network(config: dict | None = None):
+    """A MONAI 3-D UNet as described by ``config`` (default :data:`DEFAULT_CONFIG`)."""
+    from monai.networks.nets import UNet
+
+    c = {**DEFAULT_CONFIG, **(config or {})}
+    return UNet(spatial_dims=3, in_channels=c["in_channels"], out_channels=c["out_channels"], channels=tuple(c["channels"]),
+                strides=tuple(c["strides"]), num_res_units=c["num_res_units"], norm="INSTANCE")
+
+
+def default_weights_path() -> Path:
+    """``$BACKPAIN_EPI_SEGMENTER_WEIGHTS`` if set, else ``models/segmentation/unet_phantom.pt`` of the checkout."""
+    if os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV])
+    here = Path(__file__).resolve()
+    for parent in here.parents:  # src/backpain_epi/segmentation/network.py -> the repository root
+        candidate = parent / "models" / "segmentation" / WEIGHTS_NAME
+        if candidate.exists():
+            return candidate
+    return here.parents[3] / "models" / "segmentation" / WEIGHTS_NAME
+
+
+def save_weights(path, model, config: dict, info: dict) -> Path:
+    """Write ``model``'s weights with their ``config`` and training ``info`` (atomically)."""
+    import torch
+
+    from ..tableio import atomic_path
+
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "config": _plain(config), "info": _plain(info)}, tmp)
+    return path
+
+
+def load_weights(path=None, device="cpu"):
+    """Load a weights file; returns ``(model in eval mode on device, config, info)``.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing (the message names ``--weights``) or not a weights file.
+    """
+    import torch
+
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.is_file():
+        raise InputFileError(
+            f"segmentation weights not found: {path}. Pass a weights file with --weights PATH (Python: weights=...), "
+            f"set {WEIGHTS_ENV}, or train them with `backpain-epi train-segmenter --out {path}`."
+        )
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        config = {**DEFAULT_CONFIG, **saved["config"]}
+        model = build_network(config)
+        model.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # torch raises many types for a wrong file
+        raise InputFileError(f"{path}: not a segmentation weights file of this package ({type(exc).__name__}: {exc}).") from None
+    return model.to(device).eval(), config, saved.get("info", {})
+
+
+def resolve_device(name: str):
+    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a ``torch.device``.
+
+    Raises
+    ------
+    BackpainEpiError
+        Unknown name (with "did you mean ...?"), or CUDA asked for but not available.
+    """
+    import torch
+
+    key = str(name).strip().lower()
+    if key not in DEVICES and not (key.startswith("cuda:") and key[5:].isdigit()):
+        raise BackpainEpiError(f"--device: {unknown_choice('device', key, DEVICES)} (cuda:N picks a GPU).")
+    if key == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if key.startswith("cuda") and not torch.cuda.is_available():
+        raise BackpainEpiError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto.")
+    return torch.device(key)
+
+
+def make_inferer(config: dict, sw_batch_size: int = 1):
+    """The sliding-window inferer for ``config``'s patch size and overlap (Gaussian blending)."""
+    from monai.inferers import SlidingWindowInferer
+
+    return SlidingWindowInferer(roi_size=tuple(config["roi_size"]), sw_batch_size=sw_batch_size,
+                                overlap=config["overlap"], mode="gaussian")
+
+
+def _plain(obj):
+    """Dataclasses to dicts, tuples to lists, numpy scalars to Python: what ``torch.load(weights_only=True)`` reads back."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj

@@ -1,0 +1,238 @@
+"""Training and fine-tuning of the segmentation network (seeded, CPU or GPU).
+
+Training examples are volumes on the network grid (the same preprocessing as
+inference, :func:`~backpain_epi.segmentation.io.network_input`), drawn either
+from phantoms (:func:`~backpain_epi.segmentation.phantom.make_phantom`) or from
+a manifest with a ``label`` column (fine-tuning on annotated scans). Each step
+takes random patches, biased to the muscles, through MONAI augmentations
+(:func:`augmentations`) and one AdamW step on the Dice + cross-entropy loss.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .io import Grid, load_dixon, load_volume, network_input, resize
+from .network import DEFAULT_CONFIG
+from .phantom import Protocol
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Settings of one training run (all recorded in the weights file).
+
+    Attributes
+    ----------
+    steps
+        Optimiser steps.
+    volumes_per_step, patches_per_volume
+        Each step draws this many volumes and this many patches from each.
+    learning_rate
+        Peak learning rate (linear warm-up over the first tenth of the steps, then cosine decay).
+    n_phantoms, phantom_seed, phantom_protocol
+        Training phantoms (ignored when training from a manifest).
+    seed
+        Seed of the network initialisation, patch sampling and augmentation.
+    """
+
+    steps: int = 2000
+    volumes_per_step: int = 2
+    patches_per_volume: int = 2
+    learning_rate: float = 3e-3
+    n_phantoms: int = 40
+    phantom_seed: int = 1000
+    phantom_protocol: str | Protocol = "train"
+    seed: int = 0
+    config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
+
+
+def volume_example(water, fat, affine, labels, config) -> dict:
+    """One training example on the network grid: ``ff`` (1 channel), ``signal`` (2 channels), ``label``."""
+    import torch
+
+    grid = Grid.plan(water.shape, affine, config["spacing_mm"])
+    x = network_input(grid.to_canonical(water), grid.to_canonical(fat), grid)
+    lab = torch.from_numpy(grid.to_canonical(np.asarray(labels, np.float32)))[None]
+    lab = resize(lab, grid.network_shape, "nearest")
+    return {"ff": x[:1], "signal": x[1:], "label": lab}
+
+
+def phantom_examples(settings: TrainSettings, progress: bool = True) -> list[dict]:
+    """Training examples from ``settings.n_phantoms`` phantoms of ``settings.phantom_seed``."""
+    from tqdm.auto import tqdm
+
+    from .phantom import make_phantom
+
+    seeds = np.random.SeedSequence(settings.phantom_seed).spawn(settings.n_phantoms)
+    out = []
+    for ss in tqdm(seeds, desc="training phantoms", unit="vol", disable=not progress):
+        ph = make_phantom(ss, protocol=settings.phantom_protocol)
+        out.append(volume_example(ph.water, ph.fat, ph.affine, ph.labels, settings.config))
+    return out
+
+
+def manifest_examples(manifest, config, progress: bool = True) -> list[dict]:
+    """Training examples from a manifest with ``water``, ``fat`` and ``label`` paths (see ``batch.read_manifest``)."""
+    from tqdm.auto import tqdm
+
+    from ..errors import InputFileError
+    from .batch import read_manifest
+    from .io import ScanError
+
+    rows = read_manifest(manifest, require_label=True)
+    out = []
+    for row in tqdm(rows, desc="training scans", unit="vol", disable=not progress):
+        try:
+            pair = load_dixon(row["water"], row["fat"])
+            labels, aff = load_volume(row["label"], "label")
+        except ScanError as exc:
+            raise InputFileError(f"{manifest}: participant {row['participant_id']}: {exc}") from None
+        if labels.shape != pair.water.shape or not np.allclose(aff, pair.affine, atol=1e-3):
+            raise InputFileError(f"{manifest}: participant {row['participant_id']}: the label map is not on the grid of the images.")
+        out.append(volume_example(pair.water, pair.fat, pair.affine, np.rint(labels), config))
+    return out
+
+
+def augmentations(config: dict, seed: int, patches_per_volume: int):
+    """MONAI transforms from an example to augmented patches with an ``image`` key.
+
+    Patches (3 of 4 centred on a muscle voxel), small rotations about the
+    craniocaudal axis and scaling, a smooth bias field, contrast (gamma) and
+    scale changes of the signal channels, noise and blur. No left–right flip:
+    the labels are sided.
+    """
+    from monai import transforms as T
+
+    keys = ["ff", "signal", "label"]
+    roi = tuple(config["roi_size"])
+    aug = T.Compose([
+        T.SpatialPadd(keys, spatial_size=roi),
+        T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=3, neg=1, num_samples=patches_per_volume),
+        T.RandAffined(keys, prob=0.7, rotate_range=(0.05, 0.05, 0.3), scale_range=(0.15, 0.15, 0.1),
+                      mode=("bilinear", "bilinear", "nearest"), padding_mode="border"),
+        T.RandBiasFieldd("signal", prob=0.5, coeff_range=(0.0, 0.3)),
+        T.RandAdjustContrastd("signal", prob=0.3, gamma=(0.7, 1.5)),
+        T.RandScaleIntensityd("signal", factors=0.25, prob=0.5),
+        T.RandGaussianNoised(["ff", "signal"], prob=0.3, std=0.02),
+        T.RandGaussianSmoothd(["ff", "signal"], prob=0.2, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.2, 0.6)),
+        T.ConcatItemsd(["ff", "signal"], "image"),
+    ])
+    aug.set_random_state(seed=seed)
+    return aug
+
+
+def train(examples: list[dict], settings: TrainSettings, device, init_weights=None, progress: bool = True):
+    """Train (or fine-tune from ``init_weights``) on ``examples``; returns ``(network, info)``."""
+    import torch
+    from monai.losses import DiceCELoss
+    from monai.utils import set_determinism
+    from tqdm.auto import tqdm
+
+    from .network import build_network, load_weights
+
+    set_determinism(seed=settings.seed)
+    config = dict(settings.config)
+    if init_weights is not None:
+        network, config, _ = load_weights(init_weights, device)
+        network.train()
+    else:
+        network = build_network(config).to(device)
+    aug = augmentations(config, settings.seed + 1, settings.patches_per_volume)
+    rng = np.random.default_rng(settings.seed + 2)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    opt = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    warmup = max(1, settings.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
+        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(i, settings.steps) / settings.steps)))
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    losses, start = [], time.perf_counter()
+    bar = tqdm(range(settings.steps), desc="training", unit="step", disable=not progress)
+    for _ in bar:
+        patches = [p for i in rng.choice(len(examples), settings.volumes_per_step) for p in aug(examples[i])]
+        x = torch.stack([p["image"].as_tensor() if hasattr(p["image"], "as_tensor") else p["image"] for p in patches]).to(device)
+        y = torch.stack([p["label"].as_tensor() if hasattr(p["label"], "as_tensor") else p["label"] for p in patches]).to(device)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = loss_fn(network(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    network.eval()
+    info = {"steps": settings.steps, "seed": settings.seed, "train_seconds": round(time.perf_counter() - start, 1),
+            "final_loss": round(float(np.mean(losses[-50:])), 4), "device": str(device), "config": config,
+            "n_examples": len(examples), "init_weights": str(init_weights) if init_weights else None}
+    return network, info
+
+
+def validate(network, config, device, n: int, seed: int, protocol: str = "heldout", progress: bool = True) -> dict:
+    """Mean Dice (compartment, psoas) of the full inference pipeline on ``n`` phantoms, on their own grids."""
+    from tqdm.auto import tqdm
+
+    from .infer import Segmenter, dice
+    from .io import DixonPair
+    from .phantom import make_phantom
+
+    seg = Segmenter(network, config, device)
+    scores = {"dice_autochthon": [], "dice_psoas": []}
+    for ss in tqdm(np.random.SeedSequence(seed).spawn(n), desc="validation", unit="vol", disable=not progress):
+        ph = make_phantom(ss, protocol=protocol)
+        pred = seg.segment(DixonPair(ph.water.astype(np.float32), ph.fat.astype(np.float32), ph.affine))
+        scores["dice_autochthon"].append(np.mean([dice(pred, ph.labels, [1]), dice(pred, ph.labels, [2])]))
+        scores["dice_psoas"].append(np.mean([dice(pred, ph.labels, [3]), dice(pred, ph.labels, [4])]))
+    return {k: round(float(np.mean(v)), 4) for k, v in scores.items()} | {"n": n, "seed": seed, "protocol": protocol}
+
+
+def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None, init_weights=None, device="auto",
+                    n_validation: int = 6, validation_seed: int = 555, threads: int | None = None, progress: bool = True) -> dict:
+    """Train (or fine-tune) the segmenter and write its weights to ``out``.
+
+    Parameters
+    ----------
+    out
+        Weights file to write (``.pt``).
+    settings
+        :class:`TrainSettings`; defaults reproduce the shipped weights.
+    manifest
+        Manifest with a ``label`` column: train on these scans instead of phantoms.
+    init_weights
+        Start from these weights (fine-tuning) instead of a random initialisation.
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    n_validation, validation_seed
+        Phantoms (held-out protocol) for the validation Dice recorded in the file.
+    threads
+        CPU threads for torch (default: torch's choice).
+
+    Returns
+    -------
+    dict
+        The ``info`` stored in the weights file (settings, time, loss, validation Dice).
+    """
+    import torch
+
+    from .network import resolve_device, save_weights
+
+    settings = settings or TrainSettings()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    start = time.perf_counter()
+    examples = manifest_examples(manifest, settings.config, progress) if manifest else phantom_examples(settings, progress)
+    prep_seconds = time.perf_counter() - start
+    network, info = train(examples, settings, dev, init_weights, progress)
+    info["data_seconds"] = round(prep_seconds, 1)
+    info["settings"] = {k: v for k, v in settings.__dict__.items() if k != "config"}
+    info["data"] = str(manifest) if manifest else f"{settings.n_phantoms} phantoms, seed {settings.phantom_seed}, protocol {settings.phantom_protocol}"
+    if n_validation:
+        info["validation"] = validate(network, info["config"], dev, n_validation, validation_seed, progress=progress)
+    info["total_seconds"] = round(time.perf_counter() - start, 1)
+    save_weights(Path(out), network, info["config"], info)
+    return info

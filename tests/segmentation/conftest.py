@@ -1,0 +1,45 @@
+"""Fixtures of the segmentation tests: small phantoms and a tiny untrained network, all generated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backpain_epi.segmentation.phantom import Protocol
+
+#: Coarse phantoms (few voxels) keep the quick tests quick; orientation and dtype still vary.
+COARSE = Protocol(inplane_mm=(2.4, 2.5), slice_mm=(5.5, 6.0))
+TINY_CONFIG = {"channels": (4, 8, 16), "strides": (2, 2), "roi_size": (48, 48, 16)}
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory):
+    """Three coarse phantoms written with their manifest and truth (read-only: copy before changing)."""
+    from backpain_epi.segmentation.phantom import write_phantoms
+
+    out = tmp_path_factory.mktemp("phantoms")
+    write_phantoms(out, 3, seed=42, protocol=COARSE, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """Weights of a tiny, untrained UNet (seeded): fast, and enough for everything but accuracy."""
+    import torch
+
+    from backpain_epi.segmentation.network import DEFAULT_CONFIG, build_network, save_weights
+
+    torch.manual_seed(0)
+    config = {**DEFAULT_CONFIG, **TINY_CONFIG}
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    return save_weights(path, build_network(config), config, {"note": "untrained"})
+
+
+def rng_labels(shape, seed=0):
+    """A blocky label map with all five labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint8)
+    for lab in range(1, 5):
+        corner = [rng.integers(0, n // 2) for n in shape]
+        labels[tuple(slice(c, c + n // 3) for c, n in zip(corner, shape))] = lab
+    return labels

@@ -1,0 +1,110 @@
+"""Batch segmentation: outputs, resume after an interruption, failures that never stop the batch."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backpain_epi.errors import DataValidationError, InputFileError
+from backpain_epi.segmentation.batch import PARTS, process_one, read_manifest, segment_manifest
+
+
+@pytest.fixture()
+def scans(phantom_dir, tmp_path):
+    """A writable copy of the coarse phantoms; returns the manifest path."""
+    shutil.copytree(phantom_dir, tmp_path / "in")
+    return tmp_path / "in" / "manifest.csv"
+
+
+def _run(manifest, out, weights, **kw):
+    return segment_manifest(manifest, out, weights=weights, device="cpu", progress=False, **kw)
+
+
+def test_outputs_follow_the_contract(scans, tmp_path, tiny_weights, dictionary):
+    import nibabel as nib
+
+    from backpain_epi.tableio import read_table
+    from backpain_epi.validation import validate_table
+
+    out = tmp_path / "out"
+    result = _run(scans, out, tiny_weights)
+    assert result.n_processed == 3 and result.failures.empty
+    table = read_table(out / "exposures.csv")
+    assert validate_table(table, "exposures", dictionary).ok
+    assert list(table["participant_id"]) == list(pd.read_csv(scans)["participant_id"])
+    for row in read_manifest(scans):
+        lab, water = nib.load(out / "labels" / f"{row['participant_id']}.nii.gz"), nib.load(row["water"])
+        assert lab.shape == water.shape and np.allclose(lab.affine, water.affine)
+        assert lab.get_data_dtype() == np.uint8
+    assert list(pd.read_csv(out / "failures.csv").columns) == ["participant_id", "reason"]  # header only
+    assert not list(out.rglob(".*.tmp*"))
+
+
+def test_a_rerun_after_an_interruption_skips_what_is_done(scans, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    rows = read_manifest(scans)
+    # an interrupted run: one participant done, a second killed while writing (a temporary file, no record)
+    process_one(rows[0], out=out, weights=tiny_weights, device="cpu", batch_size=1)
+    (out / "labels" / f".{rows[1]['participant_id']}.tmp.nii.gz").write_bytes(b"half")
+    first = json.loads((out / PARTS / f"{rows[0]['participant_id']}.json").read_text())
+    result = _run(scans, out, tiny_weights)
+    assert (result.n_skipped, result.n_processed) == (1, 2)
+    assert json.loads((out / PARTS / f"{rows[0]['participant_id']}.json").read_text()) == first
+    assert len(result.exposures) == 3
+    again = _run(scans, out, tiny_weights)
+    assert (again.n_skipped, again.n_processed) == (3, 0)
+    pd.testing.assert_frame_equal(again.exposures, result.exposures)
+
+
+def test_bad_scans_go_to_failures_and_the_batch_goes_on(scans, tmp_path, tiny_weights):
+    import nibabel as nib
+
+    df = pd.read_csv(scans)
+    base = scans.parent
+    good = nib.load(base / df.loc[0, "water"])
+    data, affine = np.asanyarray(good.dataobj), good.affine
+    bad = {}
+    bad["missing"] = ("images/nothing.nii.gz", df.loc[0, "fat"], "not found")
+    (base / "corrupt.nii.gz").write_bytes((base / df.loc[0, "water"]).read_bytes()[:100])
+    bad["corrupt"] = ("corrupt.nii.gz", df.loc[0, "fat"], "corrupt")
+    nib.save(nib.Nifti1Image(data, affine * np.diag([2, 1, 1, 1])), base / "moved.nii.gz")
+    bad["grids"] = ("moved.nii.gz", df.loc[0, "fat"], "different grids")
+    nib.save(nib.Nifti1Image(data[..., 0], affine), base / "flat.nii.gz")
+    bad["2d"] = ("flat.nii.gz", "flat.nii.gz", "2 dimensions")
+    nib.save(nib.Nifti1Image(np.stack([data, data], -1), affine), base / "four.nii.gz")
+    bad["4d"] = ("four.nii.gz", "four.nii.gz", "4 dimensions")
+    nan = data.astype(np.float32)
+    nan[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(nan, affine), base / "nan.nii.gz")
+    bad["nan"] = ("nan.nii.gz", df.loc[0, "fat"], "NaN")
+    nib.save(nib.Nifti1Image(np.zeros_like(data), affine), base / "zero.nii.gz")
+    bad["zero"] = ("zero.nii.gz", "zero.nii.gz", "all zero")
+    extra = pd.DataFrame([{"participant_id": f"bad-{k}", "water": w, "fat": f} for k, (w, f, _) in bad.items()])
+    pd.concat([df, extra]).to_csv(scans, index=False)
+    result = _run(scans, tmp_path / "out", tiny_weights)
+    assert len(result.exposures) == 3
+    reasons = result.failures.set_index("participant_id")["reason"]
+    assert len(reasons) == len(bad)
+    for key, (_, _, expected) in bad.items():
+        assert expected in reasons[f"bad-{key}"]
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda df: df.drop(columns="fat"), DataValidationError, "fat"),
+    (lambda df: df.assign(participant_id=df["participant_id"].iloc[0]), DataValidationError, "participant_id"),
+    (lambda df: df.assign(participant_id=["a/b", "c", "d"]), InputFileError, "file name"),
+])
+def test_a_bad_manifest_is_refused_before_any_work(scans, tmp_path, tiny_weights, edit, error, message):
+    edit(pd.read_csv(scans)).to_csv(scans, index=False)
+    with pytest.raises(error, match=message):
+        _run(scans, tmp_path / "out", tiny_weights)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_local_dask_cluster_gives_the_same_result(scans, tmp_path, tiny_weights):
+    serial = _run(scans, tmp_path / "serial", tiny_weights)
+    parallel = _run(scans, tmp_path / "dask", tiny_weights, workers=2)
+    pd.testing.assert_frame_equal(parallel.exposures, serial.exposures)

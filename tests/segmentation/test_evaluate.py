@@ -1,0 +1,35 @@
+"""Scoring against the truth and the pass/fail of the quality targets."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from backpain_epi.segmentation.evaluate import TARGETS, score, summarise
+
+
+def test_a_perfect_segmentation_scores_perfectly(phantom_dir, tmp_path):
+    manifest = pd.read_csv(phantom_dir / "manifest.csv")
+    truth = pd.read_csv(phantom_dir / "truth_exposures.csv")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for r in manifest.itertuples():
+        shutil.copy(phantom_dir / r.label, pred / f"{r.participant_id}.nii.gz")
+    labels = {r.participant_id: phantom_dir / r.label for r in manifest.itertuples()}
+    scores = score(pred, labels, truth, truth)
+    assert (scores["dice_autochthon"] == 1).all() and (scores["dice_psoas"] == 1).all()
+    assert (scores[["lmm_rel_err", "imf_abs_err", "intermat_rel_err"]] == 0).all().all()
+    assert (summarise(scores)["result"] == "pass").all()
+
+
+def test_each_target_fails_on_its_own():
+    good = {"dice_autochthon": 0.95, "dice_psoas": 0.9, "lmm_rel_err": 0.01, "imf_abs_err": 0.5, "intermat_rel_err": 0.05}
+    for metric, _, op, threshold in TARGETS:
+        bad = dict(good, **{metric: threshold - 0.01 if op == ">=" else threshold + 0.01})
+        result = summarise(pd.DataFrame([bad] * 3)).set_index("metric")["result"]
+        assert result[metric] == "FAIL" and (result.drop(metric) == "pass").all()
+
+
+def test_a_failed_scan_fails_the_evaluation():
+    good = {"dice_autochthon": 0.95, "dice_psoas": 0.9, "lmm_rel_err": 0.01, "imf_abs_err": 0.5, "intermat_rel_err": 0.05}
+    assert (summarise(pd.DataFrame([good]), n_failed=1)["result"] == "FAIL").all()
