@@ -43,3 +43,14 @@ def rng_labels(shape, seed=0):
         corner = [rng.integers(0, n // 2) for n in shape]
         labels[tuple(slice(c, c + n // 3) for c, n in zip(corner, shape))] = lab
     return labels
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread: with two, a busy 2-core machine makes OpenMP spin and the tests 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

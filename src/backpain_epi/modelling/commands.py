@@ -1,11 +1,83 @@
-"""Command-line verbs of the modelling stage, added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
+"""Command-line verbs of the modelling stage (``fit``, ``compare``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
 
-Heavy libraries are imported inside the command bodies, so ``backpain-epi --help`` stays quick.
-Shared options (``--dictionary``, ``--sep``, ...) come from :mod:`backpain_epi.cli_options`.
+PyMC and ArviZ are imported inside the command bodies, so ``backpain-epi --help`` stays quick.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from ..cli_options import DICTIONARY
+
+
+@click.command()
+@click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="Cohort table (CSV, TSV or Parquet); validated first.")
+@click.option("--spec", "spec", type=click.Path(path_type=Path), required=True, help="Model spec YAML, e.g. models/full.yaml.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to write (posterior.nc, summary.csv, ...).")
+@click.option("--draws", type=int, default=None, help="Posterior draws per chain [spec].")
+@click.option("--tune", type=int, default=None, help="Tuning steps per chain [spec].")
+@click.option("--chains", type=int, default=None, help="Number of chains [spec].")
+@click.option("--seed", type=int, default=None, help="Random seed [spec].")
+@click.option("--sampler", type=click.Choice(["nutpie", "pymc"]), default=None, help="nutpie (fast, default) or PyMC's NUTS [spec].")
+@click.option("--allow-failed-diagnostics", is_flag=True, help="Exit 0 even if the diagnostics gate fails (the failure is still printed and recorded).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@DICTIONARY
+def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, quiet, dictionary_path):
+    """Fit a Bayesian hierarchical logistic model of a spec to a cohort table.
+
+    Prints the model and its priors, the rows dropped as incomplete, the odds ratios
+    and the diagnostics gate. Exit status 3 when the gate fails (unless
+    --allow-failed-diagnostics), 2 for bad input.
+    """
+    from ..dictionary import load_dictionary
+    from . import fit_model, load_spec
+
+    dd = load_dictionary(dictionary_path)
+    model_spec = load_spec(spec, dd).with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
+    click.echo(str(model_spec))
+    s = model_spec.sampler
+    click.echo(f"Sampling with {s.sampler}: {s.chains} chains × {s.draws} draws after {s.tune} tuning steps, seed {s.seed}.")
+    result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet)
+    d = result.provenance["data"]
+    dropped = {k: v for k, v in result.dropped.items() if k != "any"}
+    if dropped:
+        detail = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
+        click.echo(f"Dropped {result.dropped['any']:,} of {d['n_rows']:,} rows as incomplete (missing: {detail}).")
+    click.echo(f"Analysed {d['n_analysed']:,} participants, {d['n_events']:,} with {result.spec.outcome}.")
+    info = result.provenance["sampler"]
+    if info["fallback_reason"]:
+        click.secho(f"note: {info['fallback_reason']}; used PyMC's NUTS.", fg="yellow")
+    t = result.provenance["timings"]
+    click.echo(f"Timings: compile {t.get('compile_s', 0):.1f} s, sampling {t['sampling_s']:.1f} s, total {t['total_s']:.1f} s.")
+    click.echo(result.print_summary())
+    gate = result.diagnostics
+    click.secho(gate.format(), fg="green" if gate.passed else "red", bold=not gate.passed)
+    click.echo(f"Wrote {out}/ (posterior.nc, summary.csv{', activity_curve.csv' if result.curve is not None else ''}, spec.yaml, provenance.json).")
+    if not gate.passed and not allow_failed_diagnostics:
+        sys.exit(3)
+
+
+@click.command()
+@click.argument("runs", nargs=-1, type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the comparison table here (.csv, .tsv, .parquet).")
+def compare(runs, out):
+    """Compare fitted RUNS (folders from `fit`) by PSIS-LOO, with stacking weights.
+
+    Refuses runs fit on different data or on different rows of it.
+    """
+    from .compare import compare_runs, format_comparison
+
+    if out is not None:
+        from ..tableio import check_output_path
+
+        check_output_path(out)
+    table = compare_runs(list(runs), out=out)
+    click.echo(format_comparison(table))
+    if out is not None:
+        click.echo(f"Wrote {out}.")
+
+
+COMMANDS: list[click.Command] = [fit, compare]

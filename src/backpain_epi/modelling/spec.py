@@ -405,7 +405,7 @@ class _SpecReader:
         for key in raw:
             if key not in DEFAULT_PRIORS:
                 self.problems.append(f"priors: {unknown_choice('prior', key, DEFAULT_PRIORS)}")
-            elif key not in needed:
+            elif key not in needed and not (activity is None and self.raw.get("activity") is not None):  # not twice for one mistake
                 self.problems.append(f"priors: '{key}' is not used by this model (it uses {', '.join(needed)})")
         for key in needed:
             try:

@@ -1,0 +1,60 @@
+"""The fit and compare commands: output, exit status, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from backpain_epi.cli import main
+
+from .conftest import MODELS
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_fit_prints_model_priors_table_and_gate(cohort_csv, tmp_path):
+    out = tmp_path / "run"
+    r = _run("fit", "--data", cohort_csv[0], "--spec", MODELS / "unadjusted.yaml", "--out", out,
+             "--draws", 400, "--tune", 400, "--chains", 2, "--quiet", "--allow-failed-diagnostics")
+    assert r.exit_code == 0, r.output
+    assert "prior group_sd: halfnormal(1)" in r.output
+    assert "Sampling with nutpie: 2 chains × 400 draws after 400 tuning steps, seed 2025." in r.output
+    assert "Analysed 3,000 participants" in r.output
+    assert "intermat_ml" in r.output and "Diagnostics" in r.output.replace("DIAGNOSTICS", "Diagnostics")
+    assert json.loads((out / "provenance.json").read_text())["settings"]["draws"] == 400
+
+
+def test_failed_gate_exits_non_zero_unless_allowed(cohort_csv, tmp_path):
+    args = ["fit", "--data", cohort_csv[0], "--spec", MODELS / "unadjusted.yaml", "--out", tmp_path / "r",
+            "--draws", 20, "--tune", 20, "--chains", 2, "--quiet"]
+    r = _run(*args)
+    assert r.exit_code == 3
+    assert "DIAGNOSTICS FAILED" in r.output and "[FAIL] bulk ESS" in r.output
+    assert json.loads((tmp_path / "r" / "provenance.json").read_text())["diagnostics"]["passed"] is False
+    assert _run(*args, "--allow-failed-diagnostics").exit_code == 0
+
+
+def test_spec_and_data_errors_are_one_clear_message(cohort_csv, tmp_path):
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text((MODELS / "full.yaml").read_text().replace("basis: spline", "basis: splines"))
+    r = _run("fit", "--data", cohort_csv[0], "--spec", bad_spec, "--out", tmp_path / "x")
+    assert r.exit_code == 2
+    assert "error:" in r.output and "unknown basis 'splines'; did you mean 'spline'?" in r.output
+    assert "Traceback" not in r.output
+    bad_data = tmp_path / "bad.csv"
+    bad_data.write_text(cohort_csv[0].read_text().replace("female", "femail", 1))
+    r = _run("fit", "--data", bad_data, "--spec", MODELS / "full.yaml", "--out", tmp_path / "y")
+    assert r.exit_code == 2 and "sex" in r.output and "femail" in r.output
+    r = _run("fit", "--data", tmp_path / "none.csv", "--spec", MODELS / "full.yaml", "--out", tmp_path / "z")
+    assert r.exit_code == 2 and "none.csv" in r.output
+
+
+def test_compare_command(full_run, unadjusted_run, tmp_path):
+    r = _run("compare", full_run.out, unadjusted_run.out, "--out", tmp_path / "cmp.csv")
+    assert r.exit_code == 0, r.output
+    assert "elpd_loo" in r.output and "predicts best" in r.output and (tmp_path / "cmp.csv").is_file()
+    r = _run("compare", full_run.out, tmp_path / "nope")
+    assert r.exit_code == 2 and "not a run folder" in r.output

@@ -1,0 +1,166 @@
+"""Fitting: run folder contents, provenance, gate, predictions, and agreement with the truth and with ML."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from scipy import special
+
+from backpain_epi import simulate_cohort
+from backpain_epi.modelling import fit_model, load_run
+from backpain_epi.modelling.build import build_model
+from backpain_epi.modelling.design import make_design
+from backpain_epi.modelling.fit import table_hash
+from backpain_epi.modelling.results import SUMMARY_COLUMNS
+from backpain_epi.tableio import read_table
+
+from ..helpers import fit_logistic
+from .conftest import MODELS, QUICK
+
+
+def test_run_folder_holds_every_file(full_run):
+    out = full_run.out
+    for name in ("posterior.nc", "summary.csv", "activity_curve.csv", "spec.yaml", "provenance.json"):
+        assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert set(summary["term"]) == {"intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes",
+                                    "dyslipidemia", "osteoporosis", "osteoarthritis"}
+    row = summary.set_index("term").loc["intermat_ml"]
+    assert row.or_lo95 < row.or_median < row.or_hi95
+    assert row.or_median == pytest.approx(np.exp(row.log_or_mean), rel=0.05)
+    assert 0 <= row.p_or_gt_1 <= 1 and row.per.startswith("2 SD = ") and row.per.endswith("mL")
+
+
+def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
+    p = json.loads((full_run.out / "provenance.json").read_text())
+    assert p["data"]["sha256"] == table_hash(full_run_table(cohort_csv[0]))
+    assert p["data"]["n_analysed"] == 3000 and p["data"]["dropped"] == {"any": 0}
+    assert p["sampler"]["used"] == "nutpie" and p["sampler"]["fallback_reason"] is None
+    assert p["settings"] == {"draws": 300, "tune": 300, "chains": 2, "target_accept": 0.8, "seed": 2025}
+    assert p["versions"]["pymc"] and p["versions"]["nutpie"] and p["timings"]["sampling_s"] > 0
+    assert p["priors"]["smooth_sd"] == "halfnormal(1)"
+    assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
+    assert {c["name"] for c in p["diagnostics"]["checks"]} == {"R-hat", "bulk ESS", "divergences", "E-BFMI"}
+
+
+def full_run_table(path):
+    from backpain_epi.cohort import load_cohort
+
+    return load_cohort(path)[0]
+
+
+def test_same_seed_same_draws(cohort_csv, tmp_path):
+    spec = MODELS / "unadjusted.yaml"
+    a = fit_model(cohort_csv[0], spec, draws=50, tune=50, chains=2, progress=False, seed=5)
+    b = fit_model(cohort_csv[0], spec, draws=50, tune=50, chains=2, progress=False, seed=5)
+    np.testing.assert_array_equal(a.idata.posterior["beta"].values, b.idata.posterior["beta"].values)
+
+
+def test_load_run_reads_back_without_refitting(full_run):
+    again = load_run(full_run.out)
+    pd.testing.assert_frame_equal(again.summary, pd.read_csv(full_run.out / "summary.csv"))
+    assert again.spec == full_run.spec
+    assert again.diagnostics.passed == full_run.diagnostics.passed
+
+
+def test_log_likelihood_matches_pymc(full_run, cohort_csv, dictionary):
+    """The stored pointwise log-likelihood is PyMC's Bernoulli log-density at the same draws."""
+    ll = full_run.idata.log_likelihood["cbp"]
+    assert ll.dtype == np.float32 and ll.sizes["cbp_dim_0"] == 3000
+    design = make_design(full_run_table(cohort_csv[0]), full_run.spec, dictionary)
+    model = build_model(design)
+    point_fn = model.compile_fn(model.logp(vars=model.observed_RVs, sum=False)[0], inputs=model.value_vars, on_unused_input="ignore")
+    draw = int(ll.draw.values[3])
+    post = full_run.idata.posterior.sel(chain=1, draw=draw)
+    values = {}
+    for rv in model.free_RVs:
+        value_var = model.rvs_to_values[rv]
+        transform = model.rvs_to_transforms[rv]
+        x = post[rv.name].values
+        values[value_var.name] = transform.forward(x).eval() if transform is not None else x
+    expected = point_fn(values)
+    np.testing.assert_allclose(ll.sel(chain=1, draw=draw).values, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_predictions_for_known_and_new_sites(full_run, cohort_csv):
+    table = full_run_table(cohort_csv[0])
+    rows = table.iloc[:200]
+    known = full_run.predict(rows)
+    assert not known["new_group"].any()
+    assert ((known.p_lo95 <= known.p_mean) & (known.p_mean <= known.p_hi95)).all()
+    observed, predicted = rows["cbp"].to_numpy(), known["p_mean"].to_numpy()
+    assert predicted[observed == 1].mean() > predicted[observed == 0].mean()  # discriminates
+    new = full_run.predict(rows.assign(site="site_new"))
+    assert new["new_group"].all()
+    assert ((new.p_hi95 - new.p_lo95) > (known.p_hi95 - known.p_lo95)).mean() > 0.9  # an unseen site is less certain
+
+
+def test_intervals_cover_the_default_truth(full_run, cohort_csv):
+    truth = cohort_csv[1].truth["odds_ratios_per_2sd"]
+    s = full_run.summary.set_index("term")
+    for term in ("intermat_ml", "lmm_ml"):
+        assert s.loc[term, "or_lo95"] <= truth[term] <= s.loc[term, "or_hi95"], term
+
+
+def test_another_truth_is_recovered(strong_truth, tmp_path):
+    sim = simulate_cohort(n=3000, seed=21, truth=strong_truth)
+    run = fit_model(sim.data, MODELS / "unadjusted.yaml", **QUICK)
+    s = run.summary.set_index("term")
+    assert s.loc["intermat_ml", "or_lo95"] <= 1.8 <= s.loc["intermat_ml", "or_hi95"]
+    assert s.loc["intermat_ml", "or_lo95"] > 1.22  # not the default truth
+    assert s.loc["lmm_ml", "or_lo95"] <= 1.0 <= s.loc["lmm_ml", "or_hi95"]
+    assert run.idata.posterior["group_sd"].median() < 0.25  # no site effect was planted
+
+
+def test_fixed_effects_agree_with_maximum_likelihood(unadjusted_run, cohort_csv, dictionary):
+    """Posterior means agree with an ML logistic fit with site indicators (weak priors, n = 3,000)."""
+    design = make_design(full_run_table(cohort_csv[0]), unadjusted_run.spec, dictionary)
+    sites = np.eye(len(design.recipe.group_levels))[design.group]
+    X = np.column_stack([np.ones(design.n), design.X, sites[:, 1:]])
+    beta, se = fit_logistic(X, design.y)
+    bayes = unadjusted_run.summary.set_index("term")
+    for j, term in enumerate(design.terms):
+        assert abs(bayes.loc[term, "log_or_mean"] - beta[1 + j]) < 0.25 * se[1 + j] + 0.02, term
+
+
+def test_failed_gate_is_reported_not_hidden(cohort_csv):
+    run = fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", draws=30, tune=30, chains=2, progress=False)
+    assert not run.diagnostics.passed
+    assert "bulk ESS" in {c.name for c in run.diagnostics.failed}
+    assert run.diagnostics.format().startswith("DIAGNOSTICS FAILED")
+    assert run.provenance["diagnostics"]["passed"] is False
+
+
+def test_activity_curve_is_relative_to_1500(full_run):
+    curve = pd.read_csv(full_run.out / "activity_curve.csv")
+    ref = curve.set_index("met_min_week").loc[1500]
+    assert ref.or_mean == pytest.approx(1.0) and ref.or_lo95 == pytest.approx(1.0)
+    assert (curve.or_lo95 <= curve.or_median).all() and (curve.or_median <= curve.or_hi95).all()
+    assert list(curve.columns[:2]) == ["met_min_week", "reference_met"]
+
+
+def test_bands_curve_is_the_band_odds_ratios(cohort_csv, tmp_path):
+    run = fit_model(cohort_csv[0], MODELS / "paper.yaml", draws=100, tune=100, chains=2, progress=False)
+    curve = run.curve.set_index("met_min_week")
+    low = np.exp(run.idata.posterior["beta"].sel(term="activity_band[<500]").values.ravel())
+    assert curve.loc[100, "or_median"] == pytest.approx(np.median(low))
+    assert curve.loc[1500, "or_median"] == pytest.approx(1.0) and curve.loc[3000, "or_median"] == pytest.approx(1.0)
+
+
+def test_data_errors_stop_before_sampling(cohort_csv, tmp_path):
+    from backpain_epi.errors import BackpainEpiError, DataValidationError
+
+    bad = read_table(cohort_csv[0])
+    bad.loc[3, "age"] = "200"
+    with pytest.raises(DataValidationError, match="age"):
+        fit_model(bad, MODELS / "full.yaml", **QUICK)
+    with pytest.raises(BackpainEpiError, match="does not have"):
+        fit_model(read_table(cohort_csv[0]).drop(columns="imf_pct"), MODELS / "full.yaml", **QUICK)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackpainEpiError, match="is a file"):
+        fit_model(cohort_csv[0], MODELS / "full.yaml", out=tmp_path / "file", **QUICK)

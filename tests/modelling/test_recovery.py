@@ -1,0 +1,42 @@
+"""End-to-end recovery at a realistic size (slow: run by CI and `make test TESTS=all`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backpain_epi import simulate_cohort
+from backpain_epi.modelling import fit_model
+
+from .conftest import MODELS
+
+pytestmark = pytest.mark.slow
+
+
+def _fit(truth=None, seed=2025):
+    sim = simulate_cohort(n=15_000, seed=seed, truth=truth)
+    return sim, fit_model(sim.data, MODELS / "full.yaml", draws=500, tune=500, chains=2, progress=False)
+
+
+def test_full_model_recovers_default_truth_and_u_shaped_activity():
+    sim, run = _fit()
+    s = run.summary.set_index("term")
+    truth = sim.truth["odds_ratios_per_2sd"] | sim.truth["odds_ratios_binary"]
+    for term in ("intermat_ml", "lmm_ml"):
+        assert s.loc[term, "or_lo95"] <= truth[term] <= s.loc[term, "or_hi95"], term
+        assert abs(np.log(s.loc[term, "or_median"]) - np.log(truth[term])) < 0.12, term
+    covered = [s.loc[t, "or_lo95"] <= truth[t] <= s.loc[t, "or_hi95"] for t in truth]
+    assert sum(covered) >= len(truth) - 1  # 95% intervals: at most one of ten may miss
+    curve = run.curve.set_index("met_min_week")
+    assert curve.loc[0, "or_lo95"] > 1.0 and curve.loc[12_500, "or_lo95"] > 1.0  # U-shaped around 1,500
+    assert curve.loc[[750, 2500], "or_median"].between(0.9, 1.1).all()
+
+
+def test_full_model_recovers_another_truth_with_flat_activity(strong_truth):
+    sim, run = _fit(strong_truth, seed=77)
+    s = run.summary.set_index("term")
+    assert s.loc["intermat_ml", "or_lo95"] <= 1.8 <= s.loc["intermat_ml", "or_hi95"]
+    assert s.loc["lmm_ml", "or_lo95"] <= 1.0 <= s.loc["lmm_ml", "or_hi95"]
+    curve = run.curve
+    assert ((curve.or_lo95 <= 1.0) & (curve.or_hi95 >= 1.0)).all()  # flat: every interval holds 1
+    assert float(run.idata.posterior["group_sd"].median()) < 0.1
