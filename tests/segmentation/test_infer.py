@@ -41,12 +41,16 @@ def test_labels_land_on_the_input_grid_near_the_network_spacing(seed):
         assert dice(pred, ph.labels, [lab]) > 0.95
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
-def test_labels_land_on_the_input_grid_at_other_spacings(seed):
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])
+def test_labels_land_on_the_input_grid_at_other_spacings_without_a_shift(seed):
+    """Fine grids: labels overlap, and their centroids stay within 0.5 mm in-plane (a half-voxel bug moves them 1 mm)."""
     ph = make_phantom(seed, protocol=Protocol(inplane_mm=(1.2, 1.4), slice_mm=(2.5, 3.0)))
     pred = _segmenter().segment(_encoded_pair(ph.labels, ph.affine))
     for lab in range(1, 5):
         assert dice(pred, ph.labels, [lab]) > 0.9
+    for lab in (1, 2):
+        shift = ph.affine[:3, :3] @ (np.argwhere(pred == lab).mean(0) - np.argwhere(ph.labels == lab).mean(0))
+        assert np.abs(shift[:2]).max() < 0.5
 
 
 def test_the_inferer_is_passed_in():

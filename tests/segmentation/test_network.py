@@ -6,7 +6,7 @@ from backpain_epi.errors import BackpainEpiError, InputFileError
 from backpain_epi.segmentation.network import WEIGHTS_ENV, default_weights_path, load_weights, resolve_device
 
 
-@pytest.mark.parametrize("name, hint", [("cdua", "did you mean 'cuda'"), ("CPUU", "did you mean 'cpu'"), ("atuo", "did you mean 'auto'")])
+@pytest.mark.parametrize("name, hint", [("cdua", "did you mean 'cuda'"), ("CPUU", "did you mean 'cpu'"), ("atuo", "did you mean 'auto'"), ("gpu", "did you mean 'cuda'")])
 def test_a_wrong_device_says_did_you_mean(name, hint):
     with pytest.raises(BackpainEpiError, match=hint):
         resolve_device(name)

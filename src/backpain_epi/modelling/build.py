@@ -1,14 +1,22 @@
 """The PyMC model of a :class:`~backpain_epi.modelling.design.Design`.
 
 Logistic regression of the outcome on the fixed-effect terms, the activity term
-and a non-centred random intercept per group::
+and a random intercept per group::
 
-    logit P(cbp = 1) = intercept + X @ beta + f(activity) + sigma_group * z[group]
+    logit P(cbp = 1) = intercept + X @ beta + f(activity) + group_sd * group_z[group]
 
-with ``f`` the centred spline (``beta_activity_linear * a_lin + smooth_sd * (A_wiggly @ z_smooth)``)
-or the centred HSGP (``phi @ (z_gp * sqrt_psd)``). Priors come from the spec.
-The model keeps the data as constants (no per-row deterministics), so sampling
-cost per gradient is one pass over ``X``.
+- The group intercept is non-centred (``group_z ~ Normal(0, 1)``).
+- ``f`` is either the spline ``activity_linear * a_lin + A_wiggly @ smooth_w`` with
+  *centred* coefficients ``smooth_w ~ Normal(0, smooth_sd)``, or the HSGP
+  ``phi @ (gp_z * sqrt_psd)`` with *non-centred* ``gp_z ~ Normal(0, 1)`` and the
+  spectral weights ``sqrt_psd`` of ``pm.gp.HSGP``. Measured at 27,518 rows
+  (4 chains × 500 draws, BENCHMARKS.md): the non-centred spline gave 5–287
+  divergences in the upper tail of ``smooth_sd`` (the data pin its few
+  coefficients down), the centred one 0–2; the centred HSGP gave 522 (its
+  high-frequency coefficients are barely informed), the non-centred 23–26.
+
+Priors come from the spec. The model keeps the data as constants and has no
+per-row deterministics, so the cost of a gradient is one pass over the rows.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from .spec import Prior
 
 #: Free parameters that are reported or gated, by model part.
 INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
-ACT_LIN, SMOOTH_SD, SMOOTH_Z = "activity_linear", "smooth_sd", "smooth_z"
+ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
 GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
 
 
@@ -42,8 +50,8 @@ def build_model(design: Design) -> pm.Model:
         if act is not None and act["basis"] == "spline":
             lin = _prior(ACT_LIN, spec.priors["coefficients"])
             sd = _prior(SMOOTH_SD, spec.priors["smooth_sd"])
-            z = pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis")
-            eta = eta + lin * pt.as_tensor(design.A[:, 0]) + pt.dot(pt.as_tensor(design.A[:, 1:]), z * sd)
+            w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
+            eta = eta + lin * pt.as_tensor(design.A[:, 0]) + pt.dot(pt.as_tensor(design.A[:, 1:]), w)
         elif act is not None:
             amp = _prior(GP_AMP, spec.priors["gp_amplitude"])
             ls = _prior(GP_LS, spec.priors["gp_lengthscale"])

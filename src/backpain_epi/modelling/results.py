@@ -13,7 +13,7 @@ from scipy import special
 
 from ..derived import ACTIVITY_REFERENCE_MET
 from ..dictionary import DataDictionary
-from .build import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_Z
+from .build import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
 from .design import ACTIVITY_GRID, DesignRecipe
 
 SUMMARY_COLUMNS = ["term", "kind", "label", "per", "or_mean", "or_median", "or_lo95", "or_hi95", "log_or_mean", "log_or_sd",
@@ -87,7 +87,7 @@ def activity_log_or_draws(idata: az.InferenceData, recipe: DesignRecipe, met: np
         return lo[:, :-1] - lo[:, -1:]
     basis = recipe.activity_curve_basis(met, reference)
     if recipe.activity["basis"] == "spline":
-        coef = np.column_stack([draws(idata, ACT_LIN), draws(idata, SMOOTH_Z) * draws(idata, SMOOTH_SD)[:, None]])
+        coef = np.column_stack([draws(idata, ACT_LIN), draws(idata, SMOOTH_W)])
     else:
         coef = draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe)
     return coef @ basis.T
@@ -125,7 +125,7 @@ def eta_from_arrays(idata: az.InferenceData, recipe: DesignRecipe, X: np.ndarray
     eta = draws(idata, INTERCEPT)[take, None] + draws(idata, BETA)[take] @ X.T
     if recipe.activity is not None:
         if recipe.activity["basis"] == "spline":
-            eta += draws(idata, ACT_LIN)[take, None] * A[:, 0] + (draws(idata, SMOOTH_Z) * draws(idata, SMOOTH_SD)[:, None])[take] @ A[:, 1:].T
+            eta += draws(idata, ACT_LIN)[take, None] * A[:, 0] + (draws(idata, SMOOTH_W))[take] @ A[:, 1:].T
         else:
             eta += (draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe))[take] @ A.T
     if group is not None:
@@ -154,8 +154,7 @@ def _hsgp_sqrt_psd(idata: az.InferenceData, recipe: DesignRecipe) -> np.ndarray:
     act = recipe.activity
     omega = np.arange(1, act["m"] + 1) * np.pi / (2 * act["L"])
     amp, ls = draws(idata, GP_AMP)[:, None], draws(idata, GP_LS)[:, None]
-    psd = amp**2 * np.sqrt(2 * np.pi) * ls * np.exp(-0.5 * (ls * omega) ** 2)
-    return np.sqrt(psd)
+    return np.sqrt(amp**2 * np.sqrt(2 * np.pi) * ls * np.exp(-0.5 * (ls * omega) ** 2))
 
 
 def _thin(idata: az.InferenceData, max_draws: int | None) -> np.ndarray:

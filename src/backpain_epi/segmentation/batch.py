@@ -137,7 +137,7 @@ def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch
     todo = [r for r in rows if not _done(out, r["participant_id"])]
     spec = {"out": str(out), "weights": str(weights), "device": device, "batch_size": batch_size}
     bar = tqdm(total=len(todo), desc="segment", unit="scan", disable=not progress)
-    if scheduler or workers:
+    if todo and (scheduler or workers):
         _run_dask(todo, spec, bar, workers=workers, scheduler=scheduler)
     else:
         for row in todo:

@@ -155,13 +155,21 @@ class Grid:
 
 
 def resize(x, shape, mode: str):
-    """Resize a ``(C, X, Y, Z)`` torch tensor to ``shape`` (``"trilinear"`` or ``"nearest"``)."""
+    """Resize a ``(C, X, Y, Z)`` torch tensor to ``shape``, ``"trilinear"`` or ``"nearest"``.
+
+    Both modes align voxel centres (the volume's outer edges stay in place);
+    ``"nearest"`` is torch's ``"nearest-exact"``, as torch's own ``"nearest"``
+    shifts the result by half an output voxel.
+    """
     import torch.nn.functional as F
 
     if tuple(x.shape[1:]) == tuple(shape):
         return x
-    kwargs = {"align_corners": False} if mode == "trilinear" else {}
-    return F.interpolate(x[None], size=tuple(shape), mode=mode, **kwargs)[0]
+    if mode == "trilinear":
+        return F.interpolate(x[None], size=tuple(shape), mode="trilinear", align_corners=False)[0]
+    if mode == "nearest":
+        return F.interpolate(x[None], size=tuple(shape), mode="nearest-exact")[0]
+    raise ValueError(f"mode {mode!r}: use 'trilinear' or 'nearest'")
 
 
 def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid):

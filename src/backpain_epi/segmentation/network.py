@@ -103,6 +103,8 @@ def resolve_device(name: str):
     import torch
 
     key = str(name).strip().lower()
+    if key == "gpu":
+        raise BackpainEpiError("--device gpu: unknown device; did you mean 'cuda'? (cuda:N picks a GPU).")
     if key not in DEVICES and not (key.startswith("cuda:") and key[5:].isdigit()):
         raise BackpainEpiError(f"--device: {unknown_choice('device', key, DEVICES)} (cuda:N picks a GPU).")
     if key == "auto":

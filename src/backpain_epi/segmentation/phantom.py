@@ -320,7 +320,8 @@ def _acquire(rng, pd, ff, spacing):
     log_bias = sum(rng.normal(0, 0.25) * c for c in coords) + sum(rng.normal(0, 0.15) * c ** 2 for c in coords)
     log_bias = log_bias + rng.normal(0, 0.15) * coords[0] * coords[1]
     bias = np.exp(log_bias - np.mean(log_bias)).astype(np.float32)
-    sigma_blur = np.array([rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.6)])
+    # point spread beyond the voxel (k-space apodisation, motion), in voxels
+    sigma_blur = np.array([rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.5), rng.uniform(0.1, 0.4)])
     sigma_noise = rng.uniform(0.004, 0.025)
     out = []
     for img in (water, fat):
