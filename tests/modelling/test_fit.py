@@ -164,3 +164,16 @@ def test_data_errors_stop_before_sampling(cohort_csv, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(BackpainEpiError, match="is a file"):
         fit_model(cohort_csv[0], MODELS / "full.yaml", out=tmp_path / "file", **QUICK)
+
+
+def test_likelihood_is_pymc_bernoulli():
+    from backpain_epi.modelling.build import bernoulli_logit_logp
+
+    eta = np.linspace(-30, 30, 61)
+    for y in (0, 1):
+        value = np.full_like(eta, y)
+        ours = bernoulli_logit_logp(value, eta).eval()
+        np.testing.assert_allclose(ours, y * eta - np.logaddexp(0.0, eta), rtol=1e-12, atol=1e-300)  # exact
+        pymc = pm.logp(pm.Bernoulli.dist(logit_p=eta), value.astype(int)).eval()
+        near = np.abs(eta) <= 20  # beyond that PyMC's own piecewise log1p(exp) drifts (1e-3 at |eta| = 30)
+        np.testing.assert_allclose(ours[near], pymc[near], rtol=1e-6)

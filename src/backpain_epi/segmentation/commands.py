@@ -56,8 +56,13 @@ def phantoms(n, seed, out, protocol, targets):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, patches and augmentation.")
 @click.option("--n-validation", type=int, default=6, show_default=True, help="Held-out phantoms for the validation Dice.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy 2-core machine).")
+@click.option("--label-resampling", type=click.Choice(["area", "nearest"]), default="area", show_default=True,
+              help="Training targets on the network grid: covered fraction per voxel (area) or the label at its centre (nearest).")
+@click.option("--input-resampling", type=click.Choice(["area", "trilinear"]), default="area", show_default=True,
+              help="Water and fat to the network grid: partial volume (area) or sampled at voxel centres (trilinear).")
 @_DEVICE
-def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads, device):
+def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
+                            label_resampling, input_resampling, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans."""
     from dataclasses import replace
 
@@ -68,7 +73,8 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     for name, value in changes.items():
         if value <= 0:
             raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
-    settings = replace(TrainSettings(seed=seed), **changes)
+    base = TrainSettings(seed=seed)
+    settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,
                            n_validation=n_validation, threads=threads)
     val = info.get("validation", {})

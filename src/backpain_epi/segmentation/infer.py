@@ -59,7 +59,8 @@ class Segmenter:
         """Class probabilities ``(5, X, Y, Z)`` on the canonical (RAS) input grid, float32 torch tensor on the CPU."""
         import torch
 
-        x = network_input(grid.to_canonical(pair.water), grid.to_canonical(pair.fat), grid)
+        x = network_input(grid.to_canonical(pair.water), grid.to_canonical(pair.fat), grid,
+                          self.config.get("input_resampling", "trilinear"))
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
             logits = self.inferer(x[None].to(self.device), self.network)
         probs = torch.softmax(logits.float(), dim=1)[0].cpu()

@@ -155,11 +155,14 @@ class Grid:
 
 
 def resize(x, shape, mode: str):
-    """Resize a ``(C, X, Y, Z)`` torch tensor to ``shape``, ``"trilinear"`` or ``"nearest"``.
+    """Resize a ``(C, X, Y, Z)`` torch tensor to ``shape``: ``"trilinear"``, ``"nearest"`` or ``"area"``.
 
-    Both modes align voxel centres (the volume's outer edges stay in place);
+    All modes keep the volume's outer edges in place (voxel centres aligned);
     ``"nearest"`` is torch's ``"nearest-exact"``, as torch's own ``"nearest"``
-    shifts the result by half an output voxel.
+    shifts the result by half an output voxel. ``"area"`` gives each output
+    voxel the mean of the input over its footprint, weighted by the overlap of
+    the voxels (exact partial volume, for any ratio): resizing one-hot labels
+    with it gives the fraction of each output voxel that a structure covers.
     """
     import torch.nn.functional as F
 
@@ -169,20 +172,43 @@ def resize(x, shape, mode: str):
         return F.interpolate(x[None], size=tuple(shape), mode="trilinear", align_corners=False)[0]
     if mode == "nearest":
         return F.interpolate(x[None], size=tuple(shape), mode="nearest-exact")[0]
-    raise ValueError(f"mode {mode!r}: use 'trilinear' or 'nearest'")
+    if mode == "area":
+        for axis in sorted(range(1, 4), key=lambda a: shape[a - 1] / x.shape[a]):  # most shrunk axis first: less work
+            if x.shape[axis] != shape[axis - 1]:
+                x = _area_resize_axis(x, axis, shape[axis - 1])
+        return x.contiguous()
+    raise ValueError(f"mode {mode!r}: use 'trilinear', 'nearest' or 'area'")
 
 
-def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid):
+def _area_resize_axis(x, axis: int, n_out: int):
+    """Exact overlap-weighted mean along one axis, in O(n): differences of the running integral at the output edges."""
+    import torch
+
+    n_in = x.shape[axis]
+    v = x.movedim(axis, 0)
+    integral = torch.cat([torch.zeros_like(v[:1]), v.cumsum(0)])  # at the input edges 0..n_in
+    edges = torch.arange(n_out + 1, dtype=torch.float64) * (n_in / n_out)
+    left = edges.floor().long().clamp(0, n_in - 1)
+    frac = (edges - left).to(x.dtype).to(x.device).view(-1, *[1] * (v.dim() - 1))
+    left = left.to(x.device)
+    at_edges = torch.lerp(integral[left], integral[left + 1], frac)  # the integral is linear between input edges
+    return ((at_edges[1:] - at_edges[:-1]) * (n_out / n_in)).movedim(0, axis)
+
+
+def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid, mode: str = "trilinear"):
     """Channels for the network on its grid: fat fraction, (water + fat) and water, both scaled robustly.
 
     The fat fraction does not depend on the scanner scale or the bias field;
     the signal channels are divided by the 99.5th percentile of water + fat
-    and clipped to [0, 3].
+    and clipped to [0, 3]. ``mode`` resamples water and fat to the network
+    grid (see :func:`resize`): ``"area"`` gives each network voxel the signal
+    of its whole footprint (partial volume, so a layer thinner than a voxel,
+    such as the fascia, is never skipped), ``"trilinear"`` samples at its centre.
     """
     import torch
 
     x = torch.from_numpy(np.stack([np.clip(water_c, 0, None), np.clip(fat_c, 0, None)]).astype(np.float32))
-    x = resize(x, grid.network_shape, "trilinear")
+    x = resize(x, grid.network_shape, mode)
     total = x[0] + x[1]
     sample = total.flatten()[:: max(1, total.numel() // 200_000)]
     scale = torch.quantile(sample[sample > 0], 0.995) if (sample > 0).any() else torch.tensor(1.0)

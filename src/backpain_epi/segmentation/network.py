@@ -26,7 +26,14 @@ DEFAULT_CONFIG = {
     "spacing_mm": (2.0, 2.0, 5.0),  # network grid, RAS axis order
     "roi_size": (96, 96, 32),
     "overlap": 0.25,
+    # training targets on the network grid: "area" = fraction of each network voxel a structure
+    # covers (partial volume, see train.volume_example), "nearest" = the label at the voxel centre
+    "label_resampling": "area",
+    # water and fat to the network grid (io.network_input): "area" (partial volume) or "trilinear"
+    "input_resampling": "area",
 }
+#: what a weights file that predates a config key was made with
+LEGACY_CONFIG = {"label_resampling": "nearest", "input_resampling": "trilinear"}
 WEIGHTS_ENV = "BACKPAIN_EPI_SEGMENTER_WEIGHTS"
 WEIGHTS_NAME = "unet_phantom.pt"
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,7 +91,7 @@ def load_weights(path=None, device="cpu"):
         )
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        config = {**DEFAULT_CONFIG, **saved["config"]}
+        config = {**DEFAULT_CONFIG, **LEGACY_CONFIG, **saved["config"]}
         model = build_network(config)
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # torch raises many types for a wrong file

@@ -51,14 +51,29 @@ class TrainSettings:
 
 
 def volume_example(water, fat, affine, labels, config) -> dict:
-    """One training example on the network grid: ``ff`` (1 channel), ``signal`` (2 channels), ``label``."""
+    """One training example on the network grid: ``ff`` (1 channel), ``signal`` (2 channels), ``label``.
+
+    ``label`` is the label map sampled at the network voxel centres (nearest
+    neighbour; it picks the patch centres). With ``config["label_resampling"]
+    == "area"`` the example also has ``soft``: per class, the fraction of each
+    network voxel the structure covers on the input grid (partial volume, like
+    the image). It is the training target then: inference maps probabilities
+    back to the input grid by trilinear interpolation and takes the argmax, so
+    a network that predicts the covered fraction puts the boundary at its true
+    sub-voxel position, whereas targets sampled at voxel centres only teach a
+    boundary quantised to the network grid (see ``tests/segmentation/test_boundary.py``).
+    """
     import torch
 
     grid = Grid.plan(water.shape, affine, config["spacing_mm"])
-    x = network_input(grid.to_canonical(water), grid.to_canonical(fat), grid)
-    lab = torch.from_numpy(grid.to_canonical(np.asarray(labels, np.float32)))[None]
-    lab = resize(lab, grid.network_shape, "nearest")
-    return {"ff": x[:1], "signal": x[1:], "label": lab}
+    x = network_input(grid.to_canonical(water), grid.to_canonical(fat), grid, config.get("input_resampling", "trilinear"))
+    canonical = torch.from_numpy(grid.to_canonical(np.asarray(labels, np.float32)))[None]
+    example = {"ff": x[:1], "signal": x[1:], "label": resize(canonical, grid.network_shape, "nearest")}
+    if config.get("label_resampling", "nearest") == "area":
+        n_classes = config.get("out_channels", DEFAULT_CONFIG["out_channels"])
+        onehot = torch.nn.functional.one_hot(canonical[0].long().clamp(0, n_classes - 1), n_classes)
+        example["soft"] = resize(onehot.permute(3, 0, 1, 2).float(), grid.network_shape, "area")
+    return example
 
 
 def phantom_examples(settings: TrainSettings, progress: bool = True) -> list[dict]:
@@ -107,13 +122,14 @@ def augmentations(config: dict, seed: int, patches_per_volume: int):
     """
     from monai import transforms as T
 
-    keys = ["ff", "signal", "label"]
+    soft = config.get("label_resampling", "nearest") == "area"
+    keys = ["ff", "signal", "label"] + (["soft"] if soft else [])
     roi = tuple(config["roi_size"])
     aug = T.Compose([
         T.SpatialPadd(keys, spatial_size=roi),
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=3, neg=1, num_samples=patches_per_volume),
         T.RandAffined(keys, prob=0.7, rotate_range=(0.05, 0.05, 0.3), scale_range=(0.15, 0.15, 0.1),
-                      mode=("bilinear", "bilinear", "nearest"), padding_mode="border"),
+                      mode=("bilinear", "bilinear", "nearest") + (("bilinear",) if soft else ()), padding_mode="border"),
         T.RandBiasFieldd("signal", prob=0.5, coeff_range=(0.0, 0.3)),
         T.RandAdjustContrastd("signal", prob=0.3, gamma=(0.7, 1.5)),
         T.RandScaleIntensityd("signal", factors=0.25, prob=0.5),
@@ -141,9 +157,14 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
         network.train()
     else:
         network = build_network(config).to(device)
+    # record how the examples were made (with settings.config), whatever the initial weights used
+    soft = "soft" in examples[0]  # partial-volume targets (see volume_example)
+    config["label_resampling"] = "area" if soft else "nearest"
+    config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
     aug = augmentations(config, settings.seed + 1, settings.patches_per_volume)
     rng = np.random.default_rng(settings.seed + 2)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    loss_fn = DiceCELoss(to_onehot_y=not soft, softmax=True, batch=True)
+    target_key = "soft" if soft else "label"
     opt = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     warmup = max(1, settings.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
@@ -154,7 +175,7 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     for _ in bar:
         patches = [p for i in rng.choice(len(examples), settings.volumes_per_step) for p in aug(examples[i])]
         x = torch.stack([p["image"].as_tensor() if hasattr(p["image"], "as_tensor") else p["image"] for p in patches]).to(device)
-        y = torch.stack([p["label"].as_tensor() if hasattr(p["label"], "as_tensor") else p["label"] for p in patches]).to(device)
+        y = torch.stack([p[target_key].as_tensor() if hasattr(p[target_key], "as_tensor") else p[target_key] for p in patches]).to(device)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             loss = loss_fn(network(x), y)
