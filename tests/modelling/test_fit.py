@@ -41,7 +41,7 @@ def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
     assert p["data"]["sha256"] == table_hash(full_run_table(cohort_csv[0]))
     assert p["data"]["n_analysed"] == 3000 and p["data"]["dropped"] == {"any": 0}
     assert p["sampler"]["used"] == "nutpie" and p["sampler"]["fallback_reason"] is None
-    assert p["settings"] == {"draws": 300, "tune": 300, "chains": 2, "target_accept": 0.8, "seed": 2025}
+    assert p["settings"] == {"draws": 300, "tune": 300, "chains": 2, "target_accept": 0.9, "seed": 2025}
     assert p["versions"]["pymc"] and p["versions"]["nutpie"] and p["timings"]["sampling_s"] > 0
     assert p["priors"]["smooth_sd"] == "halfnormal(1)"
     assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
