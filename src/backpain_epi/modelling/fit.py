@@ -6,7 +6,9 @@
 ``posterior.nc``
     ArviZ InferenceData: posterior, sample_stats, observed_data, and the
     pointwise log-likelihood (float32, on at most ``loo_draws`` evenly spaced
-    draws, enough for PSIS-LOO; see :func:`backpain_epi.modelling.compare.run_loo`).
+    draws, enough for PSIS-LOO; :func:`backpain_epi.modelling.compare.run_loo` computes LOO
+    on exactly those draws, whereas ``az.loo`` on the whole file would take the relative
+    efficiency from all draws).
 ``summary.csv``
     One row per term: odds ratios per 2 SD (numeric terms) or per level, 95%
     interval, log OR, P(OR > 1), R-hat, ESS.
