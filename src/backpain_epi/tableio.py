@@ -133,14 +133,27 @@ def check_output_path(path: str | os.PathLike, *, table: bool = True) -> None:
     path = Path(path)
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory; give a file name.")
+    _check_parents(path)
+    suffix = path.suffix.lower()
+    if table and suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
+        raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Raise :class:`InputFileError` unless ``path`` can be an output folder (it is not a file, nor is a folder on its way)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputFileError(f"{path}: is a file; give a folder.")
+    _check_parents(path)
+    return path
+
+
+def _check_parents(path: Path) -> None:
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise InputFileError(f"{path}: cannot be written: {parent} is a file, not a folder.")
             break
-    suffix = path.suffix.lower()
-    if table and suffix not in _PARQUET_SUFFIXES and suffix not in _TEXT_SUFFIXES:
-        raise InputFileError(f"{path}: cannot write a table with suffix {suffix or '(none)'!r}; use .csv, .tsv or .parquet.")
 
 
 def _check_readable(path: Path) -> bytes:

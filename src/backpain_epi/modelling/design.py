@@ -79,7 +79,7 @@ class DesignRecipe:
     group_levels: list[str] | None
     activity: dict | None                  # basis parameters (knots, transform matrix, ...)
 
-    def transform(self, df: pd.DataFrame, *, for_fit: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Design rows (``X``, ``A``, group index) of a complete table ``df``.
 
         A group level not seen in the fit gets index -1 (a new group).

@@ -41,7 +41,7 @@ from .. import __version__
 from ..cohort import add_activity_band, load_cohort
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import InputFileError
-from ..tableio import atomic_path, write_table, write_text
+from ..tableio import atomic_path, check_output_dir, write_table, write_text
 from ..validation import conform_table
 from .design import Design, DesignRecipe, make_design
 from .diagnostics import Check, Diagnostics, check_diagnostics
@@ -128,7 +128,7 @@ def fit_model(
     dd = dictionary or load_dictionary()
     spec = spec if isinstance(spec, ModelSpec) else load_spec(spec, dd)
     spec = spec.with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
-    out = _check_out(out)
+    out = check_output_dir(out) if out is not None else None
     table, source = _read_data(data, dd)
     design = make_design(table, spec, dd)
     timings = {"prepare_s": time.perf_counter() - t0}
@@ -208,20 +208,6 @@ def _read_data(data, dd: DataDictionary) -> tuple[pd.DataFrame, str]:
         warnings.simplefilter("ignore", FutureWarning)
         table, _ = load_cohort(data, dd)
     return table, str(data)
-
-
-def _check_out(out) -> Path | None:
-    if out is None:
-        return None
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"--out {out} is a file; give a folder for the run.")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputFileError(f"--out {out}: {parent} is a file, not a folder.")
-            break
-    return out
 
 
 def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int) -> None:

@@ -9,8 +9,8 @@ Two measured costs shape this module (BENCHMARKS.md, "Modelling"):
   with BLAS limited to one thread per chain (``threadpoolctl``).
 - **Mass matrix.** Exposures, sex and lean muscle are correlated, and so are the
   intercept and the site effects; a diagonal mass matrix needed about 20
-  leapfrog steps per draw. nutpie's low-rank modified mass matrix captures
-  these directions and brings it to about 8.
+  leapfrog steps per draw (23 at target_accept 0.9). nutpie's low-rank modified
+  mass matrix captures these directions and brings it to about 8 (13 at 0.9).
 """
 
 from __future__ import annotations
