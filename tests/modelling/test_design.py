@@ -49,6 +49,20 @@ def test_incomplete_rows_are_dropped_and_counted(cohort, dictionary):
     assert unadjusted.dropped == {"any": 0} and unadjusted.n == len(cohort)
 
 
+def test_segmentation_qc_flagged_rows_are_excluded_unless_asked(cohort, dictionary):
+    flagged = cohort.assign(qc_flag=0)
+    flagged.loc[flagged.index[:7], "qc_flag"] = 1
+    flagged.loc[flagged.index[:2], "bmi"] = np.nan  # flagged and missing: counted once, as flagged
+    spec = load_spec(MODELS / "full.yaml")
+    d = make_design(flagged, spec, dictionary)
+    assert d.dropped["qc_flag"] == 7 and d.dropped["bmi"] == int(cohort["bmi"].isna().sum() - cohort["bmi"].iloc[:7].isna().sum())
+    assert not set(flagged["participant_id"].iloc[:7]) & set(d.ids)
+    assert d.n == len(cohort) - d.dropped["any"]
+    kept = make_design(flagged, spec, dictionary, include_qc_flagged=True)
+    complete = flagged.iloc[:7].dropna(subset=spec.columns())["participant_id"]
+    assert "qc_flag" not in kept.dropped and len(complete) and set(complete) <= set(kept.ids)
+
+
 def test_spline_basis_is_centred_and_has_a_linear_part(cohort, dictionary):
     d = _design(cohort, dictionary, "full")
     np.testing.assert_allclose(d.A.mean(axis=0), 0, atol=1e-10)  # sums to zero: identifiable next to the intercept

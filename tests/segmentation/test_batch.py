@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,15 @@ def test_outputs_follow_the_contract(scans, tmp_path, tiny_weights, dictionary):
         assert lab.shape == water.shape and np.allclose(lab.affine, water.affine)
         assert lab.get_data_dtype() == np.uint8
     assert list(pd.read_csv(out / "failures.csv").columns) == ["participant_id", "reason"]  # header only
+    copy = pd.read_csv(out / "manifest.csv")  # absolute paths, for the report's QC overlays
+    assert list(copy["water"]) == [r["water"] for r in read_manifest(scans)] and all(Path(p).is_absolute() for p in copy["water"])
     assert not list(out.rglob(".*.tmp*"))
+
+
+def test_an_output_folder_holding_the_manifest_keeps_it(scans, tmp_path, tiny_weights):
+    before = scans.read_text()
+    _run(scans, scans.parent, tiny_weights)
+    assert scans.read_text() == before
 
 
 def test_a_rerun_after_an_interruption_skips_what_is_done(scans, tmp_path, tiny_weights):

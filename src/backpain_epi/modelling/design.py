@@ -50,8 +50,10 @@ class Design:
     ids
         Participant ids of the analysed rows.
     dropped
-        Rows dropped as incomplete: per column (a row can count under several)
-        and ``"any"`` for the total.
+        Rows dropped: ``"qc_flag"`` for segmentation-QC-flagged rows, then per
+        missing column (a row can count under several), and ``"any"`` for the total.
+    include_qc_flagged
+        Whether QC-flagged rows were kept.
     """
 
     y: np.ndarray
@@ -62,6 +64,7 @@ class Design:
     ids: np.ndarray
     recipe: "DesignRecipe"
     dropped: dict[str, int] = field(default_factory=dict)
+    include_qc_flagged: bool = False
 
     @property
     def n(self) -> int:
@@ -124,8 +127,18 @@ class DesignRecipe:
         return _activity_basis(variable, self.activity, t) - _activity_basis(ref, self.activity, t)
 
 
-def complete_rows(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Rows of ``df`` complete in every column the model uses, and how many were dropped per column."""
+#: The segmentation QC column: rows where it is 1 are excluded unless asked otherwise (data dictionary).
+QC_FLAG = "qc_flag"
+
+
+def complete_rows(df: pd.DataFrame, spec: ModelSpec, *, include_qc_flagged: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows of ``df`` to analyse, and how many were dropped, per reason.
+
+    A row is dropped when the segmentation flagged it (``qc_flag`` = 1, unless
+    ``include_qc_flagged``; key ``"qc_flag"``) or when it is missing a column the
+    model uses (one key per column, counted among the rows not flagged, so a row
+    missing two columns counts under both). ``"any"`` is the number of rows dropped.
+    """
     missing_cols = [c for c in spec.columns() if c not in df.columns]
     if missing_cols:
         raise BackpainEpiError(
@@ -133,15 +146,23 @@ def complete_rows(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, dict
             "add them to the table or remove them from the spec."
         )
     cols = spec.columns()
+    flagged = np.zeros(len(df), dtype=bool)
+    dropped: dict[str, int] = {}
+    if QC_FLAG in df.columns and not include_qc_flagged:
+        flagged = (pd.to_numeric(df[QC_FLAG], errors="coerce") == 1).to_numpy()
+        if flagged.any():
+            dropped[QC_FLAG] = int(flagged.sum())
     na = df[cols].isna()
-    dropped = {c: int(na[c].sum()) for c in cols if na[c].any()}
-    keep = ~na.any(axis=1)
+    dropped |= {c: int(na[c][~flagged].sum()) for c in cols if na[c][~flagged].any()}
+    keep = ~na.any(axis=1).to_numpy() & ~flagged
     dropped["any"] = int((~keep).sum())
     return df.loc[keep], dropped
 
 
-def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary) -> Design:
-    """Drop incomplete rows, learn the recipe from the rest and build the design.
+def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *, include_qc_flagged: bool = False) -> Design:
+    """Drop incomplete (and segmentation-QC-flagged) rows, learn the recipe from the rest and build the design.
+
+    See :func:`complete_rows` for which rows are dropped; ``Design.dropped`` counts them.
 
     Raises
     ------
@@ -149,7 +170,7 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary) -
         A column is missing, no complete rows remain, the outcome has one value
         only, or a term has no variation.
     """
-    data, dropped = complete_rows(df, spec)
+    data, dropped = complete_rows(df, spec, include_qc_flagged=include_qc_flagged)
     if len(data) < 10:
         raise BackpainEpiError(f"model '{spec.name}': only {len(data)} complete row(s) remain after dropping incomplete rows {dropped}.")
     y = data[spec.outcome].astype(int).to_numpy()
@@ -180,7 +201,7 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary) -
         if np.ptp(X[:, j]) == 0:
             raise BackpainEpiError(f"term '{term}' is constant in the {len(data):,} analysed rows; remove it from the spec.")
     return Design(y=y, X=X, terms=recipe.terms, A=A, group=group, ids=data[dictionary_id(dictionary)].astype(str).to_numpy(),
-                  recipe=recipe, dropped=dropped)
+                  recipe=recipe, dropped=dropped, include_qc_flagged=include_qc_flagged)
 
 
 def dictionary_id(dictionary: DataDictionary) -> str:

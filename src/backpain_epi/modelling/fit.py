@@ -99,6 +99,7 @@ def fit_model(
     sampler: str | None = None,
     progress: bool = True,
     loo_draws: int = LOO_DRAWS,
+    include_qc_flagged: bool = False,
 ) -> FitResult:
     """Validate ``data``, build the model of ``spec``, sample it, check it and (with ``out``) save the run.
 
@@ -107,7 +108,9 @@ def fit_model(
     data
         Cohort table (CSV/TSV/Parquet path, or a DataFrame); validated against
         the dictionary first. Rows incomplete in the model's columns are dropped
-        and counted per column (``FitResult.dropped``, ``provenance.json``).
+        and counted per column (``FitResult.dropped``, ``provenance.json``), and so
+        are rows the segmentation QC flagged (``qc_flag`` = 1), as the data
+        dictionary says, unless ``include_qc_flagged``.
     spec
         Model spec (path to YAML, or a :class:`ModelSpec`).
     out
@@ -118,6 +121,8 @@ def fit_model(
         Show the sampler's progress bar.
     loo_draws
         Draws kept for the pointwise log-likelihood in ``posterior.nc``.
+    include_qc_flagged
+        Keep rows with ``qc_flag`` = 1 (recorded in ``provenance.json``).
 
     Returns
     -------
@@ -130,7 +135,7 @@ def fit_model(
     spec = spec.with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     out = check_output_dir(out) if out is not None else None
     table, source = _read_data(data, dd)
-    design = make_design(table, spec, dd)
+    design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
     from .build import build_model
@@ -246,6 +251,7 @@ def _provenance(spec, design: Design, table, source, sampler_info, timings, diag
             "source": source, "sha256": table_hash(table), "n_rows": len(table), "n_analysed": design.n,
             "n_events": int(design.y.sum()), "dropped": design.dropped,
             "analysed_sha256": hashlib.sha256("\n".join(design.ids).encode()).hexdigest(),
+            "qc_flagged_included": bool(design.include_qc_flagged),
         },
         "design": design.recipe.to_dict(),
         "sampler": sampler_info,

@@ -99,7 +99,9 @@ def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch
     manifest
         CSV with ``participant_id``, ``water``, ``fat`` (paths relative to it or absolute).
     out
-        Output folder: ``labels/``, ``exposures.csv``, ``failures.csv``.
+        Output folder: ``labels/``, ``exposures.csv``, ``failures.csv``, and
+        ``manifest.csv`` (the manifest with absolute paths, which the report's
+        QC overlays read).
     weights
         Weights file; default: the shipped weights (see ``network.default_weights_path``).
     device
@@ -134,6 +136,8 @@ def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch
 
     load_weights(weights, "cpu")  # a missing or wrong file fails here, naming --weights
     rows = read_manifest(manifest, dictionary=dictionary)
+    if not (out / "manifest.csv").exists() or not (out / "manifest.csv").samefile(manifest):  # never overwrite the input
+        _write_manifest_copy(out, rows)
     todo = [r for r in rows if not _done(out, r["participant_id"])]
     spec = {"out": str(out), "weights": str(weights), "device": device, "batch_size": batch_size}
     bar = tqdm(total=len(todo), desc="segment", unit="scan", disable=not progress)
@@ -240,6 +244,13 @@ def _worker_device(device: str) -> str:
         return device
     index = name if isinstance(name, int) else int(re.sub(r"\D", "", str(name)) or 0)
     return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def _write_manifest_copy(out: Path, rows: list[dict]) -> None:
+    from ..tableio import write_table
+
+    cols = ["participant_id", "water", "fat"] + (["label"] if any(r.get("label") for r in rows) else [])
+    write_table(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), out / "manifest.csv")
 
 
 def _write_json(path: Path, record: dict) -> None:
