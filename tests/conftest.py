@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from pathlib import Path
+
 from backpain_epi import CohortTruth, load_dictionary, simulate_cohort
 from backpain_epi.tableio import read_table
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+#: Sampler settings of the quick test fits: few draws, two chains.
+QUICK = {"draws": 300, "tune": 300, "chains": 2, "progress": False}
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +57,32 @@ def edited_csv(small_raw, tmp_path):
         return path
 
     return write
+
+
+# --------------------------------------------------------------------------- quick fits shared by modelling and reporting tests
+
+
+@pytest.fixture(scope="session")
+def cohort_csv(tmp_path_factory):
+    """A 3,000-participant cohort with the default truth, as CSV, and its simulation (truth included)."""
+    path = tmp_path_factory.mktemp("data") / "cohort.csv"
+    sim = simulate_cohort(n=3000, seed=7)
+    sim.write(path)
+    return path, sim
+
+
+@pytest.fixture(scope="session")
+def full_run(cohort_csv, tmp_path_factory):
+    """models/full.yaml fit to the 3,000-row cohort, written to a run folder."""
+    from backpain_epi.modelling import fit_model
+
+    out = tmp_path_factory.mktemp("runs") / "full"
+    return fit_model(cohort_csv[0], MODELS / "full.yaml", out=out, **QUICK)
+
+
+@pytest.fixture(scope="session")
+def unadjusted_run(cohort_csv, tmp_path_factory):
+    from backpain_epi.modelling import fit_model
+
+    out = tmp_path_factory.mktemp("runs") / "unadjusted"
+    return fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", out=out, **QUICK)

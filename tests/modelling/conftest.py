@@ -1,38 +1,12 @@
-"""Fits shared by the modelling tests: small cohorts, few draws, fitted once per session."""
+"""Modelling tests share the quick fits of ``tests/conftest.py`` (also used by the reporting tests)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from backpain_epi import CohortTruth, simulate_cohort
-from backpain_epi.modelling import fit_model
+from backpain_epi import CohortTruth
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
-QUICK = {"draws": 300, "tune": 300, "chains": 2, "progress": False}
-
-
-@pytest.fixture(scope="session")
-def cohort_csv(tmp_path_factory):
-    """A 3,000-participant cohort with the default truth, as CSV, and its truth."""
-    path = tmp_path_factory.mktemp("data") / "cohort.csv"
-    sim = simulate_cohort(n=3000, seed=7)
-    sim.write(path)
-    return path, sim
-
-
-@pytest.fixture(scope="session")
-def full_run(cohort_csv, tmp_path_factory):
-    """models/full.yaml fit to the 3,000-row cohort, written to a run folder."""
-    out = tmp_path_factory.mktemp("runs") / "full"
-    return fit_model(cohort_csv[0], MODELS / "full.yaml", out=out, **QUICK)
-
-
-@pytest.fixture(scope="session")
-def unadjusted_run(cohort_csv, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "unadjusted"
-    return fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", out=out, **QUICK)
+from ..conftest import MODELS, QUICK  # noqa: F401  (imported by the test modules)
 
 
 @pytest.fixture(scope="session")

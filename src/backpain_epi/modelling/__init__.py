@@ -13,5 +13,7 @@ _warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
 from .compare import compare_runs  # noqa: E402
 from .fit import FitResult, fit_model, load_run  # noqa: E402
 from .spec import ModelSpec, Prior, SpecError, load_spec  # noqa: E402
+from .survival import SurvivalResult, survival_analysis  # noqa: E402
 
-__all__ = ["FitResult", "ModelSpec", "Prior", "SpecError", "compare_runs", "fit_model", "load_run", "load_spec"]
+__all__ = ["FitResult", "ModelSpec", "Prior", "SpecError", "SurvivalResult", "compare_runs", "fit_model", "load_run",
+           "load_spec", "survival_analysis"]

@@ -1,4 +1,4 @@
-"""Command-line verbs of the modelling stage (``fit``, ``compare``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
+"""Command-line verbs of the modelling stage (``fit``, ``compare``, ``survival``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
 
 PyMC and ArviZ are imported inside the command bodies, so ``backpain-epi --help`` stays quick.
 """
@@ -23,9 +23,10 @@ from ..cli_options import DICTIONARY
 @click.option("--seed", type=int, default=None, help="Random seed [spec].")
 @click.option("--sampler", type=click.Choice(["nutpie", "pymc"]), default=None, help="nutpie (fast, default) or PyMC's NUTS [spec].")
 @click.option("--allow-failed-diagnostics", is_flag=True, help="Exit 0 even if the diagnostics gate fails (the failure is still printed and recorded).")
+@click.option("--include-qc-flagged", is_flag=True, help="Keep participants the segmentation QC flagged (qc_flag = 1); excluded by default.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @DICTIONARY
-def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, quiet, dictionary_path):
+def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, include_qc_flagged, quiet, dictionary_path):
     """Fit a Bayesian hierarchical logistic model of a spec to a cohort table.
 
     Prints the model and its priors, the rows dropped as incomplete, the odds ratios
@@ -40,12 +41,12 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
     click.echo(str(model_spec))
     s = model_spec.sampler
     click.echo(f"Sampling with {s.sampler}: {s.chains} chains × {s.draws} draws after {s.tune} tuning steps, seed {s.seed}.")
-    result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet)
+    result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet, include_qc_flagged=include_qc_flagged)
     d = result.provenance["data"]
     dropped = {k: v for k, v in result.dropped.items() if k != "any"}
     if dropped:
         detail = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
-        click.echo(f"Dropped {result.dropped['any']:,} of {d['n_rows']:,} rows as incomplete (missing: {detail}).")
+        click.echo(f"Dropped {result.dropped['any']:,} of {d['n_rows']:,} rows (segmentation QC flag or missing: {detail}).")
     click.echo(f"Analysed {d['n_analysed']:,} participants, {d['n_events']:,} with {result.spec.outcome}.")
     info = result.provenance["sampler"]
     if info["fallback_reason"]:
@@ -80,4 +81,33 @@ def compare(runs, out):
         click.echo(f"Wrote {out}.")
 
 
-COMMANDS: list[click.Command] = [fit, compare]
+@click.command()
+@click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="Cohort table (CSV, TSV or Parquet) with cbp_onset_age; validated first.")
+@click.option("--spec", "spec", type=click.Path(path_type=Path), default=Path("models/paper.yaml"), show_default=True,
+              help="Model spec whose exposures and covariates the Cox model takes.")
+@click.option("--exposure", default="intermat_ml", show_default=True, help="Numeric column whose tertiles split the Kaplan–Meier curves.")
+@click.option("--no-birth-cohort", is_flag=True, help="Drop age at examination from the covariates (kept by default as a birth-cohort adjustment).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (hazard_ratios.csv, km_by_tertile.png, ...).")
+@DICTIONARY
+def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
+    """Survival sensitivity analysis: Cox hazard ratios with age as the time scale and CBP onset as the event.
+
+    Participants without CBP are censored at their age; hazard ratios per 2 SD, adjusted
+    as in the spec, stratified by its group column (site). Age at examination stays a
+    covariate (birth cohort: onsets are recalled, so the young can only have early ones). Prints the counts,
+    the hazard ratios, the proportional-hazards check and the log-rank test of the
+    Kaplan–Meier curves by exposure tertile. Exit status 2 for bad input.
+    """
+    from ..dictionary import load_dictionary
+    from ..tableio import check_output_dir
+    from .survival import survival_analysis
+
+    dd = load_dictionary(dictionary_path)
+    check_output_dir(out)
+    result = survival_analysis(data, spec, exposure=exposure, birth_cohort=not no_birth_cohort, dictionary=dd)
+    click.echo(result.format())
+    paths = result.save(out)
+    click.echo(f"Wrote {out}/ ({', '.join(p.name for p in paths.values())}).")
+
+
+COMMANDS: list[click.Command] = [fit, compare, survival]

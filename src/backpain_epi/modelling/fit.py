@@ -134,7 +134,7 @@ def fit_model(
     spec = spec if isinstance(spec, ModelSpec) else load_spec(spec, dd)
     spec = spec.with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     out = check_output_dir(out) if out is not None else None
-    table, source = _read_data(data, dd)
+    table, source = read_analysis_table(data, dd)
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
@@ -205,7 +205,13 @@ def table_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _read_data(data, dd: DataDictionary) -> tuple[pd.DataFrame, str]:
+def read_analysis_table(data, dd: DataDictionary) -> tuple[pd.DataFrame, str]:
+    """The cohort table as every analysis reads it: validated, typed, ``activity_band`` derived; and its source.
+
+    ``data`` is a path (CSV/TSV/Parquet) or a DataFrame. :func:`table_hash` of the
+    returned table is the ``data.sha256`` a run records, so a report can check
+    that it was given the data the runs were fit on.
+    """
     if isinstance(data, pd.DataFrame):
         frame = data.drop(columns=["activity_band"], errors="ignore")
         return add_activity_band(conform_table(frame, "cohort", dd), dd), "DataFrame"

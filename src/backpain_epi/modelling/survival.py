@@ -1,0 +1,442 @@
+"""Survival sensitivity analysis: age as the time scale, CBP onset as the event (lifelines).
+
+The main analysis is a cross-sectional logistic model of CBP. This sensitivity
+analysis asks the same question in time-to-event form:
+
+* **time scale** – age. A participant with CBP has the event at
+  ``cbp_onset_age``; one without CBP is censored at ``age`` (the examination).
+  Everyone is at risk from birth (onset is recalled, there is no delayed entry).
+* **model** – a Cox proportional-hazards model with the covariates of the
+  logistic spec (by default ``models/paper.yaml``). Age at examination stays
+  in as a birth-cohort adjustment (``birth_cohort=False`` removes it): onset is
+  recalled at one examination, so the young can only have early onsets, and
+  exposures that change with age would otherwise carry that design effect
+  (on the simulated cohort lean muscle turns from protective, HR 0.77, to
+  harmful, 1.29, without it). The covariate columns are the logistic model's design
+  (:func:`~backpain_epi.modelling.design.make_design`): the same complete-case
+  rows, exposures per 2 SD with the same centres and scales, the same dummies
+  and activity bands. The random intercept per site becomes a stratification
+  by site (a baseline hazard per site).
+* **proportional hazards** – a test on scaled Schoenfeld residuals against
+  rank-transformed time, per term.
+* **Kaplan–Meier** – CBP-free survival by tertile of the raw exposure
+  (default InterMAT), with a multivariate log-rank test.
+
+Cases without an onset age cannot be placed in time; they are excluded and counted.
+
+>>> from backpain_epi.modelling import survival_analysis          # doctest: +SKIP
+>>> res = survival_analysis("cohort.csv", "models/paper.yaml")
+>>> print(res.format()); res.save("runs/survival")
+
+The default spec is ``models/paper.yaml`` relative to the working directory
+(the repository's ``models/`` folder is not installed with the package); when
+it is not there, the copy in the source checkout of an editable install is
+used, and otherwise an :class:`~backpain_epi.errors.InputFileError` asks for
+the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..dictionary import DataDictionary, load_dictionary
+from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from ..tableio import check_output_dir, write_table, write_text
+from .design import complete_rows, make_design
+from .fit import read_analysis_table
+from .spec import ModelSpec, load_spec, term_variables
+
+#: Default spec, relative to the working directory (as on the command line).
+DEFAULT_SPEC = Path("models/paper.yaml")
+_CHECKOUT_MODELS = Path(__file__).resolve().parents[3] / "models"  # src/backpain_epi/modelling -> repo root
+
+ONSET = "cbp_onset_age"
+TIME_SCALE = "age"
+NO_ONSET_REASON = "CBP without onset age"
+INCOMPLETE_REASON = "incomplete model columns"
+NO_AGE_REASON = "no CBP and missing age"
+
+HR_COLUMNS = ["term", "kind", "label", "per", "hr", "hr_lo95", "hr_hi95", "p", "log_hr", "log_hr_se"]
+PH_COLUMNS = ["term", "test_statistic", "p", "ph_violated"]
+KM_COLUMNS = ["group", "age", "survival", "lo95", "hi95", "at_risk"]
+KM_GROUP_COLUMNS = ["group", "n", "events", "lower", "upper", "median_event_free_age"]
+FILES = ("hazard_ratios.csv", "ph_test.csv", "km.csv", "km_groups.csv", "survival.json", "km_by_tertile.png", "km_by_tertile.svg")
+
+
+class SurvivalError(BackpainEpiError):
+    """The survival analysis cannot run on this table or with these settings."""
+
+
+@dataclass
+class SurvivalResult:
+    """Results of :func:`survival_analysis`.
+
+    Attributes
+    ----------
+    hazard_ratios
+        One row per Cox term, exposures first: ``term, kind, label, per, hr,
+        hr_lo95, hr_hi95, p, log_hr, log_hr_se`` (``per`` as in ``summary.csv``).
+    ph_test
+        Proportional-hazards test per term: ``term, test_statistic, p, ph_violated`` (p < 0.05).
+    km
+        Kaplan–Meier curves, tidy: ``group, age, survival, lo95, hi95, at_risk``.
+    km_groups
+        Per exposure tertile: ``group, n, events, lower, upper, median_event_free_age``
+        (``inf`` when the curve stays above one half).
+    logrank_p
+        p-value of the multivariate log-rank test across the tertiles.
+    counts
+        ``n_in``, ``excluded`` (reason -> rows), ``missing`` (column -> rows, a
+        row may count under several), ``n_analysed``, ``n_events``.
+    notes
+        What a reader of the results needs to know (time scale, strata, PH test).
+    """
+
+    hazard_ratios: pd.DataFrame
+    ph_test: pd.DataFrame
+    km: pd.DataFrame
+    km_groups: pd.DataFrame
+    logrank_p: float
+    counts: dict
+    notes: list[str]
+    exposure: str = "intermat_ml"
+    spec: ModelSpec | None = None
+    dictionary: DataDictionary | None = field(default=None, repr=False)
+
+    def format(self) -> str:
+        """A plain-text report for the terminal: counts, hazard ratios, PH check, log-rank test, notes."""
+        c = self.counts
+        lines = [f"Survival sensitivity analysis (Cox, age as time scale, event: CBP onset){f' — spec {self.spec.name}' if self.spec else ''}"]
+        lines.append(f"Rows in: {c['n_in']:,}")
+        for reason, k in c["excluded"].items():
+            if k:
+                lines.append(f"  excluded, {reason}: {k:,}")
+        lines.append(f"Analysed: {c['n_analysed']:,} participants, {c['n_events']:,} CBP onsets")
+        lines.append("")
+        lines.append("Hazard ratios (95% CI)")
+        hr = self.hazard_ratios
+        w_label = max([len(s) for s in hr["label"]] + [4])
+        w_per = max([len(s) for s in hr["per"]] + [3])
+        lines.append(f"  {'term':<{w_label}}  {'per':<{w_per}}  {'HR (95% CI)':<22}  p")
+        for r in hr.itertuples():
+            ci = f"{r.hr:.2f} ({r.hr_lo95:.2f}–{r.hr_hi95:.2f})"
+            lines.append(f"  {r.label:<{w_label}}  {r.per:<{w_per}}  {ci:<22}  {_fmt_p(r.p)}")
+        lines.append("")
+        lines.append("Proportional-hazards check (scaled Schoenfeld residuals vs rank of time)")
+        labels = dict(zip(hr["term"], hr["label"]))
+        for r in self.ph_test.itertuples():
+            flag = "  departure (p < 0.05)" if r.ph_violated else ""
+            lines.append(f"  {labels.get(r.term, r.term):<{w_label}}  chi² {r.test_statistic:6.2f}  p {_fmt_p(r.p)}{flag}")
+        lines.append("")
+        lines.append(f"Kaplan–Meier by tertile of {self.exposure}: log-rank p {_fmt_p(self.logrank_p)}")
+        for r in self.km_groups.itertuples():
+            med = "not reached" if not np.isfinite(r.median_event_free_age) else f"{r.median_event_free_age:.1f} y"
+            lines.append(f"  {r.group}: n {r.n:,}, events {r.events:,}, median CBP-free age {med}")
+        if self.notes:
+            lines.append("")
+            lines += [f"Note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """Write the tables, ``survival.json`` and the Kaplan–Meier figure (PNG 300 dpi + SVG) to ``out_dir``.
+
+        Every file is written atomically; returns file name -> path.
+        """
+        from ..reporting.style import save_figure
+        from ..reporting.survival_figures import km_figure
+
+        out = check_output_dir(out_dir)
+        paths = {
+            "hazard_ratios.csv": write_table(self.hazard_ratios, out / "hazard_ratios.csv"),
+            "ph_test.csv": write_table(self.ph_test, out / "ph_test.csv"),
+            "km.csv": write_table(self.km, out / "km.csv"),
+            "km_groups.csv": write_table(self.km_groups, out / "km_groups.csv"),
+        }
+        fig = km_figure(self.km, self.km_groups, self.logrank_p, self.dictionary or load_dictionary())
+        figs = save_figure(fig, out, "km_by_tertile")
+        paths["km_by_tertile.png"], paths["km_by_tertile.svg"] = figs["png"], figs["svg"]
+        info = {
+            "analysis": "Cox proportional hazards, age as time scale, event CBP onset",
+            "spec": self.spec.name if self.spec else None,
+            "exposure": self.exposure,
+            "counts": self.counts,
+            "logrank_p": self.logrank_p,
+            "notes": self.notes,
+            "versions": {"lifelines": _version("lifelines"), "backpain-epi": _version("backpain-epi")},
+        }
+        paths["survival.json"] = write_text(json.dumps(info, indent=2, ensure_ascii=False, default=_json_default) + "\n",
+                                            out / "survival.json")
+        return paths
+
+
+def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.PathLike | ModelSpec = DEFAULT_SPEC, *,
+                      exposure: str = "intermat_ml", birth_cohort: bool = True,
+                      dictionary: DataDictionary | None = None) -> SurvivalResult:
+    """Cox hazard ratios (per 2 SD, adjusted as in ``spec``) and Kaplan–Meier curves by exposure tertile.
+
+    Parameters
+    ----------
+    data
+        Cohort table: a file (read and validated with :func:`~backpain_epi.cohort.load_cohort`)
+        or a DataFrame (validated and conformed the same way). Must have ``cbp_onset_age``.
+    spec
+        Logistic model spec whose exposures and covariates the Cox model takes
+        (the group column becomes strata; for age see ``birth_cohort``).
+        Default ``models/paper.yaml`` (see the module notes).
+    exposure
+        Numeric column whose tertiles split the Kaplan–Meier curves.
+    birth_cohort
+        Keep age at examination as a covariate (a birth-cohort adjustment; default).
+        Onset is recalled at one examination, so younger participants can only
+        have had onsets at younger ages; without this adjustment, exposures that
+        differ by age (lean muscle falls with age) pick up that design effect.
+        On the simulated demo cohort, dropping it turns the lean-muscle hazard
+        ratio from 0.77 to 1.29 (truth: protective). ``False`` removes age, as
+        a time scale is often handled.
+    dictionary
+        Data dictionary (default: the shipped one).
+
+    Raises
+    ------
+    SurvivalError
+        No ``cbp_onset_age`` column, an unknown or non-numeric exposure, no
+        events after exclusions, or a Cox fit that does not converge.
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
+    from lifelines.statistics import proportional_hazard_test
+
+    dd = dictionary or load_dictionary()
+    spec = _resolve_spec(spec, dd)
+    table, _ = read_analysis_table(data, dd)
+    if ONSET not in table.columns:
+        raise SurvivalError(f"the table has no '{ONSET}' column; the survival analysis needs the age at CBP onset of every case "
+                            "(add the column, empty for participants without CBP).")
+    _check_exposure(table, exposure, dd)
+
+    cox_spec, removed = (spec, []) if birth_cohort else _without_time_scale(spec)
+    if spec.exposures and TIME_SCALE in spec.exposures:
+        raise SurvivalError(f"spec '{spec.name}' has age as an exposure; age is the time scale of the survival analysis.")
+    design = make_design(table, cox_spec, dd)
+    rows, _ = complete_rows(table, cox_spec)
+    if len(rows) != design.n:  # make_design selects the same rows; guard the alignment
+        raise SurvivalError("internal error: design rows do not match the complete rows.")
+    outcome = cox_spec.outcome
+    event = rows[outcome].astype(int).to_numpy()
+    onset = pd.to_numeric(rows[ONSET], errors="coerce").to_numpy(dtype=float)
+    age = pd.to_numeric(rows[TIME_SCALE], errors="coerce").to_numpy(dtype=float)
+    no_onset = (event == 1) & np.isnan(onset)
+    no_age = (event == 0) & np.isnan(age)
+    keep = ~(no_onset | no_age)
+    duration = np.where(event == 1, onset, age)[keep]
+    event = event[keep]
+    counts = {
+        "n_in": int(len(table)),
+        "excluded": {INCOMPLETE_REASON: int(design.dropped.get("any", 0)), NO_ONSET_REASON: int(no_onset.sum()),
+                     NO_AGE_REASON: int(no_age.sum())},
+        "missing": {k: int(v) for k, v in design.dropped.items() if k != "any"},
+        "n_analysed": int(keep.sum()),
+        "n_events": int(event.sum()),
+    }
+    if counts["n_events"] == 0:
+        raise SurvivalError(f"no CBP onsets remain among the {counts['n_analysed']:,} analysed rows "
+                            f"(excluded: {_excluded_text(counts)}); a Cox model needs events.")
+    if counts["n_events"] == counts["n_analysed"]:
+        raise SurvivalError(f"every one of the {counts['n_analysed']:,} analysed rows is a CBP case; a Cox model needs censored rows too.")
+
+    cox = pd.DataFrame(design.X[keep], columns=design.terms)
+    cox["_duration"], cox["_event"] = duration, event
+    strata = None
+    if design.group is not None:
+        cox["_stratum"] = design.group[keep]
+        strata = ["_stratum"]
+    cph = CoxPHFitter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning etc.: reported through the PH check and the notes
+            cph.fit(cox, duration_col="_duration", event_col="_event", strata=strata)
+    except ConvergenceError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise SurvivalError(f"the Cox model of spec '{spec.name}' did not converge ({first}); a term may separate cases from "
+                            "non-cases or be nearly collinear with another — simplify the spec.") from None
+    hazard_ratios = _hazard_ratio_table(cph, design.recipe, cox_spec, dd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ph = proportional_hazard_test(cph, cox, time_transform="rank")
+    ph_test = _ph_table(ph, list(hazard_ratios["term"]))  # in the order of the hazard-ratio table
+
+    x = pd.to_numeric(rows[exposure], errors="coerce").to_numpy(dtype=float)[keep]
+    km, km_groups, logrank_p, km_note = _kaplan_meier(x, duration, event, exposure, dd)
+
+    removed_text = f" (removed from the spec: {', '.join(removed)})" if removed else ""
+    notes = [
+        f"Age is the time scale (event: CBP onset at {ONSET}; participants without CBP censored at {TIME_SCALE}); "
+        + (f"age at examination stays a covariate as a birth-cohort adjustment (onsets are recalled, so the young can only "
+           f"have early onsets)." if birth_cohort and TIME_SCALE in [c for t in spec.covariates for c in term_variables(t)]
+           else f"it is therefore not a covariate{removed_text}."),
+        "Participants are at risk from birth (onset recalled at the examination; no delayed entry).",
+        "Exposures per 2 SD with the centres and scales of the logistic model (learned on its complete rows).",
+    ]
+    if cox_spec.group:
+        notes.append(f"Stratified by {dd.label(cox_spec.group, unit=False).lower()} ({len(design.recipe.group_levels)} strata, "
+                     "a baseline hazard each): the analogue of the logistic model's random intercept.")
+    n_flag = int(ph_test["ph_violated"].sum())
+    notes.append(f"Proportional-hazards test: {n_flag} of {len(ph_test)} term(s) with p < 0.05; in a large cohort the test "
+                 "flags departures too small to matter, so judge them by size (e.g. plot the scaled Schoenfeld residuals).")
+    if counts["excluded"][NO_ONSET_REASON]:
+        notes.append(f"{counts['excluded'][NO_ONSET_REASON]:,} participant(s) with CBP but no onset age were excluded.")
+    if km_note:
+        notes.append(km_note)
+    return SurvivalResult(hazard_ratios=hazard_ratios, ph_test=ph_test, km=km, km_groups=km_groups, logrank_p=logrank_p,
+                          counts=counts, notes=notes, exposure=exposure, spec=cox_spec, dictionary=dd)
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+def _resolve_spec(spec, dd: DataDictionary) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return spec
+    path = Path(spec)
+    if not path.is_file() and not path.is_absolute() and path == DEFAULT_SPEC and (_CHECKOUT_MODELS / path.name).is_file():
+        path = _CHECKOUT_MODELS / path.name
+    if not path.is_file() and Path(spec) == DEFAULT_SPEC:
+        raise InputFileError(f"default model spec {DEFAULT_SPEC} not found in {Path.cwd()}; run from the repository root "
+                             "or pass the spec (--spec path/to/paper.yaml).")
+    return load_spec(path, dd)
+
+
+def _check_exposure(table: pd.DataFrame, exposure: str, dd: DataDictionary) -> None:
+    numeric = [c for c in table.columns if c in dd and dd[c].type in ("float", "integer") and dd[c].role == "exposure"]
+    if exposure not in table.columns or exposure not in dd:
+        raise SurvivalError(f"exposure: {unknown_choice('column', exposure, numeric)}")
+    if dd[exposure].type not in ("float", "integer"):
+        raise SurvivalError(f"exposure '{exposure}' is {dd[exposure].type}, not numeric; tertiles need a numeric column "
+                            f"such as {', '.join(numeric[:3])}.")
+
+
+def _without_time_scale(spec: ModelSpec) -> tuple[ModelSpec, list[str]]:
+    removed = [t for t in spec.covariates if TIME_SCALE in term_variables(t)]
+    if TIME_SCALE in spec.exposures:
+        raise SurvivalError(f"spec '{spec.name}' has age as an exposure; age is the time scale of the survival analysis.")
+    return replace(spec, covariates=tuple(t for t in spec.covariates if t not in removed)), removed
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+def _hazard_ratio_table(cph, recipe, spec: ModelSpec, dd: DataDictionary) -> pd.DataFrame:
+    s = cph.summary
+    rows = []
+    for term in recipe.terms:
+        column, _, level = term.partition("[")
+        level = level.rstrip("]")
+        c = dd[column] if column in dd else None
+        if column in recipe.scaling:
+            scale = recipe.scaling[column][1]
+            per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
+        elif level:
+            per = f"vs {recipe.levels[column][0]}"
+        else:
+            per = "yes vs no"
+        kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
+        label = (c.label if c else column) + (f": {level}" if level else "")
+        if column == TIME_SCALE:
+            label = "Age at examination (birth cohort)"
+        r = s.loc[term]
+        rows.append({"term": term, "kind": kind, "label": label, "per": per, "hr": float(r["exp(coef)"]),
+                     "hr_lo95": float(r["exp(coef) lower 95%"]), "hr_hi95": float(r["exp(coef) upper 95%"]), "p": float(r["p"]),
+                     "log_hr": float(r["coef"]), "log_hr_se": float(r["se(coef)"])})
+    out = pd.DataFrame(rows, columns=HR_COLUMNS)
+    order = out["kind"].map({"exposure": 0, "covariate": 1, "activity": 2})
+    return out.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _ph_table(ph, terms: list[str]) -> pd.DataFrame:
+    s = ph.summary
+    s = s.reset_index()
+    name_col = s.columns[0]
+    s = s.rename(columns={name_col: "term"})
+    if isinstance(s["term"].iloc[0], tuple):  # several transforms give a (covariate, transform) index
+        s["term"] = [t[0] for t in s["term"]]
+    out = pd.DataFrame({"term": s["term"].astype(str), "test_statistic": s["test_statistic"].astype(float), "p": s["p"].astype(float)})
+    out["ph_violated"] = out["p"] < 0.05
+    out["_order"] = out["term"].map({t: i for i, t in enumerate(terms)})
+    return out.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)[PH_COLUMNS]
+
+
+def _kaplan_meier(x, duration, event, exposure: str, dd: DataDictionary):
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    ok = ~np.isnan(x)
+    note = None
+    if not ok.all():
+        note = f"{int((~ok).sum()):,} analysed row(s) without {exposure} are left out of the Kaplan–Meier curves."
+    x, duration, event = x[ok], duration[ok], event[ok]
+    q1, q2 = (float(v) for v in np.quantile(x, [1 / 3, 2 / 3]))
+    if not q1 < q2 or not x.min() < q1:
+        raise SurvivalError(f"exposure '{exposure}' has too few distinct values to split into tertiles.")
+    unit = dd[exposure].unit
+    u = f" {unit}" if unit else ""
+    labels = [f"T1 (≤ {_fmt(q1)}{u})", f"T2 ({_fmt(q1)}–{_fmt(q2)}{u})", f"T3 (> {_fmt(q2)}{u})"]
+    tertile = np.where(x <= q1, 0, np.where(x <= q2, 1, 2))
+    km_parts, group_rows = [], []
+    for g, label in enumerate(labels):
+        m = tertile == g
+        kmf = KaplanMeierFitter().fit(duration[m], event[m], label=label)
+        sf = kmf.survival_function_[label]
+        ci = kmf.confidence_interval_survival_function_
+        at_risk = kmf.event_table["at_risk"].reindex(sf.index)
+        km_parts.append(pd.DataFrame({"group": label, "age": sf.index.to_numpy(dtype=float), "survival": sf.to_numpy(),
+                                      "lo95": ci.iloc[:, 0].to_numpy(), "hi95": ci.iloc[:, 1].to_numpy(),
+                                      "at_risk": at_risk.to_numpy(dtype=np.int64)}))
+        group_rows.append({"group": label, "n": int(m.sum()), "events": int(event[m].sum()), "lower": float(x[m].min()),
+                           "upper": float(x[m].max()), "median_event_free_age": float(kmf.median_survival_time_)})
+    km = pd.concat(km_parts, ignore_index=True)[KM_COLUMNS]
+    km_groups = pd.DataFrame(group_rows, columns=KM_GROUP_COLUMNS)
+    km.attrs["exposure"] = km_groups.attrs["exposure"] = exposure
+    logrank_p = float(multivariate_logrank_test(duration, np.asarray(labels)[tertile], event).p_value)
+    return km, km_groups, logrank_p, note
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def _fmt(v: float) -> str:
+    """Three significant digits without scientific notation: 2,570 / 210 / 49.7 / 8.71."""
+    if v == 0 or not np.isfinite(v):
+        return f"{v:g}"
+    digits = max(0, 2 - int(np.floor(np.log10(abs(v)))))
+    return f"{round(v, digits):,.{digits}f}"
+
+
+def _fmt_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _excluded_text(counts: dict) -> str:
+    parts = [f"{reason} {k:,}" for reason, k in counts["excluded"].items() if k]
+    return ", ".join(parts) or "none"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""Publication reports: tables, figures and the self-contained HTML report built from saved runs."""

@@ -1,0 +1,75 @@
+"""Figures of the survival sensitivity analysis: Kaplan–Meier curves of CBP-free survival by exposure tertile.
+
+Takes the tables of :class:`~backpain_epi.modelling.survival.SurvivalResult`
+(``km``, ``km_groups``) and returns a :class:`matplotlib.figure.Figure`; it
+never shows or saves it (see :func:`~backpain_epi.reporting.style.save_figure`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .style import SINGLE_COLUMN_IN, figure_style
+
+#: Tertile colours, low to high exposure (Okabe–Ito: blue, orange, vermillion).
+TERTILE_COLOURS = ("#0072B2", "#E69F00", "#D55E00")
+
+
+def km_figure(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dictionary, *, exposure: str | None = None):
+    """Kaplan–Meier curves of CBP-free survival by exposure tertile, with 95% bands and the log-rank p.
+
+    Parameters
+    ----------
+    km
+        Tidy curves: ``group, age, survival, lo95, hi95`` (``SurvivalResult.km``).
+    km_groups
+        One row per group in legend order, with ``n`` and ``events`` (``SurvivalResult.km_groups``).
+    logrank_p
+        p-value of the log-rank test across the groups.
+    dictionary
+        Data dictionary, for the axis labels and the legend title.
+    exposure
+        Exposure column of the tertiles (default: ``km.attrs["exposure"]``, else InterMAT).
+
+    The y axis starts at 0 unless every curve stays above one half; then it
+    starts just below the lowest 95% band (to the 0.05 below). The x axis starts a little
+    before the first event.
+    """
+    exposure = exposure or km.attrs.get("exposure") or km_groups.attrs.get("exposure") or "intermat_ml"
+    title = dictionary.label(exposure) if exposure in dictionary else exposure
+    age_label = dictionary.label("age") if "age" in dictionary else "Age (years)"
+    lowest_curve = float(np.nanmin(km["survival"])) if len(km) else 0.0
+    lowest_band = float(np.nanmin(km["lo95"])) if len(km) else 0.0
+    y0 = 0.0 if lowest_curve <= 0.5 else max(0.0, math.floor((lowest_band - 0.02) * 20) / 20)
+    events = km.loc[km["survival"] < 1, "age"]
+    first = float(events.min()) if len(events) else 0.0
+    x0 = max(0.0, math.floor((first - 5) / 10) * 10)
+    x1 = float(km["age"].max()) if len(km) else 1.0
+
+    with figure_style():
+        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN, SINGLE_COLUMN_IN * 0.8), layout="constrained")
+        for i, g in enumerate(km_groups.itertuples()):
+            d = km[km["group"] == g.group].sort_values("age")
+            if d.empty:
+                continue
+            colour = TERTILE_COLOURS[i % len(TERTILE_COLOURS)]
+            age = np.append(d["age"].to_numpy(), x1)  # carry the last step to the end of the axis
+            surv = np.append(d["survival"].to_numpy(), d["survival"].iloc[-1])
+            lo = np.append(d["lo95"].to_numpy(), d["lo95"].iloc[-1])
+            hi = np.append(d["hi95"].to_numpy(), d["hi95"].iloc[-1])
+            ax.fill_between(age, lo, hi, step="post", color=colour, alpha=0.18, linewidth=0)
+            ax.step(age, surv, where="post", color=colour, label=f"{g.group}: {g.events:,}/{g.n:,}")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, 1.005)
+        ax.set_xlabel(age_label)
+        ax.set_ylabel("CBP-free proportion")
+        # curves fall from the top left to the bottom right: the legend goes bottom left, the test top right
+        ax.legend(title=f"{title} tertile (events/n)", loc="lower left", title_fontsize=7, handlelength=1.5,
+                  alignment="left")
+        p_text = "log-rank p < 0.001" if logrank_p < 0.001 else f"log-rank p = {logrank_p:.3f}"
+        ax.text(0.98, 0.98, p_text, transform=ax.transAxes, ha="right", va="top")
+    return fig
