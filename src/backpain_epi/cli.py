@@ -161,10 +161,11 @@ def _allowed(c) -> str:
 # Commands of the later stages live beside their code; each module keeps its heavy
 # imports (PyMC, torch) inside the command bodies so that --help stays quick.
 from .modelling.commands import COMMANDS as _MODELLING_COMMANDS  # noqa: E402
+from .pipeline.commands import COMMANDS as _PIPELINE_COMMANDS  # noqa: E402
 from .reporting.commands import COMMANDS as _REPORTING_COMMANDS  # noqa: E402
 from .segmentation.commands import COMMANDS as _SEGMENTATION_COMMANDS  # noqa: E402
 
-for _command in (*_MODELLING_COMMANDS, *_SEGMENTATION_COMMANDS, *_REPORTING_COMMANDS):
+for _command in (*_MODELLING_COMMANDS, *_SEGMENTATION_COMMANDS, *_REPORTING_COMMANDS, *_PIPELINE_COMMANDS):
     main.add_command(_command)
 
 

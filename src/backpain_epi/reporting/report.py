@@ -36,7 +36,7 @@ KM_EXPOSURE = "intermat_ml"
 #: QC overlays shown: flagged participants first, then others, at most this many.
 N_OVERLAYS = 6
 SECTIONS = ("participants", "exposures", "odds ratios", "activity", "comparison", "diagnostics", "predictive check",
-            "survival", "segmentation QC", "text")
+            "survival", "segmentation QC", "agreement", "text")
 
 
 class ReportInputError(BackpainEpiError):
@@ -67,6 +67,7 @@ def build_report(
     survival: bool = True,
     km_exposure: str = KM_EXPOSURE,
     truth: str | os.PathLike | dict | None = None,
+    planted: str | os.PathLike | pd.DataFrame | None = None,
     dictionary: DataDictionary | None = None,
     progress: bool = True,
 ) -> Report:
@@ -94,6 +95,10 @@ def build_report(
         Exposure whose tertiles split the Kaplan–Meier curves.
     truth
         Optional ``truth.json`` of a simulated cohort: the true odds ratios are shown beside the estimates.
+    planted
+        Optional table (path or DataFrame) of the exposures planted in phantom scans
+        (``participant_id`` and exposure columns): adds their agreement with the measured
+        exposures of ``data`` (ICC, limits of agreement, scatter).
 
     Raises
     ------
@@ -117,6 +122,7 @@ def build_report(
     loaded = load_runs(runs, table, table_hash(table), source, dd)
     seg = read_segmentation(segmentation) if segmentation is not None else None
     truth = _read_truth(truth)
+    planted = _read_planted(planted) if planted is not None else None
 
     report = Report(out=out, index=out / "index.html")
     tdir, fdir = out / "tables", out / "figures"
@@ -255,6 +261,27 @@ def build_report(
                                  "image (axial slice through the muscles); QC-flagged participants first.") if samples else None,
         }
     step("segmentation QC")
+    # measured against planted exposures ------------------------------------------------------
+    if planted is not None:
+        from . import agreement as A
+
+        measured = [e for e in exposures if e in planted.columns]
+        if not measured:
+            raise ReportInputError(f"--planted: the table has none of the exposures {', '.join(exposures)}.")
+        pairs = A.paired_exposures(table, planted, measured, id_col=dd.names(role="id")[0])
+        if len(pairs) < 2:
+            raise ReportInputError("--planted: fewer than two participants have both a planted and a measured exposure.")
+        agreement = A.agreement_table(pairs, measured)
+        ctx["sections"]["agreement"] = {
+            "table": table_out("segmentation_agreement", A.format_agreement(agreement, dd),
+                               "Exposures measured by segmentation against the values planted in the phantom images: mean "
+                               "difference (measured − planted) with Bland–Altman 95% limits of agreement, and the intraclass "
+                               "correlation for absolute agreement", numeric=agreement),
+            "figure": figure_out("segmentation_agreement", A.agreement_plot(pairs, measured, dd),
+                                 "Measured against planted exposures, one point per participant; dashed: line of identity."),
+            "numbers": agreement,
+        }
+    step("agreement")
     # text ------------------------------------------------------------------------------------
     from .text import methods_paragraph, results_paragraph
 
@@ -319,7 +346,9 @@ def read_segmentation(folder: str | os.PathLike) -> dict:
     for c in exposures.columns:
         if c != "participant_id":
             exposures[c] = pd.to_numeric(exposures[c])
-    failures = read_table(folder / "failures.csv") if (folder / "failures.csv").is_file() else pd.DataFrame(columns=["participant_id", "reason"])
+    failures = pd.DataFrame(columns=["participant_id", "reason"])
+    if (folder / "failures.csv").is_file():  # header only when every scan was segmented
+        failures = pd.read_csv(folder / "failures.csv", dtype=str, keep_default_na=False)
     manifest = read_table(folder / "manifest.csv") if (folder / "manifest.csv").is_file() else None
     return {"folder": folder, "exposures": exposures, "failures": failures, "manifest": manifest,
             "failed_ids": set(failures["participant_id"].astype(str))}
@@ -365,6 +394,21 @@ def _read_truth(truth) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputFileError(f"--truth {path}: not JSON ({exc}).") from None
+
+
+def _read_planted(planted) -> pd.DataFrame:
+    if isinstance(planted, pd.DataFrame):
+        return planted
+    path = Path(planted)
+    if not path.is_file():
+        raise InputFileError(f"--planted {path}: file not found (the pipeline writes it as cohort/planted_exposures.csv).")
+    frame = read_table(path)
+    if "participant_id" not in frame.columns:
+        raise InputFileError(f"--planted {path}: no participant_id column.")
+    for c in frame.columns:
+        if c != "participant_id":
+            frame[c] = pd.to_numeric(frame[c], errors="raise")
+    return frame
 
 
 def _truth_table(truth: dict, terms_numeric: pd.DataFrame, dd: DataDictionary) -> pd.DataFrame | None:

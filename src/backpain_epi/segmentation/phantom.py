@@ -375,7 +375,7 @@ def _affine(spacing, origin, perm, flips, canonical_shape):
 
 
 def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Protocol = "full", targets=None,
-                   progress: bool = True):
+                   progress: bool = True, workers: int = 1):
     """Write ``n`` phantoms, their manifest and their true exposures.
 
     Parameters
@@ -394,6 +394,10 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         Optional table (DataFrame) with ``participant_id``, ``lmm_ml``,
         ``intermat_ml``, ``imf_pct``: one phantom per row (``n`` is then
         ignored), carrying those exposures.
+    progress
+        Show a progress bar.
+    workers
+        Processes drawing phantoms in parallel (the result does not depend on it).
 
     Returns
     -------
@@ -404,7 +408,6 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
     from tqdm.auto import tqdm
 
     from ..tableio import write_table
-    from .io import save_nifti
 
     out = Path(out)
     if targets is not None:
@@ -414,18 +417,37 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         ids = [f"PH{seed}-{i:04d}" for i in range(n)]
         planted = [None] * n
     seeds = np.random.SeedSequence(seed).spawn(len(ids))
-    manifest, truth = [], []
-    for pid, ss, tgt in tqdm(list(zip(ids, seeds, planted)), desc="phantoms", unit="vol", disable=not progress):
-        ph = make_phantom(ss, tgt, protocol)
-        paths = {"water": f"images/{pid}_water.nii.gz", "fat": f"images/{pid}_fat.nii.gz",
-                 "label": f"truth/{pid}_label.nii.gz", "ff": f"truth/{pid}_ff.nii.gz"}
-        for key, arr in (("water", ph.water), ("fat", ph.fat), ("label", ph.labels), ("ff", ph.ff)):
-            save_nifti(out / paths[key], arr, ph.affine)
-        manifest.append({"participant_id": pid, "water": paths["water"], "fat": paths["fat"], "label": paths["label"]})
-        row = {"participant_id": pid, **ph.exposures, "target_lmm_ml": ph.targets.lmm_ml,
-               "target_intermat_ml": ph.targets.intermat_ml, "target_imf_pct": ph.targets.imf_pct,
-               "spacing_mm": "x".join(f"{s:g}" for s in ph.meta["spacing_mm"]),
-               "axis_order": "".join(map(str, ph.meta["axis_order"])), "dtype": ph.meta["dtype"]}
-        truth.append(row)
-    write_table(pd.DataFrame(truth), out / "truth_exposures.csv")
-    return write_table(pd.DataFrame(manifest), out / "manifest.csv")
+    jobs = list(zip(ids, seeds, planted))
+    bar = tqdm(total=len(jobs), desc="phantoms", unit="vol", disable=not progress)
+    rows = []
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for row in pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs), chunksize=4):
+                rows.append(row)
+                bar.update()
+    else:
+        for job in jobs:
+            rows.append(_write_one(out, *job, protocol))
+            bar.update()
+    bar.close()
+    write_table(pd.DataFrame([t for _, t in rows]), out / "truth_exposures.csv")
+    return write_table(pd.DataFrame([m for m, _ in rows]), out / "manifest.csv")
+
+
+def _write_one(out: Path, pid: str, ss, tgt, protocol) -> tuple[dict, dict]:
+    """Draw and save one phantom; its manifest row and truth row."""
+    from .io import save_nifti
+
+    ph = make_phantom(ss, tgt, protocol)
+    paths = {"water": f"images/{pid}_water.nii.gz", "fat": f"images/{pid}_fat.nii.gz",
+             "label": f"truth/{pid}_label.nii.gz", "ff": f"truth/{pid}_ff.nii.gz"}
+    for key, arr in (("water", ph.water), ("fat", ph.fat), ("label", ph.labels), ("ff", ph.ff)):
+        save_nifti(out / paths[key], arr, ph.affine)
+    manifest = {"participant_id": pid, "water": paths["water"], "fat": paths["fat"], "label": paths["label"]}
+    truth = {"participant_id": pid, **ph.exposures, "target_lmm_ml": ph.targets.lmm_ml,
+             "target_intermat_ml": ph.targets.intermat_ml, "target_imf_pct": ph.targets.imf_pct,
+             "spacing_mm": "x".join(f"{s:g}" for s in ph.meta["spacing_mm"]),
+             "axis_order": "".join(map(str, ph.meta["axis_order"])), "dtype": ph.meta["dtype"]}
+    return manifest, truth

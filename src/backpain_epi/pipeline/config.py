@@ -1,0 +1,195 @@
+"""The pipeline's configuration: one YAML file (``reports/demo.yaml`` is the demo's).
+
+Relative paths in it are relative to the file itself, as in a segmentation manifest.
+Every key is checked when the file is loaded; a mistake names the key and the fix,
+and every problem is reported at once::
+
+    out: ../demo_output          # the pipeline folder (cohort/, phantoms/, segmentation/, runs/, report/)
+    cohort:   {n: 200, seed: 2025, sites: 18, truth: {odds_ratios: {intermat_ml: 1.5}}}
+    phantoms: {seed: 1, inplane_mm: [2.0, 2.5], slice_mm: [4.5, 6.0], workers: 2}
+    segmentation: {device: auto, workers: 2, batch_size: 4, weights: null}
+    models: [../models/unadjusted.yaml, ../models/full.yaml]
+    sampler:  {draws: 500, tune: 500, chains: 4}      # overrides every spec's sampler settings
+    report:   {title: "...", survival: true}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import BackpainEpiError, unknown_choice
+from ..simulate import DEFAULT_SEED, N_SITES, CohortTruth
+
+
+class ConfigError(BackpainEpiError):
+    """A pipeline configuration cannot be used; the message lists every problem."""
+
+
+#: Each section's keys and their defaults (``None``: the package's default applies).
+SECTIONS: dict[str, dict] = {
+    "cohort": {"n": 200, "seed": DEFAULT_SEED, "sites": N_SITES, "truth": {}},
+    "phantoms": {"seed": 1, "inplane_mm": [2.0, 2.5], "slice_mm": [4.5, 6.0], "workers": 2},
+    "segmentation": {"device": "auto", "workers": 2, "batch_size": 4, "weights": None},
+    "sampler": {"draws": None, "tune": None, "chains": None, "seed": None},
+    "report": {"title": "Back-muscle composition and chronic back pain", "survival": True},
+}
+TOP_KEYS = ("out", "models", *SECTIONS)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A checked pipeline configuration; the sections are plain dicts with every key filled in."""
+
+    path: Path | None
+    out: Path
+    models: list[Path]
+    cohort: dict = field(default_factory=dict)
+    phantoms: dict = field(default_factory=dict)
+    segmentation: dict = field(default_factory=dict)
+    sampler: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    def with_overrides(self, *, n: int | None = None, out: str | os.PathLike | None = None) -> PipelineConfig:
+        """A copy with the cohort size or the output folder replaced (the command line's ``--n`` and ``--out``)."""
+        cfg = self
+        if n is not None:
+            cfg = dataclasses.replace(cfg, cohort={**cfg.cohort, "n": n})
+            _raise_if(_check_cohort(cfg.cohort), self.path)
+        if out is not None:
+            cfg = dataclasses.replace(cfg, out=Path(out))
+        return cfg
+
+    def truth(self) -> CohortTruth:
+        return CohortTruth(**self.cohort["truth"])
+
+
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """Read and check a pipeline configuration file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: file not found (the demo's is reports/demo.yaml).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    return config_from_dict(raw, base=path.parent, path=path)
+
+
+def config_from_dict(raw: dict, *, base: str | os.PathLike = ".", path: Path | None = None) -> PipelineConfig:
+    """Check a configuration given as a dict; relative paths are taken relative to ``base``."""
+    base = Path(base)
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        _raise_if(["the configuration must be a mapping of keys (out, cohort, models, ...)"], path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(unknown_choice("key", key, TOP_KEYS))
+    sections = {}
+    for name, defaults in SECTIONS.items():
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            problems.append(f"{name}: expected a mapping of keys ({', '.join(defaults)}), got {given!r}")
+            given = {}
+        for key in given:
+            if key not in defaults:
+                problems.append(f"{name}: " + unknown_choice("key", key, defaults))
+        sections[name] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+    problems += _check_cohort(sections["cohort"])
+    problems += _check_phantoms(sections["phantoms"])
+    problems += _check_segmentation(sections["segmentation"])
+    problems += _check_sampler(sections["sampler"])
+    if not isinstance(sections["report"]["title"], str) or not sections["report"]["title"].strip():
+        problems.append("report.title: must be a non-empty text")
+    if not isinstance(sections["report"]["survival"], bool):
+        problems.append("report.survival: must be true or false")
+
+    out = raw.get("out")
+    if not isinstance(out, str) or not out.strip():
+        problems.append("out: give the pipeline folder, e.g. `out: ../demo_output` (relative to this file)")
+        out = "."
+    models = raw.get("models")
+    model_paths: list[Path] = []
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        problems.append("models: give a list of model spec files, e.g. `models: [../models/paper.yaml]`")
+    else:
+        for m in models:
+            p = base / m
+            if not p.is_file():
+                problems.append(f"models: {m}: file not found (looked for {p})")
+            model_paths.append(p)
+        stems = [p.stem for p in model_paths]
+        if len(set(stems)) < len(stems):
+            problems.append("models: two specs have the same file name; each run folder is named after its spec file")
+    weights = sections["segmentation"]["weights"]
+    if weights is not None:
+        sections["segmentation"]["weights"] = str(base / weights)
+        if not Path(sections["segmentation"]["weights"]).is_file():
+            problems.append(f"segmentation.weights: {weights}: file not found")
+    _raise_if(problems, path)
+    return PipelineConfig(path=path, out=base / out, models=model_paths, **sections)
+
+
+def _check_cohort(c: dict) -> list[str]:
+    problems = []
+    if not _whole(c["n"]) or c["n"] < 50:
+        problems.append(f"cohort.n: must be a whole number of at least 50 participants, got {c['n']!r}")
+    if not _whole(c["seed"]) or c["seed"] < 0:
+        problems.append(f"cohort.seed: must be a whole number ≥ 0, got {c['seed']!r}")
+    if not _whole(c["sites"]) or not 2 <= c["sites"] <= 100:
+        problems.append(f"cohort.sites: must be a whole number between 2 and 100, got {c['sites']!r}")
+    truth = c["truth"]
+    fields = [f.name for f in dataclasses.fields(CohortTruth)]
+    if not isinstance(truth, dict):
+        problems.append(f"cohort.truth: expected a mapping of CohortTruth fields ({', '.join(fields)})")
+    else:
+        bad = [k for k in truth if k not in fields]
+        problems += [f"cohort.truth: " + unknown_choice("field", k, fields) for k in bad]
+        if not bad:
+            try:
+                CohortTruth(**truth)
+            except (BackpainEpiError, TypeError) as exc:
+                problems.append(f"cohort.truth: {exc}")
+    return problems
+
+
+def _check_phantoms(p: dict) -> list[str]:
+    problems = []
+    if not _whole(p["seed"]) or p["seed"] < 0:
+        problems.append(f"phantoms.seed: must be a whole number ≥ 0, got {p['seed']!r}")
+    for key, lo, hi in (("inplane_mm", 0.8, 4.0), ("slice_mm", 1.0, 8.0)):
+        v = p[key]
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and lo <= v[0] <= v[1] <= hi):
+            problems.append(f"phantoms.{key}: give [smallest, largest] spacing in mm between {lo} and {hi}, got {v!r}")
+    if not _whole(p["workers"]) or p["workers"] < 1:
+        problems.append(f"phantoms.workers: must be a whole number ≥ 1, got {p['workers']!r}")
+    return problems
+
+
+def _check_segmentation(s: dict) -> list[str]:
+    problems = []
+    if not isinstance(s["device"], str):
+        problems.append(f"segmentation.device: auto, cpu, cuda or cuda:N, got {s['device']!r}")
+    for key in ("workers", "batch_size"):
+        if not _whole(s[key]) or s[key] < 1:
+            problems.append(f"segmentation.{key}: must be a whole number ≥ 1, got {s[key]!r}")
+    return problems
+
+
+def _check_sampler(s: dict) -> list[str]:
+    return [f"sampler.{k}: must be a whole number ≥ 1 (or left out for the spec's own), got {v!r}"
+            for k, v in s.items() if v is not None and (not _whole(v) or v < (0 if k == "seed" else 1))]
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _raise_if(problems: list[str], path: Path | None) -> None:
+    if problems:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}{len(problems)} problem(s) in the pipeline configuration:\n  - " + "\n  - ".join(problems))

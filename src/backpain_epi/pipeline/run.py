@@ -1,0 +1,255 @@
+"""Images to odds ratios in one call: ``backpain-epi pipeline`` in Python.
+
+:func:`run_pipeline` runs these stages, each in its own folder of ``config.out``:
+
+=============  ======================================================================  =====================
+stage          what it does                                                            folder
+=============  ======================================================================  =====================
+simulate       a cohort with a known truth; the questionnaire part and its truth       ``cohort/``
+phantoms       one Dixon phantom per participant carrying that participant's           ``phantoms/``
+               lean muscle, InterMAT and fat fraction (the *planted* exposures)
+segment        the U-Net segments every phantom (GPU when present), resumable          ``segmentation/``
+merge          measured exposures + questionnaire on ``participant_id``, validated      ``analysis/``
+fit:<model>    one Bayesian model per spec of the configuration                        ``runs/<model>/``
+compare        PSIS-LOO comparison of the runs                                         ``comparison/``
+report         the publication report, true ORs beside the estimates and the           ``report/``
+               measured exposures against the planted ones
+=============  ======================================================================  =====================
+
+A rerun skips every stage whose inputs have not changed (see
+:mod:`backpain_epi.pipeline.stages`), so after editing one model spec only that
+model is refit, then compared and reported again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..dictionary import DataDictionary, load_dictionary
+from ..errors import BackpainEpiError
+from ..tableio import read_table, write_table, write_text
+from .config import PipelineConfig, load_config
+from .stages import Stage, StageOutcome, StageRunner, fingerprint
+
+#: What a phantom slab can hold (see ``segmentation.phantom.PhantomTargets``); planted values are kept inside it.
+PHANTOM_LIMITS = {"lmm_ml": (150.0, 3000.0), "imf_pct": (1.0, 40.0), "intermat_ratio": 0.6}
+EXPOSURES = ("lmm_ml", "intermat_ml", "imf_pct")
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` did: each stage's outcome, and the paths a user opens next."""
+
+    out: Path
+    outcomes: list[StageOutcome]
+    report: Path
+    headline: pd.DataFrame | None = None
+    failed_gates: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[str]:
+        """Names of the stages that did work (ran or resumed) in this call."""
+        return [o.name for o in self.outcomes if o.status != "cached"]
+
+
+def run_pipeline(
+    config: str | os.PathLike | PipelineConfig,
+    *,
+    force: set[str] | None = None,
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+    dictionary: DataDictionary | None = None,
+) -> PipelineResult:
+    """Run the pipeline of ``config`` (a YAML path or a :class:`PipelineConfig`); skip stages whose inputs are unchanged.
+
+    Parameters
+    ----------
+    config
+        The configuration (``reports/demo.yaml`` is the demo's).
+    force
+        Stage names to rerun even if their inputs are unchanged (``fit:full``, ``report``, ...).
+    echo
+        Receives the stage view, one line at a time.
+    progress
+        Progress bars inside the long stages.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    dd = dictionary or load_dictionary()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise BackpainEpiError(f"out {out}: is a file; give a folder.")
+    d = _Folders(out)
+    stages = _stages(cfg, d, dd, progress)
+    echo(f"Pipeline {cfg.path or '(config)'} -> {out}: {len(stages)} stages "
+         f"({cfg.cohort['n']:,} participants, {len(cfg.models)} model(s)).")
+    runner = StageRunner(out, echo=echo, force=force)
+    unknown = set(force or ()) - {s.name for s in stages}
+    if unknown:
+        from ..errors import unknown_choice
+
+        raise BackpainEpiError("--force: " + unknown_choice("stage", sorted(unknown)[0], [s.name for s in stages]))
+    for i, stage in enumerate(stages, 1):
+        runner.run(stage, position=f"{i}/{len(stages)}")
+    meta = json.loads((d.report / "report.json").read_text(encoding="utf-8"))
+    headline = read_table(d.report / "tables" / "truth_vs_estimates.csv") if (d.report / "tables" / "truth_vs_estimates.csv").is_file() else None
+    return PipelineResult(out, runner.outcomes, d.report / "index.html", headline, meta.get("failed_gates", []))
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+class _Folders:
+    def __init__(self, out: Path):
+        self.out = out
+        self.cohort, self.phantoms, self.seg = out / "cohort", out / "phantoms", out / "segmentation"
+        self.analysis, self.runs, self.comparison, self.report = out / "analysis", out / "runs", out / "comparison", out / "report"
+
+    @property
+    def questionnaire(self) -> Path:
+        return self.cohort / "questionnaire.csv"
+
+    @property
+    def truth(self) -> Path:
+        return self.cohort / "truth.json"
+
+    @property
+    def planted(self) -> Path:
+        return self.phantoms / "planted_exposures.csv"
+
+    @property
+    def analysis_table(self) -> Path:
+        return self.analysis / "cohort.csv"
+
+
+def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> list[Stage]:
+    run_dirs = [d.runs / p.stem for p in cfg.models]
+    run_files = [f for r in run_dirs for f in (r / "provenance.json", r / "summary.csv")]
+    seg_files = [d.seg / "exposures.csv", d.seg / "failures.csv"]
+    stages = [
+        Stage("simulate", lambda: _simulate(cfg, d, dd), d.cohort, params={"cohort": cfg.cohort}),
+        Stage("phantoms", lambda: _phantoms(cfg, d, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
+              params={"phantoms": {k: v for k, v in cfg.phantoms.items() if k != "workers"}}),
+        Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / "manifest.csv", d.phantoms / "images"],
+              params={"weights": fingerprint(_weights(cfg))}),
+        Stage("merge", lambda: _merge(d, dd), d.analysis, inputs=[d.questionnaire, *seg_files]),
+    ]
+    for spec, run_dir in zip(cfg.models, run_dirs):
+        stages.append(Stage(f"fit:{spec.stem}", _fit_fn(cfg, d, dd, spec, run_dir, progress), run_dir,
+                            inputs=[d.analysis_table, spec], params={"sampler": cfg.sampler}))
+    if len(run_dirs) >= 2:
+        stages.append(Stage("compare", lambda: _compare(run_dirs, d), d.comparison, inputs=run_files))
+    stages.append(Stage("report", lambda: _report(cfg, d, dd, run_dirs, progress), d.report,
+                        inputs=[d.analysis_table, d.truth, d.planted, *seg_files, *run_files], params={"report": cfg.report}))
+    return stages
+
+
+def _simulate(cfg: PipelineConfig, d: _Folders, dd: DataDictionary) -> str:
+    from ..simulate import simulate_cohort
+
+    c = cfg.cohort
+    sim = simulate_cohort(n=c["n"], seed=c["seed"], truth=cfg.truth(), n_sites=c["sites"])
+    sim.write(d.cohort / "cohort_simulated.csv", truth_out=d.truth)
+    exposure_cols = [x for x in dd.names(table="exposures") if x in sim.data.columns and dd[x].role != "id"]
+    write_table(sim.data.drop(columns=exposure_cols), d.questionnaire)
+    return (f"{len(sim.data):,} participants, CBP {sim.truth['prevalence']:.1%}; "
+            f"questionnaire without the exposures in {d.questionnaire.name}, truth in {d.truth.name}.")
+
+
+def planted_targets(cohort: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The exposures to plant in each participant's phantom, kept inside what a phantom slab can hold; and how many were moved."""
+    t = cohort[["participant_id", *EXPOSURES]].copy()
+    lo, hi = PHANTOM_LIMITS["lmm_ml"]
+    t["lmm_ml"] = t["lmm_ml"].clip(lo, hi)
+    t["intermat_ml"] = np.minimum(t["intermat_ml"].clip(lower=0), PHANTOM_LIMITS["intermat_ratio"] * t["lmm_ml"])
+    t["imf_pct"] = t["imf_pct"].clip(*PHANTOM_LIMITS["imf_pct"])
+    moved = int((~np.isclose(t[list(EXPOSURES)].to_numpy(float), cohort[list(EXPOSURES)].to_numpy(float))).any(axis=1).sum())
+    return t, moved
+
+
+def _phantoms(cfg: PipelineConfig, d: _Folders, progress: bool) -> str:
+    from ..segmentation.phantom import Protocol, write_phantoms
+
+    p = cfg.phantoms
+    cohort = read_table(d.cohort / "cohort_simulated.csv")
+    for c in EXPOSURES:
+        cohort[c] = pd.to_numeric(cohort[c])
+    targets, moved = planted_targets(cohort)
+    protocol = Protocol(inplane_mm=tuple(p["inplane_mm"]), slice_mm=tuple(p["slice_mm"]), int16_prob=1.0)
+    write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"])
+    write_table(targets, d.planted)
+    return f"{len(targets):,} phantoms" + (f"; {moved} participant(s) had exposures outside what a phantom holds and were "
+                                           f"planted at the nearest limit" if moved else "") + "."
+
+
+def _weights(cfg: PipelineConfig) -> Path:
+    from ..segmentation.network import default_weights_path
+
+    return Path(cfg.segmentation["weights"]) if cfg.segmentation["weights"] else default_weights_path()
+
+
+def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
+    from ..segmentation.batch import segment_manifest
+
+    s = cfg.segmentation
+    res = segment_manifest(d.phantoms / "manifest.csv", d.seg, weights=_weights(cfg), device=s["device"], batch_size=s["batch_size"],
+                           workers=s["workers"] if s["workers"] > 1 else None, progress=progress, dictionary=dd)
+    flagged = int((res.exposures["qc_flag"] == 1).sum()) if len(res.exposures) else 0
+    return (f"{len(res.exposures):,} segmented ({res.n_skipped:,} of them done before), {len(res.failures):,} failed, "
+            f"{flagged:,} QC-flagged.")
+
+
+def _merge(d: _Folders, dd: DataDictionary) -> str:
+    from ..cohort import merge_exposures
+    from ..errors import DataValidationError
+    from ..validation import validate_table
+
+    merged = merge_exposures(read_table(d.questionnaire), read_table(d.seg / "exposures.csv"), dd)
+    report = validate_table(merged.table, "cohort", dd)
+    write_table(report.to_frame(), d.analysis / "validation.csv")
+    if not report.ok:
+        raise DataValidationError(report)
+    write_table(merged.table, d.analysis_table)
+    return merged.format().replace("\n", " ") + f" Validation: {len(report.errors)} errors, {len(report.warnings)} warnings."
+
+
+def _fit_fn(cfg, d: _Folders, dd: DataDictionary, spec: Path, run_dir: Path, progress: bool):
+    def fit() -> str:
+        from ..modelling import fit_model
+
+        s = {k: v for k, v in cfg.sampler.items() if v is not None}
+        res = fit_model(d.analysis_table, spec, out=run_dir, dictionary=dd, progress=progress, **s)
+        gate = "gate passed" if res.diagnostics.passed else "GATE FAILED (see the report's diagnostics)"
+        ex = res.summary[res.summary["kind"] == "exposure"]
+        ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
+        return f"{res.provenance['data']['n_analysed']:,} analysed; {gate}; OR per 2 SD: {ors}."
+
+    return fit
+
+
+def _compare(run_dirs: list[Path], d: _Folders) -> str:
+    from ..modelling.compare import compare_runs
+
+    table = compare_runs(run_dirs)
+    write_table(table, d.comparison / "comparison.csv")
+    return f"best by PSIS-LOO: {Path(str(table['run'].iloc[0])).name}."
+
+
+def _report(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, run_dirs: list[Path], progress: bool) -> str:
+    from ..reporting.report import build_report
+
+    r = cfg.report
+    rep = build_report(run_dirs, d.analysis_table, out=d.report, segmentation=d.seg, title=r["title"], survival=r["survival"],
+                       truth=d.truth, planted=d.planted, dictionary=dd, progress=progress)
+    notes = f" Notes: {' '.join(rep.notes)}" if rep.notes else ""
+    return f"{len(rep.tables)} tables, {len(rep.figures)} figures.{notes}"
