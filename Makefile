@@ -29,21 +29,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 install: $(STAMP)
 
-MODELS ?= unadjusted paper full full_hsgp
+DEMO_CONFIG ?= reports/demo.yaml
 
+# The demo is the whole pipeline on the embedded synthetic data: simulate a cohort, image each
+# participant as a Dixon phantom, segment, merge, fit the models, compare, report (reports/demo.yaml).
+# A rerun skips the stages whose inputs have not changed.
 demo: $(STAMP)
-	$(BIN)/backpain-epi simulate --n 27518 --seed 2025 --out $(DEMO_OUT)/cohort.csv --truth-out $(DEMO_OUT)/truth.json
-	$(BIN)/backpain-epi validate $(DEMO_OUT)/cohort.csv --report-out $(DEMO_OUT)/validation.csv
-	$(BIN)/backpain-epi describe $(DEMO_OUT)/cohort.csv
-	@for m in $(MODELS); do \
-	  echo; echo "== fit models/$$m.yaml"; \
-	  $(BIN)/backpain-epi fit --data $(DEMO_OUT)/cohort.csv --spec models/$$m.yaml --out $(DEMO_OUT)/runs/$$m --allow-failed-diagnostics || exit $$?; \
-	done
-	@echo; echo "== compare"
-	$(BIN)/backpain-epi compare $(addprefix $(DEMO_OUT)/runs/,$(MODELS)) --out $(DEMO_OUT)/comparison.csv
-	@echo
-	@echo "Demo output in $(abspath $(DEMO_OUT)): cohort.csv and truth.json (the data and its planted truth), validation.csv,"
-	@echo "runs/<model>/ (posterior.nc, summary.csv, activity_curve.csv, spec.yaml, provenance.json), comparison.csv."
+	$(BIN)/backpain-epi pipeline --config $(DEMO_CONFIG) --out $(DEMO_OUT)
 
 # TESTS=quick (default) skips tests marked slow; TESTS=all runs them too (CI does).
 test: $(STAMP)

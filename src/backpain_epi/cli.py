@@ -107,6 +107,38 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
 
 
 @main.command()
+@click.option("--cohort", "cohort_path", type=click.Path(path_type=Path), required=True, help="Questionnaire/cohort table without the exposures.")
+@click.option("--exposures", "exposures_path", type=click.Path(path_type=Path), required=True,
+              help="exposures.csv of `backpain-epi segment` (or a table with the same columns).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Analysis table to write (.csv or .parquet), validated.")
+@_DICTIONARY
+@_SEP
+@_ENCODING
+def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
+    """Add the segmentation's exposures to a cohort table on participant_id, validate, and write the analysis table.
+
+    Cohort participants without exposures keep missing values (the models exclude
+    them and the report counts them); segmented participants not in the cohort are
+    listed and left out. Exit status 2 when the merged table fails validation.
+    """
+    from .cohort import merge_exposures
+    from .dictionary import load_dictionary
+    from .tableio import check_output_path, read_table, write_table
+    from .validation import validate_table
+
+    check_output_path(out)
+    dd = load_dictionary(dictionary_path)
+    merged = merge_exposures(read_table(cohort_path, sep=sep, encoding=encoding), read_table(exposures_path), dd)
+    click.echo(merged.format())
+    report = validate_table(merged.table, "cohort", dd, source=str(out))
+    click.echo(report.format())
+    if not report.ok:
+        sys.exit(2)
+    write_table(merged.table, out)
+    click.echo(f"Wrote {len(merged.table):,} participants to {out}.")
+
+
+@main.command()
 @click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
 @_DICTIONARY
 @_SEP

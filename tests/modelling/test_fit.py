@@ -44,6 +44,7 @@ def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
     assert p["settings"] == {"draws": 300, "tune": 300, "chains": 2, "target_accept": 0.9, "seed": 2025}
     assert p["versions"]["pymc"] and p["versions"]["nutpie"] and p["timings"]["sampling_s"] > 0
     assert p["priors"]["smooth_sd"] == "halfnormal(1)"
+    assert p["activity_parameterization"] == "noncentred"  # auto: about 660 events, below CENTRED_MIN_EVENTS
     assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
     assert {c["name"] for c in p["diagnostics"]["checks"]} == {"R-hat", "bulk ESS", "divergences", "E-BFMI"}
 
@@ -177,3 +178,19 @@ def test_likelihood_is_pymc_bernoulli():
         pymc = pm.logp(pm.Bernoulli.dist(logit_p=eta), value.astype(int)).eval()
         near = np.abs(eta) <= 20  # beyond that PyMC's own piecewise log1p(exp) drifts (1e-3 at |eta| = 30)
         np.testing.assert_allclose(ours[near], pymc[near], rtol=1e-6)
+
+
+def test_auto_parameterization_follows_the_number_of_events():
+    from types import SimpleNamespace
+
+    from backpain_epi.modelling.build import CENTRED_MIN_EVENTS, activity_parameterization
+    from backpain_epi.modelling.spec import ActivityTerm
+
+    def design(basis, parameterization, events):
+        act = ActivityTerm(variable="met_min_week", basis=basis, parameterization=parameterization)
+        return SimpleNamespace(recipe=SimpleNamespace(spec=SimpleNamespace(activity=act)), y=np.r_[np.ones(events), np.zeros(50)])
+
+    assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS)) == "centred"
+    assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS - 1)) == "noncentred"
+    assert activity_parameterization(design("hsgp", "auto", 10 * CENTRED_MIN_EVENTS)) == "noncentred"
+    assert activity_parameterization(design("spline", "centred", 5)) == "centred"

@@ -59,6 +59,8 @@ def test_printed_spec_lists_every_prior():
     (lambda r: r.update(sampler={"sampler": "stan"}), "unknown sampler 'stan'"),
     (lambda r: r.update(outcomes="cbp"), "unknown key 'outcomes'; did you mean 'outcome'?"),
     (lambda r: r["activity"].update(df=2), "df must be a whole number of knots from 4 to 20"),
+    (lambda r: r["activity"].update(parameterization="non-centred"), "unknown parameterization 'non-centred'; did you mean 'noncentred'?"),
+    (lambda r: r.update(activity={"basis": "bands", "parameterization": "centred"}), "parameterization applies to the spline and hsgp bases only"),
     (lambda r: r.update(group="sex"), "role covariate in the dictionary, expected group"),
 ])
 def test_spec_mistakes_are_named(edit, message, dictionary):

@@ -7,12 +7,15 @@ and a random intercept per group::
 
 - The group intercept is non-centred (``group_z ~ Normal(0, 1)``).
 - ``f`` is either the spline ``activity_linear * a_lin + A_wiggly @ smooth_w`` with
-  *centred* coefficients ``smooth_w ~ Normal(0, smooth_sd)``, or the HSGP
-  ``phi @ (gp_z * sqrt_psd)`` with *non-centred* ``gp_z ~ Normal(0, 1)`` and the
-  spectral weights ``sqrt_psd`` of ``pm.gp.HSGP``. Measured at 27,518 rows
-  (4 chains × 500 draws, BENCHMARKS.md): the non-centred spline gave 5–287
-  divergences in the upper tail of ``smooth_sd`` (the data pin its few
-  coefficients down), the centred one 0–2; the centred HSGP gave 522 (its
+  coefficients ``smooth_w ~ Normal(0, smooth_sd)``, or the HSGP
+  ``phi @ (gp_z * sqrt_psd)`` with ``gp_z ~ Normal(0, 1)`` and the spectral
+  weights ``sqrt_psd`` of ``pm.gp.HSGP``. Each comes centred or non-centred
+  (the spec's ``activity.parameterization``; :func:`activity_parameterization`
+  resolves ``auto``). Measured (BENCHMARKS.md): at 27,518 rows (about 6,000
+  events) the non-centred spline gave 5–287 divergences in the upper tail of
+  ``smooth_sd`` (the data pin its few coefficients down), the centred one 0–2;
+  at 290 rows (63 events) the centred spline gave 105 (a funnel: the data say
+  little), the non-centred 0. The centred HSGP gave 522 at 27,518 rows (its
   high-frequency coefficients are barely informed), the non-centred 23–26.
 
 Priors come from the spec. The model keeps the data as constants and has no
@@ -32,6 +35,21 @@ from .spec import Prior
 INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
 ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
 GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
+SMOOTH_Z = "smooth_z"
+#: ``auto`` centres the spline coefficients from this many events (outcome = 1) up.
+CENTRED_MIN_EVENTS = 1000
+
+
+def activity_parameterization(design: Design) -> str | None:
+    """``centred`` or ``noncentred`` for the activity term of ``design`` (``None`` without a spline or HSGP term)."""
+    act = design.recipe.spec.activity
+    if act is None or act.basis == "bands":
+        return None
+    if act.parameterization not in (None, "auto"):
+        return act.parameterization
+    if act.basis == "hsgp":
+        return "noncentred"
+    return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
 
 
 def build_model(design: Design) -> pm.Model:
@@ -43,6 +61,7 @@ def build_model(design: Design) -> pm.Model:
     act = recipe.activity
     if act is not None:
         coords["activity_basis"] = [f"b{j}" for j in range(design.A.shape[1] - (1 if act["basis"] == "spline" else 0))]
+    param = activity_parameterization(design)
     with pm.Model(coords=coords) as model:
         intercept = _prior(INTERCEPT, spec.priors["intercept"])
         beta = _prior(BETA, spec.priors["coefficients"], dims="term")
@@ -50,7 +69,10 @@ def build_model(design: Design) -> pm.Model:
         if act is not None and act["basis"] == "spline":
             lin = _prior(ACT_LIN, spec.priors["coefficients"])
             sd = _prior(SMOOTH_SD, spec.priors["smooth_sd"])
-            w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
+            if param == "centred":
+                w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
+            else:
+                w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
             eta = eta + lin * pt.as_tensor(design.A[:, 0]) + pt.dot(pt.as_tensor(design.A[:, 1:]), w)
         elif act is not None:
             amp = _prior(GP_AMP, spec.priors["gp_amplitude"])
@@ -59,8 +81,13 @@ def build_model(design: Design) -> pm.Model:
             # pm.gp.HSGP gives the spectral weights (they depend on L, m and the kernel only);
             # the basis is the design's: the same eigenfunctions, centred over the data.
             _, sqrt_psd = gp.prior_linearized(X=np.zeros((1, 1)))
-            z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
-            eta = eta + pt.dot(pt.as_tensor(design.A), z * sqrt_psd)
+            if param == "centred":
+                w = pm.Normal("gp_w", 0.0, sqrt_psd, dims="activity_basis")
+                z = pm.Deterministic(GP_Z, w / sqrt_psd, dims="activity_basis")
+            else:
+                z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
+                w = z * sqrt_psd
+            eta = eta + pt.dot(pt.as_tensor(design.A), w)
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
             z = pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")

@@ -242,6 +242,8 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
 
 
 def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics) -> dict:
+    from .build import activity_parameterization
+
     versions = {}
     for name in _VERSIONS:
         try:
@@ -260,6 +262,7 @@ def _provenance(spec, design: Design, table, source, sampler_info, timings, diag
             "qc_flagged_included": bool(design.include_qc_flagged),
         },
         "design": design.recipe.to_dict(),
+        "activity_parameterization": activity_parameterization(design),
         "sampler": sampler_info,
         "settings": {"draws": spec.sampler.draws, "tune": spec.sampler.tune, "chains": spec.sampler.chains,
                      "target_accept": spec.sampler.target_accept, "seed": spec.sampler.seed},

@@ -71,6 +71,7 @@ PRIOR_ROLES: dict[str, str] = {
 _SCALE_PRIORS = ("group_sd", "smooth_sd", "gp_amplitude", "gp_lengthscale")
 
 BASES = ("bands", "spline", "hsgp")
+PARAMETERIZATIONS = ("auto", "centred", "noncentred")
 TRANSFORMS = ("log1p", "identity")
 SAMPLERS = ("nutpie", "pymc")
 _PATSY_NAMES = {"C", "Treatment", "Sum", "Poly", "Helmert", "Diff", "I", "np", "center", "standardize", "scale"}
@@ -141,6 +142,13 @@ class ActivityTerm:
         ``log1p`` or ``identity``, applied to ``variable`` before the basis.
     reference
         For ``bands``: the reference band (default: the band of 1,500 MET-min/week).
+    parameterization
+        For ``spline`` and ``hsgp``: ``centred`` (coefficients ~ Normal(0, scale)),
+        ``noncentred`` (coefficients = scale × Normal(0, 1)) or ``auto``: the
+        non-centred form for the HSGP and, for the spline, the centred form from
+        :data:`~backpain_epi.modelling.build.CENTRED_MIN_EVENTS` events up (the data
+        then pin the coefficients down) and the non-centred one below (a funnel
+        otherwise); see :func:`~backpain_epi.modelling.build.activity_parameterization`.
     """
 
     variable: str
@@ -150,6 +158,7 @@ class ActivityTerm:
     m: int = 20
     c: float = 1.5
     reference: str | None = None
+    parameterization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -355,7 +364,7 @@ class _SpecReader:
         if not isinstance(raw, dict):
             self.problems.append(f"'activity' must be a mapping with variable and basis, got {raw!r}")
             return None
-        allowed = ("variable", "basis", "transform", "df", "m", "c", "reference")
+        allowed = ("variable", "basis", "transform", "df", "m", "c", "reference", "parameterization")
         for key in raw:
             if key not in allowed:
                 self.problems.append(f"activity: {unknown_choice('key', key, allowed)}")
@@ -389,8 +398,13 @@ class _SpecReader:
                 self.problems.append(f"activity: m must be a whole number of basis functions from 4 to 200, got {m!r}")
             if not (isinstance(c, (int, float)) and c >= 1.2):
                 self.problems.append(f"activity: c must be a boundary factor ≥ 1.2 (1.5 is usual), got {c!r}")
+        parameterization = raw.get("parameterization", None if basis == "bands" else "auto")
+        if basis == "bands" and parameterization is not None:
+            self.problems.append("activity: parameterization applies to the spline and hsgp bases only; remove it for bands")
+        elif basis != "bands" and parameterization not in PARAMETERIZATIONS:
+            self.problems.append(f"activity: {unknown_choice('parameterization', parameterization, PARAMETERIZATIONS)}")
         return ActivityTerm(variable=variable, basis=basis, transform=transform, df=df, m=m, c=float(c) if isinstance(c, (int, float)) else c,
-                            reference=reference if basis == "bands" else None)
+                            reference=reference if basis == "bands" else None, parameterization=parameterization)
 
     def _priors(self, raw: Any, activity: ActivityTerm | None, group: str | None) -> dict[str, Prior]:
         if not isinstance(raw, dict):

@@ -7,7 +7,7 @@ and every problem is reported at once::
     out: ../demo_output          # the pipeline folder (cohort/, phantoms/, segmentation/, runs/, report/)
     cohort:   {n: 200, seed: 2025, sites: 18, truth: {odds_ratios: {intermat_ml: 1.5}}}
     phantoms: {seed: 1, inplane_mm: [2.0, 2.5], slice_mm: [4.5, 6.0], workers: 2}
-    segmentation: {device: auto, workers: 2, batch_size: 4, weights: null}
+    segmentation: {device: auto, workers: 1, batch_size: 4, weights: null}
     models: [../models/unadjusted.yaml, ../models/full.yaml]
     sampler:  {draws: 500, tune: 500, chains: 4}      # overrides every spec's sampler settings
     report:   {title: "...", survival: true}
@@ -34,7 +34,7 @@ class ConfigError(BackpainEpiError):
 SECTIONS: dict[str, dict] = {
     "cohort": {"n": 200, "seed": DEFAULT_SEED, "sites": N_SITES, "truth": {}},
     "phantoms": {"seed": 1, "inplane_mm": [2.0, 2.5], "slice_mm": [4.5, 6.0], "workers": 2},
-    "segmentation": {"device": "auto", "workers": 2, "batch_size": 4, "weights": None},
+    "segmentation": {"device": "auto", "workers": 1, "batch_size": 4, "weights": None},
     "sampler": {"draws": None, "tune": None, "chains": None, "seed": None},
     "report": {"title": "Back-muscle composition and chronic back pain", "survival": True},
 }

@@ -91,7 +91,7 @@ def run_pipeline(
         raise BackpainEpiError(f"out {out}: is a file; give a folder.")
     d = _Folders(out)
     stages = _stages(cfg, d, dd, progress)
-    echo(f"Pipeline {cfg.path or '(config)'} -> {out}: {len(stages)} stages "
+    echo(f"Pipeline {cfg.path or '(config)'} -> {out.resolve()}: {len(stages)} stages "
          f"({cfg.cohort['n']:,} participants, {len(cfg.models)} model(s)).")
     runner = StageRunner(out, echo=echo, force=force)
     unknown = set(force or ()) - {s.name for s in stages}

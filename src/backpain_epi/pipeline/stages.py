@@ -1,7 +1,7 @@
 """A small stage runner: each stage reruns only when its inputs have changed.
 
 A :class:`Stage` names its input files, its parameters and its output folder. Its
-*key* is a SHA-256 over the parameters (as JSON) and a fingerprint of every input:
+*key* is a SHA-256 over the package version, the parameters (as JSON) and a fingerprint of every input:
 the content of a file, or, for a folder of images, each file's relative path, size
 and modification time (as ``make`` does; hashing gigabytes of NIfTI on every run
 would cost more than some stages). Keys are recorded in ``<out>/.pipeline/state.json``:
@@ -57,7 +57,10 @@ class Stage:
     params: dict = field(default_factory=dict)
 
     def key(self) -> str:
-        h = hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode())
+        """SHA-256 over the package version, the parameters and every input's fingerprint."""
+        from .. import __version__
+
+        h = hashlib.sha256(json.dumps({"backpain_epi": __version__, **self.params}, sort_keys=True, default=str).encode())
         for path in self.inputs:
             h.update(str(path.name).encode())
             h.update(fingerprint(path).encode())

@@ -90,7 +90,7 @@ def format_agreement(table: pd.DataFrame, dictionary: DataDictionary) -> pd.Data
         "Measured, median": table["measured_median"].map(lambda v: f"{v:,.1f}"),
         "Mean difference (95% limits of agreement)": [f"{d:+,.1f} ({lo:+,.1f} to {hi:+,.1f})"
                                                        for d, lo, hi in table[["mean_difference", "loa_lo", "loa_hi"]].to_numpy()],
-        "Median |relative error| (%)": table["median_abs_rel_error_pct"].map(lambda v: f"{v:.1f}"),
+        "Median absolute relative error (%)": table["median_abs_rel_error_pct"].map(lambda v: f"{v:.1f}"),
         "ICC(A,1)": table["icc_a1"].map(lambda v: f"{v:.3f}"),
     })
 

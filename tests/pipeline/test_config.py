@@ -1,0 +1,74 @@
+"""Pipeline configurations: the demo's loads; mistakes are named with the fix, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backpain_epi.pipeline.config import ConfigError, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(**over):
+    raw = {"out": "out", "models": [str(ROOT / "models" / "unadjusted.yaml")]}
+    raw.update(over)
+    return raw
+
+
+def test_demo_config_loads_with_paths_relative_to_it():
+    cfg = load_config(ROOT / "reports" / "demo.yaml")
+    assert cfg.out.resolve() == (ROOT / "demo_output").resolve()
+    assert [p.stem for p in cfg.models] == ["unadjusted", "paper", "full", "full_hsgp"]
+    assert all(p.is_file() for p in cfg.models)
+    assert cfg.segmentation["device"] == "auto" and cfg.cohort["n"] >= 50
+
+
+def test_defaults_fill_every_section(tmp_path):
+    cfg = config_from_dict(_cfg(), base=tmp_path)
+    assert cfg.out == tmp_path / "out"
+    assert cfg.cohort["sites"] == 18 and cfg.phantoms["inplane_mm"] == [2.0, 2.5] and cfg.sampler["draws"] is None
+
+
+def test_every_problem_at_once_with_did_you_mean(tmp_path):
+    raw = _cfg(cohrt={}, cohort={"n": 10, "sead": 1}, models=["missing.yaml"], sampler={"draws": 0},
+               phantoms={"slice_mm": [6, 2]}, segmentation={"workers": "two"})
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw, base=tmp_path)
+    msg = str(err.value)
+    assert "unknown key 'cohrt'; did you mean 'cohort'?" in msg
+    assert "cohort: unknown key 'sead'; did you mean 'seed'?" in msg
+    assert "cohort.n: must be a whole number of at least 50" in msg
+    assert "models: missing.yaml: file not found" in msg
+    assert "sampler.draws: must be a whole number ≥ 1" in msg
+    assert "phantoms.slice_mm: give [smallest, largest]" in msg
+    assert "segmentation.workers: must be a whole number ≥ 1, got 'two'" in msg
+    assert msg.count("\n  - ") == 7
+
+
+def test_truth_fields_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'prevalence'"):
+        config_from_dict(_cfg(cohort={"truth": {"prevalance": 0.3}}), base=tmp_path)
+    with pytest.raises(ConfigError, match="unknown truth term"):
+        config_from_dict(_cfg(cohort={"truth": {"odds_ratios": {"intermat": 1.5}}}), base=tmp_path)
+    cfg = config_from_dict(_cfg(cohort={"truth": {"odds_ratios": {"intermat_ml": 1.5}}}), base=tmp_path)
+    assert cfg.truth().odds_ratios["intermat_ml"] == 1.5
+
+
+def test_overrides_and_file_errors(tmp_path):
+    cfg = config_from_dict(_cfg(), base=tmp_path)
+    assert cfg.with_overrides(n=500).cohort["n"] == 500
+    with pytest.raises(ConfigError, match="cohort.n"):
+        cfg.with_overrides(n=5)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("out: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump(_cfg(models=[str(ROOT / "models" / "full.yaml")] * 2)))
+    with pytest.raises(ConfigError, match="same file name"):
+        load_config(same)
