@@ -187,9 +187,15 @@ def _phantoms(cfg: PipelineConfig, d: _Folders, progress: bool) -> str:
     targets, moved = planted_targets(cohort)
     protocol = Protocol(inplane_mm=tuple(p["inplane_mm"]), slice_mm=tuple(p["slice_mm"]), int16_prob=1.0)
     write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"])
-    write_table(targets, d.planted)
-    return f"{len(targets):,} phantoms" + (f"; {moved} participant(s) had exposures outside what a phantom holds and were "
-                                           f"planted at the nearest limit" if moved else "") + "."
+    # what the images hold, from each phantom's true label map and fat fraction (the targets to within a few percent)
+    truth = read_table(d.phantoms / "truth_exposures.csv")
+    planted = truth[["participant_id", *EXPOSURES]].astype({c: float for c in EXPOSURES})
+    write_table(planted, d.planted)
+    off = (planted.set_index("participant_id")["lmm_ml"] / cohort.set_index("participant_id")["lmm_ml"] - 1).abs() > 0.10
+    notes = [f"{moved} participant(s) had exposures outside what a phantom holds and were planted at the nearest limit"] if moved else []
+    if off.any():
+        notes.append(f"{int(off.sum())} phantom(s) hold a lean volume more than 10 % from the participant's (body outline too small)")
+    return f"{len(targets):,} phantoms" + (f"; {'; '.join(notes)}" if notes else "") + "."
 
 
 def _weights(cfg: PipelineConfig) -> Path:

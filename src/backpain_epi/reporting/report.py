@@ -234,8 +234,15 @@ def build_report(
     step("predictive check")
     # survival --------------------------------------------------------------------------------
     surv = None
-    if survival and "cbp_onset_age" in table.columns and table["cbp_onset_age"].notna().any():
-        surv = _survival(table, loaded, dd, km_exposure, out / "survival")
+    has_onset = "cbp_onset_age" in table.columns and table["cbp_onset_age"].notna().any()
+    if survival and has_onset:
+        from ..modelling.survival import SurvivalError
+
+        try:
+            surv = _survival(table, loaded, dd, km_exposure, out / "survival")
+        except SurvivalError as exc:  # a sensitivity analysis that cannot be fit does not block the report
+            report.notes.append(f"Survival analysis not shown: {exc}")
+    if surv is not None:
         ctx["sections"]["survival"] = {
             "hr": table_out("survival_hazard_ratios", T.format_hazard_ratios(surv.hazard_ratios),
                             "Cox proportional-hazards model with age as the time scale: hazard ratios of chronic back pain "
@@ -248,7 +255,7 @@ def build_report(
             "result": surv,
         }
         report.figures["km_by_tertile"] = ctx["sections"]["survival"]["km"]["files"]
-    elif survival:
+    elif survival and not has_onset:
         report.notes.append("Survival analysis not run: the table has no cbp_onset_age values.")
     step("survival")
     # segmentation QC -------------------------------------------------------------------------

@@ -262,11 +262,16 @@ def _anatomy(rng, spacing, targets: PhantomTargets):
         return masks, fvals
 
     k = np.sqrt(target_ml / 1000.0 / (slab / 240.0))
+    tried = []
     for _ in range(5):
         masks, fvals = compartments(k)
         vol = (masks[1].sum() + masks[2].sum()) * voxel_ml
+        tried.append((abs(vol - target_ml), k))
         k *= np.sqrt(target_ml / max(vol, 1e-6))
     masks, fvals = compartments(k)
+    if (masks[1].sum() + masks[2].sum()) * voxel_ml < 0.5 * target_ml:
+        # a body too small for the target: the scale ran away and left the outline; take the closest scale tried
+        masks, fvals = compartments(min(tried)[1])
     ql_r = rng.uniform(12, 20)
     for s in (-1, 1):  # quadratus lumborum lateral to the compartment, behind the transverse process
         ql = _superellipse(x, yv, s * rng.uniform(55, 75), cy_canal + 2, ql_r * 1.4, ql_r * 0.8) <= 1
