@@ -101,3 +101,19 @@ def test_targets_from_a_cohort_table(tmp_path):
         assert float(truth.loc[r.participant_id, "lmm_ml"]) == pytest.approx(r.lmm_ml, rel=0.10)
         assert float(truth.loc[r.participant_id, "intermat_ml"]) == pytest.approx(r.intermat_ml, rel=0.10)
         assert float(truth.loc[r.participant_id, "imf_pct"]) == pytest.approx(r.imf_pct, rel=0.10)
+
+
+def test_a_body_too_small_for_the_planted_muscle_is_enlarged():
+    from backpain_epi.segmentation.phantom import Protocol
+
+    seed = np.random.SeedSequence(1).spawn(60)[0]  # its first body holds about half of 1,386 mL
+    targets = PhantomTargets(1213.8, 172.8, 16.93)
+    proto = Protocol(inplane_mm=(2.3, 2.5), slice_mm=(5.5, 6.0), int16_prob=1.0)
+    first = make_phantom(seed, targets, proto, fit_body=False)
+    assert first.meta["body_scale"] == 1.0 and first.exposures["lmm_ml"] < 0.8 * targets.lmm_ml
+    fitted = make_phantom(seed, targets, proto)  # planted targets: the body is fitted by default
+    assert fitted.meta["body_scale"] > 1.0
+    assert fitted.exposures["lmm_ml"] == pytest.approx(targets.lmm_ml, rel=0.05)
+    assert fitted.exposures["intermat_ml"] == pytest.approx(targets.intermat_ml, rel=0.05)
+    drawn = make_phantom(seed, protocol=proto)  # drawn targets keep their first body (training phantoms unchanged)
+    assert drawn.meta["body_scale"] == 1.0

@@ -35,6 +35,9 @@ from scipy import ndimage
 from .exposures import compute_exposures
 
 SLAB_MM = (200.0, 260.0)
+#: Body outline scales tried in turn until the compartments hold :data:`MIN_FIT` of the targets' volume.
+BODY_SCALES = (1.0, 1.15, 1.3, 1.5)
+MIN_FIT = 0.9
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def draw_targets(rng: np.random.Generator) -> PhantomTargets:
     return PhantomTargets(lmm, intermat, imf)
 
 
-def make_phantom(seed, targets: PhantomTargets | None = None, protocol: str | Protocol = "full") -> Phantom:
+def make_phantom(seed, targets: PhantomTargets | None = None, protocol: str | Protocol = "full",
+                 fit_body: bool | None = None) -> Phantom:
     """Draw one phantom.
 
     Parameters
@@ -127,25 +131,38 @@ def make_phantom(seed, targets: PhantomTargets | None = None, protocol: str | Pr
         Exposures to plant; drawn by :func:`draw_targets` when ``None``.
     protocol
         A :class:`Protocol` or a name of ``PROTOCOLS``.
+    fit_body
+        Enlarge the body when it is too small for the targets (default: when
+        ``targets`` are given). The body outline is drawn independently of the
+        targets; when the compartments hold under :data:`MIN_FIT` of the planted
+        volume, the same phantom is drawn again in a body scaled by the next of
+        :data:`BODY_SCALES`. Drawn targets (training and evaluation phantoms)
+        keep their first body, so those phantoms stay as they were.
 
     Returns
     -------
     Phantom
     """
-    rng = np.random.default_rng(seed)
     proto = PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
-    targets = targets or draw_targets(rng)
-    s_in = rng.uniform(*proto.inplane_mm)
-    spacing = np.array([s_in, s_in * rng.uniform(0.97, 1.03), rng.uniform(*proto.slice_mm)])
-    pd, ff, labels, grid = _anatomy(rng, spacing, targets)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    exposures = compute_exposures(labels, ff, voxel_ml)
+    given = targets
+    scales = BODY_SCALES if (given is not None if fit_body is None else fit_body) else BODY_SCALES[:1]
+    for body_scale in scales:  # the same draws each time, in a larger body if the muscles did not fit
+        rng = np.random.default_rng(seed)
+        targets = given or draw_targets(rng)
+        s_in = rng.uniform(*proto.inplane_mm)
+        spacing = np.array([s_in, s_in * rng.uniform(0.97, 1.03), rng.uniform(*proto.slice_mm)])
+        pd, ff, labels, grid = _anatomy(rng, spacing, targets, body_scale)
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        exposures = compute_exposures(labels, ff, voxel_ml)
+        if exposures["autochthon_ml"] >= MIN_FIT * (targets.lmm_ml + targets.intermat_ml):
+            break
     water, fat = _acquire(rng, pd, ff, spacing)
     water, fat, store = _store(rng, water, fat, proto)
     perm, flips = _orientation(rng, proto)
     affine = _affine(spacing, grid["origin"], perm, flips, labels.shape)
     arrays = [_reorient(a, perm, flips) for a in (water, fat, labels, ff.astype(np.float32))]
-    meta = {"spacing_mm": spacing.round(3).tolist(), "axis_order": list(perm), "flips": list(flips), "dtype": store}
+    meta = {"spacing_mm": spacing.round(3).tolist(), "axis_order": list(perm), "flips": list(flips), "dtype": store,
+            "body_scale": body_scale}
     return Phantom(*arrays, affine=affine, exposures=exposures, targets=targets, meta=meta)
 
 
@@ -168,10 +185,10 @@ def _superellipse(x, y, cx, cy, ax, ay, power=2.0):
     return np.abs((x - cx) / ax) ** power + np.abs((y - cy) / ay) ** power
 
 
-def _anatomy(rng, spacing, targets: PhantomTargets):
+def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     slab = rng.uniform(*SLAB_MM)
     nz = max(8, int(round(slab / spacing[2])))
-    body_ax, body_ay = rng.uniform(125, 175), rng.uniform(95, 135)
+    body_ax, body_ay = rng.uniform(125, 175) * body_scale, rng.uniform(95, 135) * body_scale
     fat_lat, fat_post = rng.uniform(6, 40), rng.uniform(6, 45)
     fov = np.array([2 * (body_ax + fat_lat) + rng.uniform(10, 50), 2 * (body_ay + fat_post) + rng.uniform(20, 60)])
     nx, ny = (np.ceil(fov / spacing[:2])).astype(int)
@@ -180,7 +197,7 @@ def _anatomy(rng, spacing, targets: PhantomTargets):
     t = ((z_lin - z_lin[0]) / max(z_lin[-1] - z_lin[0], 1))[None, None, :]  # 0 at the top slice... 1 at the bottom
     z = z_lin[None, None, :]
     # vertebral column: centre of the vertebral body at y = 0; body outline around it
-    y_post_skin = -rng.uniform(75, 105) - fat_post
+    y_post_skin = -rng.uniform(75, 105) * body_scale - fat_post
     cy_body = y_post_skin + body_ay + fat_post
     y = (np.arange(ny) - (ny - 1) / 2) * spacing[1]
     y = (y - y.mean() + cy_body + rng.uniform(-10, 10))[None, :, None]
