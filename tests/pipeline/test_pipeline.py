@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from backpain_epi.cli import main
-from backpain_epi.pipeline import load_config, run_pipeline
+from backpain_epi.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # about 2 minutes on 2 cores: phantoms, segmentation and two fits

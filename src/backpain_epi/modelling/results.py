@@ -34,6 +34,25 @@ def scale_parameters(recipe: DesignRecipe) -> list[str]:
     return names
 
 
+
+def describe_term(term: str, recipe, dictionary: DataDictionary) -> tuple[str, str, str]:
+    """``(kind, label, per)`` of a design term: ``exposure``/``covariate``/``activity``, its dictionary label
+    (``Sex: male`` for a level), and what a coefficient compares (``2 SD = 41.3 mL``, ``vs female``, ``yes vs no``)."""
+    spec = recipe.spec
+    column, _, level = term.partition("[")
+    level = level.rstrip("]")
+    c = dictionary[column] if column in dictionary else None
+    if column in recipe.scaling:
+        scale = recipe.scaling[column][1]
+        per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
+    elif level:
+        per = f"vs {recipe.levels[column][0]}"
+    else:
+        per = "yes vs no"
+    kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
+    label = (c.label if c else column) + (f": {level}" if level else "")
+    return kind, label, per
+
 def odds_ratio_summary(idata: az.InferenceData, recipe: DesignRecipe, dictionary: DataDictionary) -> pd.DataFrame:
     """One row per reported term: odds ratio (mean, median, 95% equal-tailed interval), log OR, P(OR > 1), R-hat, ESS.
 
@@ -42,23 +61,11 @@ def odds_ratio_summary(idata: az.InferenceData, recipe: DesignRecipe, dictionary
     """
     beta = draws(idata, BETA)
     diag = az.summary(idata, var_names=[BETA], kind="diagnostics")
-    spec = recipe.spec
     rows = []
     for j, term in enumerate(recipe.terms):
         b = beta[:, j]
         odds = np.exp(b)
-        column, _, level = term.partition("[")
-        level = level.rstrip("]")
-        c = dictionary[column] if column in dictionary else None
-        if column in recipe.scaling:
-            scale = recipe.scaling[column][1]
-            per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
-        elif level:
-            per = f"vs {recipe.levels[column][0]}"
-        else:
-            per = "yes vs no"
-        kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
-        label = (c.label if c else column) + (f": {level}" if level else "")
+        kind, label, per = describe_term(term, recipe, dictionary)
         d = diag.loc[f"{BETA}[{term}]"]
         rows.append({
             "term": term, "kind": kind, "label": label, "per": per,

@@ -51,6 +51,7 @@ from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
 from ..tableio import check_output_dir, write_table, write_text
 from .design import complete_rows, make_design
+from .results import describe_term
 from .fit import read_analysis_table
 from .spec import ModelSpec, load_spec, term_variables
 
@@ -267,7 +268,7 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         raise SurvivalError(f"the Cox model of spec '{spec.name}' did not converge ({first}); a term may separate cases from "
                             "non-cases or be nearly collinear with another — simplify the spec.") from None
-    hazard_ratios = _hazard_ratio_table(cph, design.recipe, cox_spec, dd)
+    hazard_ratios = _hazard_ratio_table(cph, design.recipe, dd)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ph = proportional_hazard_test(cph, cox, time_transform="rank")
@@ -331,23 +332,12 @@ def _without_time_scale(spec: ModelSpec) -> tuple[ModelSpec, list[str]]:
 
 # --- tables ----------------------------------------------------------------------------------
 
-def _hazard_ratio_table(cph, recipe, spec: ModelSpec, dd: DataDictionary) -> pd.DataFrame:
+def _hazard_ratio_table(cph, recipe, dd: DataDictionary) -> pd.DataFrame:
     s = cph.summary
     rows = []
     for term in recipe.terms:
-        column, _, level = term.partition("[")
-        level = level.rstrip("]")
-        c = dd[column] if column in dd else None
-        if column in recipe.scaling:
-            scale = recipe.scaling[column][1]
-            per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
-        elif level:
-            per = f"vs {recipe.levels[column][0]}"
-        else:
-            per = "yes vs no"
-        kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
-        label = (c.label if c else column) + (f": {level}" if level else "")
-        if column == TIME_SCALE:
+        kind, label, per = describe_term(term, recipe, dd)
+        if term == TIME_SCALE:
             label = "Age at examination (birth cohort)"
         r = s.loc[term]
         rows.append({"term": term, "kind": kind, "label": label, "per": per, "hr": float(r["exp(coef)"]),

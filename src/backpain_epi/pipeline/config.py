@@ -148,7 +148,7 @@ def _check_cohort(c: dict) -> list[str]:
         problems.append(f"cohort.truth: expected a mapping of CohortTruth fields ({', '.join(fields)})")
     else:
         bad = [k for k in truth if k not in fields]
-        problems += [f"cohort.truth: " + unknown_choice("field", k, fields) for k in bad]
+        problems += ["cohort.truth: " + unknown_choice("field", k, fields) for k in bad]
         if not bad:
             try:
                 CohortTruth(**truth)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError
-from ..tableio import read_table, write_table, write_text
+from ..tableio import read_table, write_table
 from .config import PipelineConfig, load_config
 from .stages import Stage, StageOutcome, StageRunner, fingerprint
 
