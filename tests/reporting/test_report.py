@@ -300,3 +300,31 @@ def test_segmentation_folder_errors(full_run, cohort_csv, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError, match="no exposures.csv"):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", segmentation=tmp_path / "empty", progress=False)
+
+
+def test_a_cox_model_that_cannot_be_fit_becomes_a_note(full_run, cohort_csv, tmp_path, monkeypatch):
+    from backpain_epi.modelling import survival as S
+
+    def fail(*args, **kwargs):
+        raise S.SurvivalError("the Cox model of spec 'paper' did not converge (singular); simplify the spec.")
+
+    monkeypatch.setattr(S, "survival_analysis", fail)
+    rep = build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", progress=False)
+    assert any(n.startswith("Survival analysis not shown: the Cox model") for n in rep.notes)
+    html = rep.index.read_text(encoding="utf-8")
+    assert 'id="survival"' not in html and "did not converge" in html and "Table 1" in html
+
+
+def test_planted_exposures_agreement_and_its_errors(full_run, cohort_csv, tmp_path):
+    data = pd.read_csv(cohort_csv[0])
+    planted = data[["participant_id", "lmm_ml", "intermat_ml"]].assign(lmm_ml=lambda d: d["lmm_ml"] + 10.0)
+    rep = build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", planted=planted, survival=False, progress=False)
+    numbers = pd.read_csv(rep.tables["segmentation_agreement"]["numeric_csv"]).set_index("exposure")
+    assert list(numbers.index) == ["intermat_ml", "lmm_ml"]  # the exposures the planted table has
+    assert numbers.loc["lmm_ml", "mean_difference"] == pytest.approx(-10.0)
+    assert numbers.loc["intermat_ml", "icc_a1"] == pytest.approx(1.0)
+    assert 'id="agreement"' in rep.index.read_text(encoding="utf-8")
+    with pytest.raises(InputFileError, match="--planted .*: file not found"):
+        build_report([full_run.out], cohort_csv[0], out=tmp_path / "r2", planted=tmp_path / "none.csv", progress=False)
+    with pytest.raises(ReportInputError, match="none of the exposures"):
+        build_report([full_run.out], cohort_csv[0], out=tmp_path / "r3", planted=data[["participant_id", "age"]], progress=False)

@@ -88,9 +88,9 @@ def format_agreement(table: pd.DataFrame, dictionary: DataDictionary) -> pd.Data
         "n": table["n"].map(lambda v: f"{v:,}"),
         "Planted, median": table["planted_median"].map(lambda v: f"{v:,.1f}"),
         "Measured, median": table["measured_median"].map(lambda v: f"{v:,.1f}"),
-        "Mean difference (95% limits of agreement)": [f"{d:+,.1f} ({lo:+,.1f} to {hi:+,.1f})"
+        "Mean difference (95% LoA)": [f"{d:+,.1f} ({lo:+,.1f} to {hi:+,.1f})"
                                                        for d, lo, hi in table[["mean_difference", "loa_lo", "loa_hi"]].to_numpy()],
-        "Median absolute relative error (%)": table["median_abs_rel_error_pct"].map(lambda v: f"{v:.1f}"),
+        "Median abs. rel. error (%)": table["median_abs_rel_error_pct"].map(lambda v: f"{v:.1f}"),
         "ICC(A,1)": table["icc_a1"].map(lambda v: f"{v:.3f}"),
     })
 

@@ -282,7 +282,7 @@ def build_report(
         ctx["sections"]["agreement"] = {
             "table": table_out("segmentation_agreement", A.format_agreement(agreement, dd),
                                "Exposures measured by segmentation against the values planted in the phantom images: mean "
-                               "difference (measured − planted) with Bland–Altman 95% limits of agreement, and the intraclass "
+                               "difference (measured − planted) with Bland–Altman 95% limits of agreement (LoA), the median absolute relative error, and the intraclass "
                                "correlation for absolute agreement", numeric=agreement),
             "figure": figure_out("segmentation_agreement", A.agreement_plot(pairs, measured, dd),
                                  "Measured against planted exposures, one point per participant; dashed: line of identity."),
