@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -89,10 +90,13 @@ def test_changed_report_title_reruns_only_the_report(tiny):
 
 
 def test_cli_prints_the_headline_and_the_report_path(tiny):
-    res = CliRunner().invoke(main, ["pipeline", "--config", str(tiny["path"]), "--quiet"])
+    res = CliRunner().invoke(main, ["pipeline", "--config", str(tiny["path"]), "--quiet", "--allow-failed-diagnostics"])
     assert res.exit_code == 0, res.output
     assert "Stages run: none (everything up to date)" in res.output
     assert "True OR" in res.output and "InterMAT volume" in res.output
     assert res.output.rstrip().endswith(str((tiny["folder"] / "out" / "report" / "index.html").resolve()))
+    strict = CliRunner().invoke(main, ["pipeline", "--config", str(tiny["path"]), "--quiet"])
+    failed = json.loads((tiny["folder"] / "out" / "report" / "report.json").read_text())["failed_gates"]
+    assert strict.exit_code == (3 if failed else 0)  # as `fit`: a failed gate is an exit status
     bad = CliRunner().invoke(main, ["pipeline", "--config", str(tiny["path"]), "--force", "fit:ful"])
     assert bad.exit_code == 2 and "did you mean 'fit:full'?" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -16,14 +17,18 @@ from ..cli_options import DICTIONARY, wide_pandas
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Pipeline folder [config out].")
 @click.option("--force", multiple=True, metavar="STAGE",
               help="Rerun a stage even if its inputs are unchanged (simulate, phantoms, segment, merge, fit:<model>, compare, report). Repeatable.")
+@click.option("--allow-failed-diagnostics", is_flag=True,
+              help="Exit 0 even if a model's diagnostics gate failed (the report flags it either way).")
 @click.option("--quiet", is_flag=True, help="No progress bars inside the stages.")
 @DICTIONARY
-def pipeline(config, n, out, force, quiet, dictionary_path):
+def pipeline(config, n, out, force, allow_failed_diagnostics, quiet, dictionary_path):
     """Images to odds ratios: simulate a cohort, image each participant as a Dixon phantom carrying
     their exposures, segment, merge, validate, fit every model of the config, compare and report.
 
     A rerun skips every stage whose inputs have not changed and redoes those that have.
     Ends by printing the true odds ratios beside the estimates and the report's path.
+    Exit status 2 for bad input; 3 when a model's diagnostics gate failed (the report is
+    written and flags it) unless --allow-failed-diagnostics is given.
     """
     from ..dictionary import load_dictionary
     from .config import load_config
@@ -41,6 +46,8 @@ def pipeline(config, n, out, force, quiet, dictionary_path):
         with wide_pandas():
             click.echo(result.headline.to_string(index=False))
     click.echo(f"\nReport: {result.report.resolve()}")
+    if result.failed_gates and not allow_failed_diagnostics:
+        sys.exit(3)
 
 
 COMMANDS: list[click.Command] = [pipeline]
