@@ -220,6 +220,8 @@ def _merge(d: _Folders, dd: DataDictionary) -> str:
     from ..errors import DataValidationError
     from ..validation import validate_table
 
+    if len(pd.read_csv(d.seg / "exposures.csv", usecols=[0])) == 0:
+        raise BackpainEpiError(f"no scan could be segmented; the reasons are in {d.seg / 'failures.csv'}.")
     merged = merge_exposures(read_table(d.questionnaire), read_table(d.seg / "exposures.csv"), dd)
     report = validate_table(merged.table, "cohort", dd)
     write_table(report.to_frame(), d.analysis / "validation.csv")
