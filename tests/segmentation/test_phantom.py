@@ -117,3 +117,21 @@ def test_a_body_too_small_for_the_planted_muscle_is_enlarged():
     assert fitted.exposures["intermat_ml"] == pytest.approx(targets.intermat_ml, rel=0.05)
     drawn = make_phantom(seed, protocol=proto)  # drawn targets keep their first body (training phantoms unchanged)
     assert drawn.meta["body_scale"] == 1.0
+
+
+def test_an_interrupted_batch_resumes_without_drawing_again(tmp_path, monkeypatch):
+    import backpain_epi.segmentation.phantom as P
+
+    P.write_phantoms(tmp_path, 3, seed=4, protocol=COARSE, progress=False, resume=True)
+    manifest = (tmp_path / "manifest.csv").read_text()
+    truth = (tmp_path / "truth_exposures.csv").read_text()
+    (tmp_path / "records" / "PH4-0001.json").unlink()  # as if stopped while drawing the second phantom
+    drawn = []
+    real = P.make_phantom
+    monkeypatch.setattr(P, "make_phantom", lambda seed, *a, **k: drawn.append(seed) or real(seed, *a, **k))
+    P.write_phantoms(tmp_path, 3, seed=4, protocol=COARSE, progress=False, resume=True)
+    assert len(drawn) == 1
+    assert (tmp_path / "manifest.csv").read_text() == manifest
+    assert (tmp_path / "truth_exposures.csv").read_text() == truth
+    P.write_phantoms(tmp_path, 3, seed=4, protocol=COARSE, progress=False)  # without resume: all drawn again
+    assert len(drawn) == 4

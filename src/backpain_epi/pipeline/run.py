@@ -186,7 +186,8 @@ def _phantoms(cfg: PipelineConfig, d: _Folders, progress: bool) -> str:
         cohort[c] = pd.to_numeric(cohort[c])
     targets, moved = planted_targets(cohort)
     protocol = Protocol(inplane_mm=tuple(p["inplane_mm"]), slice_mm=tuple(p["slice_mm"]), int16_prob=1.0)
-    write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"])
+    write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"],
+                   resume=True)  # the stage's folder is emptied whenever its inputs change
     # what the images hold, from each phantom's true label map and fat fraction (the targets to within a few percent)
     truth = read_table(d.phantoms / "truth_exposures.csv")
     planted = truth[["participant_id", *EXPOSURES]].astype({c: float for c in EXPOSURES})

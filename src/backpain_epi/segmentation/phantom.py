@@ -397,7 +397,7 @@ def _affine(spacing, origin, perm, flips, canonical_shape):
 
 
 def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Protocol = "full", targets=None,
-                   progress: bool = True, workers: int = 1):
+                   progress: bool = True, workers: int = 1, resume: bool = False):
     """Write ``n`` phantoms, their manifest and their true exposures.
 
     Parameters
@@ -420,6 +420,11 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         Show a progress bar.
     workers
         Processes drawing phantoms in parallel (the result does not depend on it).
+    resume
+        Keep the phantoms an interrupted call into the same ``out`` (same ``n``,
+        ``seed``, ``protocol`` and ``targets``) finished: each phantom's record
+        (``records/<id>.json``) is written after its images, and a phantom with a
+        record is not drawn again.
 
     Returns
     -------
@@ -440,22 +445,35 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         planted = [None] * n
     seeds = np.random.SeedSequence(seed).spawn(len(ids))
     jobs = list(zip(ids, seeds, planted))
-    bar = tqdm(total=len(jobs), desc="phantoms", unit="vol", disable=not progress)
-    rows = []
+    done = {pid: _read_record(out, pid) for pid in ids} if resume else {}
+    rows = {pid: rec for pid, rec in done.items() if rec is not None}
+    jobs = [j for j in jobs if j[0] not in rows]
+    bar = tqdm(total=len(ids), initial=len(rows), desc="phantoms", unit="vol", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for row in pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs), chunksize=4):
-                rows.append(row)
+            for job, row in zip(jobs, pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs), chunksize=4)):
+                rows[job[0]] = row
                 bar.update()
     else:
         for job in jobs:
-            rows.append(_write_one(out, *job, protocol))
+            rows[job[0]] = _write_one(out, *job, protocol)
             bar.update()
     bar.close()
-    write_table(pd.DataFrame([t for _, t in rows]), out / "truth_exposures.csv")
-    return write_table(pd.DataFrame([m for m, _ in rows]), out / "manifest.csv")
+    ordered = [rows[pid] for pid in ids]
+    write_table(pd.DataFrame([t for _, t in ordered]), out / "truth_exposures.csv")
+    return write_table(pd.DataFrame([m for m, _ in ordered]), out / "manifest.csv")
+
+
+def _read_record(out: Path, pid: str) -> tuple[dict, dict] | None:
+    import json
+
+    path = out / "records" / f"{pid}.json"
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    return rec["manifest"], rec["truth"]
 
 
 def _write_one(out: Path, pid: str, ss, tgt, protocol) -> tuple[dict, dict]:
@@ -472,4 +490,16 @@ def _write_one(out: Path, pid: str, ss, tgt, protocol) -> tuple[dict, dict]:
              "target_intermat_ml": ph.targets.intermat_ml, "target_imf_pct": ph.targets.imf_pct,
              "spacing_mm": "x".join(f"{s:g}" for s in ph.meta["spacing_mm"]),
              "axis_order": "".join(map(str, ph.meta["axis_order"])), "dtype": ph.meta["dtype"]}
+    _write_record(out, pid, manifest, truth)
     return manifest, truth
+
+
+def _write_record(out: Path, pid: str, manifest: dict, truth: dict) -> None:
+    """The phantom's manifest and truth rows, written atomically after its images (what ``resume`` reads)."""
+    import json
+
+    path = out / "records" / f"{pid}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"manifest": manifest, "truth": truth}, default=lambda o: o.item()), encoding="utf-8")
+    os.replace(tmp, path)
