@@ -72,3 +72,14 @@ def test_overrides_and_file_errors(tmp_path):
     same.write_text(yaml.safe_dump(_cfg(models=[str(ROOT / "models" / "full.yaml")] * 2)))
     with pytest.raises(ConfigError, match="same file name"):
         load_config(same)
+
+
+def test_sampler_overrides_reach_the_spec(tmp_path):
+    from backpain_epi.modelling import load_spec
+
+    cfg = config_from_dict(_cfg(sampler={"draws": 300, "target_accept": 0.97}), base=tmp_path)
+    spec = load_spec(cfg.models[0]).with_sampler(**cfg.sampler)
+    assert spec.sampler.draws == 300 and spec.sampler.target_accept == 0.97
+    assert spec.sampler.tune == load_spec(cfg.models[0]).sampler.tune  # left out: the spec's own
+    with pytest.raises(ConfigError, match="sampler.target_accept: a number from 0.5 to below 1"):
+        config_from_dict(_cfg(sampler={"target_accept": 1.2}), base=tmp_path)

@@ -9,7 +9,7 @@ and every problem is reported at once::
     phantoms: {seed: 1, inplane_mm: [2.0, 2.5], slice_mm: [4.5, 6.0], workers: 2}
     segmentation: {device: auto, workers: 1, batch_size: 4, weights: null}
     models: [../models/unadjusted.yaml, ../models/full.yaml]
-    sampler:  {draws: 500, tune: 500, chains: 4}      # overrides every spec's sampler settings
+    sampler:  {draws: 500, tune: 500, chains: 4, target_accept: 0.95}   # overrides every spec's sampler settings
     report:   {title: "...", survival: true}
 """
 
@@ -35,7 +35,7 @@ SECTIONS: dict[str, dict] = {
     "cohort": {"n": 200, "seed": DEFAULT_SEED, "sites": N_SITES, "truth": {}},
     "phantoms": {"seed": 1, "inplane_mm": [2.0, 2.5], "slice_mm": [4.5, 6.0], "workers": 2},
     "segmentation": {"device": "auto", "workers": 1, "batch_size": 4, "weights": None},
-    "sampler": {"draws": None, "tune": None, "chains": None, "seed": None},
+    "sampler": {"draws": None, "tune": None, "chains": None, "seed": None, "target_accept": None},
     "report": {"title": "Back-muscle composition and chronic back pain", "survival": True},
 }
 TOP_KEYS = ("out", "models", *SECTIONS)
@@ -181,8 +181,12 @@ def _check_segmentation(s: dict) -> list[str]:
 
 
 def _check_sampler(s: dict) -> list[str]:
-    return [f"sampler.{k}: must be a whole number ≥ 1 (or left out for the spec's own), got {v!r}"
-            for k, v in s.items() if v is not None and (not _whole(v) or v < (0 if k == "seed" else 1))]
+    problems = [f"sampler.{k}: must be a whole number ≥ {0 if k == 'seed' else 1} (or left out for the spec's own), got {v!r}"
+                for k, v in s.items() if k != "target_accept" and v is not None and (not _whole(v) or v < (0 if k == "seed" else 1))]
+    ta = s["target_accept"]
+    if ta is not None and not (isinstance(ta, float) and 0.5 <= ta < 1):
+        problems.append(f"sampler.target_accept: a number from 0.5 to below 1 (0.9 in the shipped specs), got {ta!r}")
+    return problems
 
 
 def _whole(v) -> bool:

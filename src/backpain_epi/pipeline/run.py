@@ -234,10 +234,10 @@ def _merge(d: _Folders, dd: DataDictionary) -> str:
 
 def _fit_fn(cfg, d: _Folders, dd: DataDictionary, spec: Path, run_dir: Path, progress: bool):
     def fit() -> str:
-        from ..modelling import fit_model
+        from ..modelling import fit_model, load_spec
 
-        s = {k: v for k, v in cfg.sampler.items() if v is not None}
-        res = fit_model(d.analysis_table, spec, out=run_dir, dictionary=dd, progress=progress, **s)
+        model = load_spec(spec, dd).with_sampler(**cfg.sampler)  # None values keep the spec's settings
+        res = fit_model(d.analysis_table, model, out=run_dir, dictionary=dd, progress=progress)
         gate = "gate passed" if res.diagnostics.passed else "GATE FAILED (see the report's diagnostics)"
         ex = res.summary[res.summary["kind"] == "exposure"]
         ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
