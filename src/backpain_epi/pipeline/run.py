@@ -38,8 +38,7 @@ from ..tableio import read_table, write_table
 from .config import PipelineConfig, load_config
 from .stages import Stage, StageOutcome, StageRunner, fingerprint
 
-#: What a phantom slab can hold (see ``segmentation.phantom.PhantomTargets``); planted values are kept inside it.
-PHANTOM_LIMITS = {"lmm_ml": (150.0, 3000.0), "imf_pct": (1.0, 40.0), "intermat_ratio": 0.6}
+#: The exposures a phantom carries (the fields of ``segmentation.phantom.PhantomTargets``).
 EXPOSURES = ("lmm_ml", "intermat_ml", "imf_pct")
 
 
@@ -168,11 +167,11 @@ def _simulate(cfg: PipelineConfig, d: _Folders, dd: DataDictionary) -> str:
 
 def planted_targets(cohort: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The exposures to plant in each participant's phantom, kept inside what a phantom slab can hold; and how many were moved."""
-    t = cohort[["participant_id", *EXPOSURES]].copy()
-    lo, hi = PHANTOM_LIMITS["lmm_ml"]
-    t["lmm_ml"] = t["lmm_ml"].clip(lo, hi)
-    t["intermat_ml"] = np.minimum(t["intermat_ml"].clip(lower=0), PHANTOM_LIMITS["intermat_ratio"] * t["lmm_ml"])
-    t["imf_pct"] = t["imf_pct"].clip(*PHANTOM_LIMITS["imf_pct"])
+    from ..segmentation.phantom import PhantomTargets
+
+    nearest = [PhantomTargets.nearest(*row) for row in cohort[list(EXPOSURES)].to_numpy(float)]
+    t = pd.DataFrame({"participant_id": cohort["participant_id"].to_numpy(),
+                      **{c: [getattr(n, c) for n in nearest] for c in EXPOSURES}})
     moved = int((~np.isclose(t[list(EXPOSURES)].to_numpy(float), cohort[list(EXPOSURES)].to_numpy(float))).any(axis=1).sum())
     return t, moved
 

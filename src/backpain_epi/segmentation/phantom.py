@@ -35,6 +35,8 @@ from scipy import ndimage
 from .exposures import compute_exposures
 
 SLAB_MM = (200.0, 260.0)
+#: What a phantom slab can hold: lean muscle (mL), InterMAT as a fraction of it, intramuscular fat (%).
+TARGET_LIMITS = {"lmm_ml": (150.0, 3000.0), "intermat_per_lmm": 0.6, "imf_pct": (1.0, 40.0)}
 #: Body outline scales tried in turn until the compartments hold :data:`MIN_FIT` of the targets' volume.
 BODY_SCALES = (1.0, 1.15, 1.3, 1.5)
 MIN_FIT = 0.9
@@ -59,12 +61,21 @@ class PhantomTargets:
     imf_pct: float
 
     def __post_init__(self):
-        if not 150 <= self.lmm_ml <= 3000:
-            raise ValueError(f"lmm_ml={self.lmm_ml}: a phantom slab holds 150–3000 mL of lean muscle")
-        if not 0 <= self.intermat_ml <= 0.6 * self.lmm_ml:
-            raise ValueError(f"intermat_ml={self.intermat_ml}: must be between 0 and 0.6 × lmm_ml")
-        if not 1 <= self.imf_pct <= 40:
-            raise ValueError(f"imf_pct={self.imf_pct}: must be between 1 and 40")
+        lo, hi = TARGET_LIMITS["lmm_ml"]
+        if not lo <= self.lmm_ml <= hi:
+            raise ValueError(f"lmm_ml={self.lmm_ml}: a phantom slab holds {lo:g}–{hi:g} mL of lean muscle")
+        if not 0 <= self.intermat_ml <= TARGET_LIMITS["intermat_per_lmm"] * self.lmm_ml:
+            raise ValueError(f"intermat_ml={self.intermat_ml}: must be between 0 and {TARGET_LIMITS['intermat_per_lmm']:g} × lmm_ml")
+        lo, hi = TARGET_LIMITS["imf_pct"]
+        if not lo <= self.imf_pct <= hi:
+            raise ValueError(f"imf_pct={self.imf_pct}: must be between {lo:g} and {hi:g}")
+
+    @classmethod
+    def nearest(cls, lmm_ml: float, intermat_ml: float, imf_pct: float) -> "PhantomTargets":
+        """The targets closest to the given exposures that a phantom can hold (each clipped to its limits)."""
+        lmm = float(np.clip(lmm_ml, *TARGET_LIMITS["lmm_ml"]))
+        return cls(lmm, float(np.clip(intermat_ml, 0.0, TARGET_LIMITS["intermat_per_lmm"] * lmm)),
+                   float(np.clip(imf_pct, *TARGET_LIMITS["imf_pct"])))
 
 
 @dataclass(frozen=True)
