@@ -109,26 +109,14 @@ def run_pipeline(
 
 
 class _Folders:
+    """Where each stage writes, under the pipeline folder ``out``."""
+
     def __init__(self, out: Path):
         self.out = out
         self.cohort, self.phantoms, self.seg = out / "cohort", out / "phantoms", out / "segmentation"
         self.analysis, self.runs, self.comparison, self.report = out / "analysis", out / "runs", out / "comparison", out / "report"
-
-    @property
-    def questionnaire(self) -> Path:
-        return self.cohort / "questionnaire.csv"
-
-    @property
-    def truth(self) -> Path:
-        return self.cohort / "truth.json"
-
-    @property
-    def planted(self) -> Path:
-        return self.phantoms / "planted_exposures.csv"
-
-    @property
-    def analysis_table(self) -> Path:
-        return self.analysis / "cohort.csv"
+        self.questionnaire, self.truth = self.cohort / "questionnaire.csv", self.cohort / "truth.json"
+        self.planted, self.analysis_table = self.phantoms / "planted_exposures.csv", self.analysis / "cohort.csv"
 
 
 def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> list[Stage]:
