@@ -1,10 +1,16 @@
 """Segment every scan of a manifest: resumable, one failure never stops the batch, serial or on Dask.
 
+Every engine (:mod:`.engines`: the builtin UNet, nnU-Net, TotalSegmentator, existing
+label maps) goes through this one path; only the label map differs.
+
 Each participant's result is a small JSON file in ``<out>/.parts/`` written
 atomically after its label map (``<out>/labels/<id>.nii.gz``, also written
 atomically). ``exposures.csv`` and ``failures.csv`` are rebuilt from those
 files at the end of every run, so a killed run leaves no half file and a
-rerun skips the participants already done (failed ones are retried).
+rerun skips the participants already done (failed ones are retried). A
+record remembers what made it (the engine and its settings, the edge erosion,
+and the size and modification time of each input file); a participant whose
+record differs is segmented again.
 
 With ``workers`` the scans run on a local Dask cluster (one process per
 worker, one thread each); with ``scheduler`` on an existing Dask cluster.
@@ -29,7 +35,6 @@ from .exposures import EXPOSURE_COLUMNS
 
 PARTS = ".parts"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SEGMENTERS: dict = {}  # one loaded network per (weights, device, batch size) and process
 
 
 @dataclass
@@ -90,14 +95,28 @@ def read_manifest(path, *, require_label: bool = False, dictionary=None) -> list
     return rows
 
 
-def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch_size: int = 4, workers: int | None = None,
+def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=None, label_scheme=None, erode: int = 0,
+                     device: str = "auto", batch_size: int = 4, workers: int | None = None,
                      scheduler: str | None = None, progress: bool = True, dictionary=None) -> BatchResult:
     """Segment the scans of ``manifest`` into ``out``.
 
     Parameters
     ----------
     manifest
-        CSV with ``participant_id``, ``water``, ``fat`` (paths relative to it or absolute).
+        CSV with ``participant_id``, ``water``, ``fat`` (paths relative to it or absolute),
+        and ``label`` for the ``labels`` engine.
+    engine
+        ``builtin``, ``nnunet``, ``totalsegmentator`` or ``labels`` (see :mod:`.engines`),
+        or an :class:`~backpain_epi.segmentation.engines.EngineSpec`, which then
+        supplies ``weights``, ``model``, ``label_scheme``, ``device`` and ``batch_size``.
+    model
+        ``nnunet``: the trained nnU-Net v2 model folder.
+    label_scheme
+        ``labels`` (and ``nnunet``): how the label IDs map to the package's labels: a
+        built-in scheme name (``backpain-epi``, ``totalsegmentator-total_mr``) or a YAML file.
+    erode
+        Voxels to erode each compartment by in-plane before measuring its fat
+        fraction and lean/InterMAT split (see :mod:`.exposures`); 0 uses the whole mask.
     out
         Output folder: ``labels/``, ``exposures.csv``, ``failures.csv``, and
         ``manifest.csv`` (the manifest with absolute paths, which the report's
@@ -121,25 +140,29 @@ def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch
     """
     from tqdm.auto import tqdm
 
-    from .network import default_weights_path, resolve_device
+    from .engines import EngineSpec
+    from .network import default_weights_path
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(f"--out {out}: is a file; give a folder.")
-    if batch_size < 1:
-        raise BackpainEpiError(f"--batch-size {batch_size}: must be at least 1.")
     if workers is not None and workers < 1:
         raise BackpainEpiError(f"--workers {workers}: must be at least 1.")
-    resolve_device(device)  # bad names fail here, before any work
-    weights = Path(weights) if weights else default_weights_path()
-    from .network import load_weights
+    if erode < 0 or int(erode) != erode:
+        raise BackpainEpiError(f"--erode {erode}: a whole number of voxels, 0 or more.")
+    if not isinstance(engine, EngineSpec):
+        engine = EngineSpec(engine=str(engine), weights=str(weights) if weights else None, model=str(model) if model else None,
+                            label_scheme=str(label_scheme) if label_scheme else None, device=device, batch_size=batch_size)
+    if engine.engine == "builtin":  # the weights used are recorded, so a changed default is seen
+        from dataclasses import replace
 
-    load_weights(weights, "cpu")  # a missing or wrong file fails here, naming --weights
-    rows = read_manifest(manifest, dictionary=dictionary)
+        engine = replace(engine, weights=str(Path(engine.weights) if engine.weights else default_weights_path()))
+    engine.check()  # a missing weights file, model folder or scheme fails here, before any work
+    rows = read_manifest(manifest, require_label=engine.engine == "labels", dictionary=dictionary)
     if not (out / "manifest.csv").exists() or not (out / "manifest.csv").samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
-    todo = [r for r in rows if not _done(out, r["participant_id"])]
-    spec = {"out": str(out), "weights": str(weights), "device": device, "batch_size": batch_size}
+    todo = [r for r in rows if not _done(out, r, record_key(engine, r, erode))]
+    spec = {"out": str(out), "engine": engine, "erode": int(erode)}
     bar = tqdm(total=len(todo), desc="segment", unit="scan", disable=not progress)
     if todo and (scheduler or workers):
         _run_dask(todo, spec, bar, workers=workers, scheduler=scheduler)
@@ -152,16 +175,42 @@ def segment_manifest(manifest, out, *, weights=None, device: str = "auto", batch
     return BatchResult(exposures, failures, len(todo), len(rows) - len(todo), out)
 
 
-def process_one(row: dict, *, out, weights, device, batch_size) -> dict:
-    """Segment one participant and record the result; never raises for a bad scan."""
-    from .infer import segment_pair
+def record_key(engine, row: dict, erode: int = 0) -> dict:
+    """What a participant's result depends on: the engine and its settings, the erosion, and each input file's size and mtime."""
+    from .engines import engine_key
+
+    files = {}
+    for col in ("water", "fat") + (("label",) if engine.engine == "labels" else ()):
+        path = Path(row.get(col) or "")
+        st = path.stat() if path.is_file() else None
+        files[col] = [str(path), st.st_size, st.st_mtime_ns] if st else [str(path), None, None]
+    return {"engine": engine_key(engine), "erode": int(erode), "files": files}
+
+
+def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, device: str = "auto", batch_size: int = 4) -> dict:
+    """Segment one participant and record the result; never raises for a bad scan.
+
+    ``engine`` is an :class:`~backpain_epi.segmentation.engines.EngineSpec`; without
+    it, the builtin engine with ``weights``, ``device`` and ``batch_size``.
+    """
+    from dataclasses import replace
+
+    from .engines import EngineSpec, make_engine
+    from .exposures import compute_exposures, fat_fraction
     from .io import ScanError, load_dixon, save_nifti
 
+    if engine is None:
+        from .network import default_weights_path
+
+        engine = EngineSpec("builtin", weights=str(weights or default_weights_path()), device=device, batch_size=batch_size)
     out, pid = Path(out), row["participant_id"]
     start = time.perf_counter()
+    key = record_key(engine, row, erode)
     try:
         pair = load_dixon(row.get("water") or "", row.get("fat") or "")
-        labels, exposures = segment_pair(_segmenter(weights, device, batch_size), pair)
+        labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
+        ff, reliable = fat_fraction(pair.water, pair.fat)
+        exposures = compute_exposures(labels, ff, pair.voxel_ml, reliable, erode=erode, slice_axis=pair.slice_axis)
         save_nifti(out / "labels" / f"{pid}.nii.gz", labels.astype(np.uint8), pair.affine)
         record = {"participant_id": pid, "status": "ok", "exposures": exposures}
     except ScanError as exc:
@@ -169,6 +218,7 @@ def process_one(row: dict, *, out, weights, device, batch_size) -> dict:
     except Exception as exc:  # noqa: BLE001 - one bad scan never stops a batch; the reason names the error
         record = {"participant_id": pid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
     record["seconds"] = round(time.perf_counter() - start, 3)
+    record["key"] = key
     _write_json(out / PARTS / f"{pid}.json", record)
     return record
 
@@ -206,26 +256,17 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _done(out: Path, pid: str) -> bool:
+def _done(out: Path, row: dict, key: dict) -> bool:
+    """A participant is done when its record is ``ok``, its label map exists, and it was made from the same inputs."""
+    pid = row["participant_id"]
     path = out / PARTS / f"{pid}.json"
     if not path.exists() or not (out / "labels" / f"{pid}.nii.gz").exists():
         return False
     try:
-        return json.loads(path.read_text()).get("status") == "ok"
+        rec = json.loads(path.read_text())
     except ValueError:
         return False
-
-
-def _segmenter(weights, device, batch_size):
-    from .infer import Segmenter
-    from .network import make_inferer
-
-    key = (str(weights), _worker_device(device), batch_size)
-    if key not in _SEGMENTERS:
-        seg = Segmenter.load(weights, key[1])
-        seg.inferer = make_inferer(seg.config, sw_batch_size=batch_size)
-        _SEGMENTERS[key] = seg
-    return _SEGMENTERS[key]
+    return rec.get("status") == "ok" and rec.get("key") == json.loads(json.dumps(key))
 
 
 def _worker_device(device: str) -> str:

@@ -26,10 +26,12 @@ _WORKERS = click.option("--workers", type=int, default=None, help="Run on a loca
 @click.option("--out", type=_PATH, required=True, help="Folder for images/, truth/, manifest.csv, truth_exposures.csv.")
 @click.option("--protocol", type=click.Choice(["full", "train", "heldout"]), default="full", show_default=True,
               help="Spacing and orientation ranges (train leaves out the extremes).")
+@click.option("--family", type=click.Choice(["training", "independent"]), default="training", show_default=True,
+              help="training: the generator the network was trained on; independent: the evaluation-only generator.")
 @click.option("--targets", type=_PATH, default=None,
               help="Table with participant_id, lmm_ml, intermat_ml, imf_pct: one phantom per row carrying those "
                    "exposures (for the imaged slab); --n is then ignored.")
-def phantoms(n, seed, out, protocol, targets):
+def phantoms(n, seed, out, protocol, family, targets):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
     from ..tableio import read_table
     from .phantom import write_phantoms
@@ -42,7 +44,7 @@ def phantoms(n, seed, out, protocol, targets):
             from ..errors import InputFileError
 
             raise InputFileError(f"--targets {targets}: missing column(s) {', '.join(missing)}.")
-    manifest = write_phantoms(out, n, seed, protocol=protocol, targets=table)
+    manifest = write_phantoms(out, n, seed, protocol=protocol, targets=table, family=family)
     click.echo(f"Wrote {n if table is None else len(table)} phantoms; manifest {manifest}, truth {out / 'truth_exposures.csv'}.")
 
 
@@ -60,9 +62,17 @@ def phantoms(n, seed, out, protocol, targets):
               help="Training targets on the network grid: covered fraction per voxel (area) or the label at its centre (nearest).")
 @click.option("--input-resampling", type=click.Choice(["area", "trilinear"]), default="area", show_default=True,
               help="Water and fat to the network grid: partial volume (area) or sampled at voxel centres (trilinear).")
+@click.option("--synth-fraction", type=float, default=0.0, show_default=True,
+              help="Share of the patches that are domain-randomised (appearance, geometry and acquisition drawn anew per "
+                   "patch from anatomies of a wide habitus); the shipped weights use 0.7.")
+@click.option("--n-anatomies", type=int, default=80, show_default=True, help="Anatomies the domain-randomised patches come from.")
+@click.option("--anatomy-seed", type=int, default=2000, show_default=True, help="Seed of those anatomies.")
+@click.option("--synth-workers", type=int, default=1, show_default=True, help="Processes making domain-randomised patches.")
+@click.option("--anatomy-cache", type=_PATH, default=None, help="Folder keeping the drawn anatomies between runs.")
 @_DEVICE
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
-                            label_resampling, input_resampling, device):
+                            label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
+                            anatomy_cache, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans."""
     from dataclasses import replace
 
@@ -73,6 +83,12 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     for name, value in changes.items():
         if value <= 0:
             raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
+    if not 0 <= synth_fraction <= 1:
+        raise BackpainEpiError(f"--synth-fraction {synth_fraction}: a share between 0 and 1.")
+    if n_anatomies < 1 or synth_workers < 0:
+        raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
+    changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
+                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None)
     base = TrainSettings(seed=seed)
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,
@@ -82,21 +98,40 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
                + (f"Validation Dice: autochthon {val['dice_autochthon']:.3f}, psoas {val['dice_psoas']:.3f}." if val else ""))
 
 
+_ENGINE = click.option("--engine", type=click.Choice(["builtin", "nnunet", "totalsegmentator", "labels"]), default="builtin",
+                       show_default=True, help="builtin: the package's UNet; nnunet: your trained nnU-Net v2 (--model); "
+                       "totalsegmentator: total_mr with local weights; labels: existing label maps (the manifest's label column).")
+_ERODE = click.option("--erode", type=int, default=0, show_default=True,
+                      help="Erode each compartment by N voxels in-plane before measuring its fat fraction and lean/InterMAT split "
+                           "(masks drawn on the fascia include partial-volume fat; 1 is a good choice for other tools' masks).")
+
+
 @click.command("segment")
-@click.option("--manifest", type=_PATH, required=True, help="CSV with participant_id, water, fat (NIfTI paths, relative to the CSV).")
+@click.option("--manifest", type=_PATH, required=True,
+              help="CSV with participant_id, water, fat (NIfTI paths, relative to the CSV), and label for --engine labels.")
 @click.option("--out", type=_PATH, required=True, help="Output folder: labels/, exposures.csv, failures.csv.")
+@_ENGINE
+@click.option("--model", type=_PATH, default=None, help="--engine nnunet: the trained model folder (dataset.json, plans.json, fold_*/).")
+@click.option("--folds", default=None, help="--engine nnunet: comma-separated folds to ensemble (default: every fold with a checkpoint).")
+@click.option("--label-scheme", default=None,
+              help="How label IDs map to ours: backpain-epi, totalsegmentator-total_mr or a scheme .yaml "
+                   "(--engine labels; --engine nnunet defaults to its dataset.json names).")
+@_ERODE
 @_DEVICE
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Patches per forward pass of the sliding window.")
 @_WORKERS
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:8786) to run on.")
 @_WEIGHTS
 @_DICTIONARY
-def segment(manifest, out, device, batch_size, workers, scheduler, weights, dictionary_path):
+def segment(manifest, out, engine, model, folds, label_scheme, erode, device, batch_size, workers, scheduler, weights, dictionary_path):
     """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
     from ..dictionary import load_dictionary
     from .batch import segment_manifest
+    from .engines import EngineSpec
 
-    result = segment_manifest(manifest, out, weights=weights, device=device, batch_size=batch_size, workers=workers,
+    spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
+                      folds=_parse_folds(folds), label_scheme=label_scheme, device=device, batch_size=batch_size)
+    result = segment_manifest(manifest, out, engine=spec, erode=erode, workers=workers,
                               scheduler=scheduler, dictionary=load_dictionary(dictionary_path))
     flagged = int(result.exposures["qc_flag"].sum()) if len(result.exposures) else 0
     click.echo(f"Segmented {result.n_processed} scan(s), skipped {result.n_skipped} already done: "
@@ -106,25 +141,49 @@ def segment(manifest, out, device, batch_size, workers, scheduler, weights, dict
 
 @click.command("evaluate-segmenter")
 @click.option("--out", type=_PATH, required=True, help="Folder for the phantoms, the segmentation and the scores.")
-@click.option("--n", "n", type=int, default=50, show_default=True, help="Held-out phantoms to draw.")
+@click.option("--n", "n", type=int, default=50, show_default=True, help="Held-out phantoms to draw per family.")
 @click.option("--seed", type=int, default=777, show_default=True, help="Seed of the held-out phantoms (not used in training).")
+@click.option("--family", type=click.Choice(["both", "training", "independent"]), default="both", show_default=True,
+              help="Phantom family: the training generator's held-out phantoms, the independent generator's, or both.")
 @click.option("--manifest", type=_PATH, default=None, help="Evaluate on these scans (with a label column) instead of phantoms.")
 @click.option("--truth", type=_PATH, default=None, help="True exposures of the --manifest scans.")
+@_ENGINE
+@click.option("--model", type=_PATH, default=None, help="--engine nnunet: the trained model folder.")
+@click.option("--label-scheme", default=None, help="--engine labels / nnunet: how label IDs map to ours (see segment --help).")
+@_ERODE
 @_WEIGHTS
 @_DEVICE
 @_WORKERS
-def evaluate_segmenter_command(out, n, seed, manifest, truth, weights, device, workers):
-    """Score the segmenter on held-out phantoms: Dice and exposure errors, pass/fail per quality target."""
+def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, model, label_scheme, erode, weights, device, workers):
+    """Score a segmentation engine on held-out phantoms of both families: Dice and exposure errors, pass/fail per target.
+
+    With --engine labels the phantoms' own true label maps are scored: the floor that
+    partial volume and noise leave in the exposures.
+    """
     from ..cli_options import wide_pandas
+    from .engines import EngineSpec
     from .evaluate import evaluate_segmenter
 
-    scores, summary = evaluate_segmenter(out, n=n, seed=seed, manifest=manifest, truth=truth, weights=weights,
-                                         device=device, workers=workers)
+    spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
+                      label_scheme=label_scheme, device=device)
+    scores, summary = evaluate_segmenter(out, n=n, seed=seed, family=family, manifest=manifest, truth=truth, engine=spec,
+                                         erode=erode, workers=workers)
     with wide_pandas():
         click.echo(f"{len(scores)} scan(s) scored; per scan: {out / 'evaluation.csv'}")
         click.echo(summary.to_string(index=False))
     if (summary["result"] != "pass").any():
         raise SystemExit(1)
+
+
+def _parse_folds(folds):
+    if not folds:
+        return None
+    from ..errors import BackpainEpiError
+
+    try:
+        return tuple(int(f) for f in str(folds).split(","))
+    except ValueError:
+        raise BackpainEpiError(f"--folds {folds}: expected comma-separated fold numbers, e.g. --folds 0,1,2.") from None
 
 
 COMMANDS: list[click.Command] = [phantoms, train_segmenter_command, segment, evaluate_segmenter_command]

@@ -9,6 +9,15 @@ Labels: 0 background, 1 autochthonous compartment left, 2 right, 3 psoas left,
 4 psoas right. The autochthonous compartment (labels 1 and 2) is split at a fat
 fraction of 0.5 into lean muscle (``lmm``) and InterMAT (``intermat``);
 ``imf_pct`` is the mean fat fraction of its lean voxels, in percent.
+
+**Fat fraction at the mask edge.** A mask drawn on the fascia (by another tool, or by
+hand) includes partial-volume voxels that mix muscle with the fat around it, which lift
+the fat fraction: averaging F/(F+W) over the whole mask (as MuscleMap does) counts them.
+With ``erode`` = n, the composition (the lean/InterMAT split and ``imf_pct``) is measured
+on the compartment eroded by n voxels *in-plane* (the slices keep their thickness), and
+the split is applied to the volume of the whole mask: ``lmm_ml`` = ``autochthon_ml`` ×
+the lean share of the core. Volumes of the whole mask are unchanged. A compartment too
+thin to erode keeps its whole mask.
 """
 
 from __future__ import annotations
@@ -62,7 +71,8 @@ def fat_fraction(water: np.ndarray, fat: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.clip(ff, 0.0, 1.0), reliable
 
 
-def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, reliable: np.ndarray | None = None) -> dict:
+def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, reliable: np.ndarray | None = None,
+                      erode: int = 0, slice_axis: int = 2) -> dict:
     """Volumes, InterMAT, intramuscular fat and QC of one label map.
 
     Parameters
@@ -76,6 +86,11 @@ def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, relia
     reliable
         Voxels where the fat fraction is defined (see :func:`fat_fraction`);
         ``None`` means all (a noise-free phantom).
+    erode
+        Voxels to erode each compartment by, in-plane, before measuring its
+        composition (see the module docstring); 0 measures the whole mask.
+    slice_axis
+        The array axis across the slices (the erosion leaves it alone).
 
     Returns
     -------
@@ -88,26 +103,23 @@ def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, relia
     ff = np.asarray(ff, dtype=np.float64)
     if labels.shape != ff.shape:
         raise ValueError(f"labels {labels.shape} and fat fraction {ff.shape} have different shapes")
+    if erode < 0 or int(erode) != erode:
+        raise ValueError(f"erode={erode}: a whole number of voxels, 0 or more")
     out: dict = {}
-    side = {}
+    side, cores = {}, {}
     for name, lab in (("left", 1), ("right", 2)):
         mask = labels == lab
-        ff_c = ff[mask]
-        lean = ff_c < LEAN_FF_THRESHOLD
+        cores[name] = core = _core(mask, int(erode), slice_axis)
         side[name] = mask.sum() * voxel_ml
         out[f"autochthon_{name}_ml"] = side[name]
-        out[f"lmm_{name}_ml"] = lean.sum() * voxel_ml
-        out[f"intermat_{name}_ml"] = (~lean).sum() * voxel_ml
-        out[f"imf_{name}_pct"] = 100.0 * ff_c[lean].mean() if lean.any() else np.nan
+        lean_ml, out[f"imf_{name}_pct"] = _composition(ff[core], side[name])
+        out[f"lmm_{name}_ml"], out[f"intermat_{name}_ml"] = lean_ml, side[name] - lean_ml
     out["psoas_left_ml"] = (labels == 3).sum() * voxel_ml
     out["psoas_right_ml"] = (labels == 4).sum() * voxel_ml
     compartment = (labels == 1) | (labels == 2)
-    ff_c = ff[compartment]
-    lean = ff_c < LEAN_FF_THRESHOLD
-    out["lmm_ml"] = lean.sum() * voxel_ml
-    out["intermat_ml"] = (~lean).sum() * voxel_ml
-    out["imf_pct"] = 100.0 * ff_c[lean].mean() if lean.any() else np.nan
     out["autochthon_ml"] = compartment.sum() * voxel_ml
+    out["lmm_ml"], out["imf_pct"] = _composition(ff[cores["left"] | cores["right"]], out["autochthon_ml"])
+    out["intermat_ml"] = out["autochthon_ml"] - out["lmm_ml"]
     out["psoas_ml"] = out["psoas_left_ml"] + out["psoas_right_ml"]
     mean_side = (side["left"] + side["right"]) / 2
     out["qc_asymmetry"] = abs(side["left"] - side["right"]) / mean_side if mean_side > 0 else np.nan
@@ -115,6 +127,28 @@ def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, relia
     out["qc_ff_unreliable_frac"] = float((~reliable[compartment]).sum() / n_c) if reliable is not None and n_c else 0.0
     out["qc_flag"] = int(qc_failures(out) != [])
     return {k: (float(out[k]) if k != "qc_flag" else out[k]) for k in EXPOSURE_COLUMNS}
+
+
+def _core(mask: np.ndarray, erode: int, slice_axis: int) -> np.ndarray:
+    """``mask`` eroded by ``erode`` voxels in-plane; the whole mask when that would leave nothing."""
+    if erode == 0 or not mask.any():
+        return mask
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), bool)
+    plane = [slice(None)] * 3
+    plane[slice_axis] = 1
+    structure[tuple(plane)] = ndimage.generate_binary_structure(2, 1)
+    core = ndimage.binary_erosion(mask, structure, iterations=erode)
+    return core if core.any() else mask
+
+
+def _composition(ff_core: np.ndarray, volume_ml: float) -> tuple[float, float]:
+    """Lean volume (the lean share of ``ff_core`` times ``volume_ml``) and the mean lean fat fraction (%)."""
+    if ff_core.size == 0:
+        return 0.0, np.nan
+    lean = ff_core < LEAN_FF_THRESHOLD
+    return float(volume_ml * lean.mean()), (100.0 * ff_core[lean].mean() if lean.any() else np.nan)
 
 
 def qc_failures(exposures: dict) -> list[str]:

@@ -37,6 +37,11 @@ class DixonPair:
     def voxel_ml(self) -> float:
         return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
 
+    @property
+    def slice_axis(self) -> int:
+        """The array axis closest to the craniocaudal direction (across axial slices)."""
+        return int(np.argmax(np.abs(self.affine[2, :3]) / np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))))
+
 
 def load_volume(path: str | os.PathLike, what: str = "image"):
     """Read a 3-D NIfTI image as ``(float32 array, affine)``; raise :class:`ScanError` on any problem.
@@ -208,9 +213,26 @@ def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid, mode: str 
     import torch
 
     x = torch.from_numpy(np.stack([np.clip(water_c, 0, None), np.clip(fat_c, 0, None)]).astype(np.float32))
-    x = resize(x, grid.network_shape, mode)
-    total = x[0] + x[1]
+    return network_channels(resize(x, grid.network_shape, mode))
+
+
+def signal_scale(total):
+    """The robust signal scale of a ``water + fat`` tensor: its 99.5th percentile over the positive voxels."""
+    import torch
+
     sample = total.flatten()[:: max(1, total.numel() // 200_000)]
-    scale = torch.quantile(sample[sample > 0], 0.995) if (sample > 0).any() else torch.tensor(1.0)
+    return torch.quantile(sample[sample > 0], 0.995) if (sample > 0).any() else torch.tensor(1.0)
+
+
+def network_channels(x, scale=None):
+    """The network's three channels from a ``(2, X, Y, Z)`` water/fat tensor on its grid (see :func:`network_input`).
+
+    ``scale`` defaults to :func:`signal_scale` of water + fat; the domain-randomised
+    training (:mod:`.synth`) passes it, as a patch does not see the whole volume.
+    """
+    import torch
+
+    total = x[0] + x[1]
+    scale = signal_scale(total) if scale is None else scale
     ff = torch.where(total > 0.02 * scale, x[1] / total.clamp_min(1e-12), torch.zeros_like(total))
     return torch.stack([ff, (total / scale).clamp(0, 3), (x[0] / scale).clamp(0, 3)])

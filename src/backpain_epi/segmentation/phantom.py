@@ -40,6 +40,18 @@ TARGET_LIMITS = {"lmm_ml": (150.0, 3000.0), "intermat_per_lmm": 0.6, "imf_pct": 
 #: Body outline scales tried in turn until the compartments hold :data:`MIN_FIT` of the targets' volume.
 BODY_SCALES = (1.0, 1.15, 1.3, 1.5)
 MIN_FIT = 0.9
+#: Tissue classes of the anatomy (:func:`anatomy` records which one each voxel is); the domain-randomised
+#: training (:mod:`.synth`) draws an appearance for each anew per sample. Lean and InterMAT parts of the
+#: autochthonous compartments are separate classes, so label 1 = 15 + 17 and label 2 = 16 + 18.
+TISSUES = {
+    "air": 0, "subcutaneous_fat": 1, "inner_fat": 2, "viscera": 3, "abdominal_wall": 4, "kidney": 5,
+    "psoas_left": 6, "psoas_right": 7, "marrow": 8, "disc": 9, "cortex": 10, "posterior_bone": 11, "csf": 12,
+    "quadratus": 13, "fascia": 14, "lean_left": 15, "lean_right": 16, "intermat_left": 17, "intermat_right": 18,
+    "back_sheet": 19,
+}
+#: the package label (0-4) of each tissue class
+TISSUE_LABEL = {TISSUES["lean_left"]: 1, TISSUES["intermat_left"]: 1, TISSUES["lean_right"]: 2,
+                TISSUES["intermat_right"]: 2, TISSUES["psoas_left"]: 3, TISSUES["psoas_right"]: 4}
 
 
 @dataclass(frozen=True)
@@ -196,11 +208,28 @@ def _superellipse(x, y, cx, cy, ax, ay, power=2.0):
     return np.abs((x - cx) / ax) ** power + np.abs((y - cy) / ay) ** power
 
 
-def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
+def _body_shape(x, y, cx, cy, ax, ay, power, back_power):
+    """Superellipse of ``power``, with ``back_power`` behind its centre (a flat back when larger)."""
+    if back_power == power:
+        return _superellipse(x, y, cx, cy, ax, ay, power)
+    return np.abs((x - cx) / ax) ** np.where(y < cy, back_power, power) + np.abs((y - cy) / ay) ** np.where(y < cy, back_power, power)
+
+
+def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0, habitus: dict | None = None):
+    """The anatomy of one slab: proton density, fat fraction, labels and ``grid`` (origin, tissue classes).
+
+    ``habitus`` (see :func:`backpain_epi.segmentation.synth.draw_habitus`) replaces the
+    body and muscle shape draws by wider ones; ``None`` keeps the phantoms as they were.
+    """
+    hab = habitus or {}
     slab = rng.uniform(*SLAB_MM)
     nz = max(8, int(round(slab / spacing[2])))
     body_ax, body_ay = rng.uniform(125, 175) * body_scale, rng.uniform(95, 135) * body_scale
     fat_lat, fat_post = rng.uniform(6, 40), rng.uniform(6, 45)
+    if hab:
+        body_ax, body_ay = hab["body_ax"] * body_scale, hab["body_ay"] * body_scale
+        fat_lat, fat_post = hab["fat_lat"], hab["fat_post"]
+    p_body, p_back = hab.get("body_power", 2.2), hab.get("back_power", 2.2)
     fov = np.array([2 * (body_ax + fat_lat) + rng.uniform(10, 50), 2 * (body_ay + fat_post) + rng.uniform(20, 60)])
     nx, ny = (np.ceil(fov / spacing[:2])).astype(int)
     x = ((np.arange(nx) - (nx - 1) / 2) * spacing[0] + rng.uniform(-8, 8))[:, None, None]
@@ -209,6 +238,8 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     z = z_lin[None, None, :]
     # vertebral column: centre of the vertebral body at y = 0; body outline around it
     y_post_skin = -rng.uniform(75, 105) * body_scale - fat_post
+    if hab:
+        y_post_skin = -hab["back_depth"] * body_scale - fat_post
     cy_body = y_post_skin + body_ay + fat_post
     y = (np.arange(ny) - (ny - 1) / 2) * spacing[1]
     y = (y - y.mean() + cy_body + rng.uniform(-10, 10))[None, :, None]
@@ -218,26 +249,36 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     yv = y - drift
     lam_pd, ff = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     labels = np.zeros(shape, np.uint8)
+    tissue = np.zeros(shape, np.uint8)
 
-    def paint(mask, pd_val, ff_val):
+    def paint(mask, pd_val, ff_val, what):
         mask = np.broadcast_to(mask, shape)
         lam_pd[mask] = pd_val if np.isscalar(pd_val) else np.broadcast_to(pd_val, shape)[mask]
         ff[mask] = ff_val if np.isscalar(ff_val) else np.broadcast_to(ff_val, shape)[mask]
+        tissue[mask] = TISSUES[what] if isinstance(what, str) else np.broadcast_to(what, shape)[mask]
 
     tex = _smooth_noise(rng, shape, 4.0 / spacing)
     wobble = 1 + 0.03 * np.sin(2 * np.pi * z / rng.uniform(80, 200) + rng.uniform(0, 6))
-    outer = _superellipse(x, y, 0, cy_body, (body_ax + fat_lat) * wobble, body_ay + fat_post, 2.2) <= 1
-    inner = _superellipse(x, y, 0, cy_body + (fat_post - rng.uniform(6, 25)) / 2, body_ax * wobble, body_ay, 2.2) <= 1
-    paint(outer, 1.0 + 0.03 * tex, np.clip(0.94 + 0.02 * tex, 0, 1))
+    outer = _body_shape(x, y, 0, cy_body, (body_ax + fat_lat) * wobble, body_ay + fat_post, p_body, p_back) <= 1
+    cy_inner = cy_body + (fat_post - rng.uniform(6, 25)) / 2
+    inner = _body_shape(x, y, 0, cy_inner, body_ax * wobble, body_ay, p_body, p_back) <= 1
+    paint(outer, 1.0 + 0.03 * tex, np.clip(0.94 + 0.02 * tex, 0, 1), "subcutaneous_fat")
     visc_ff = np.clip(0.18 + 0.25 * _smooth_noise(rng, shape, 7.0 / spacing), 0, 0.95)
-    paint(inner & (yv > -25), np.clip(0.55 + 0.2 * tex, 0.05, 1.2), visc_ff)
-    paint(inner & (yv <= -25), 0.95, np.clip(0.9 + 0.03 * tex, 0, 1))
-    wall = inner & ~(_superellipse(x, y, 0, cy_body, body_ax - rng.uniform(8, 16), body_ay - rng.uniform(8, 16), 2.2) <= 1)
-    paint(wall & (yv > -20), 0.8, np.clip(0.06 + 0.02 * tex, 0, 0.4))
+    paint(inner & (yv > -25), np.clip(0.55 + 0.2 * tex, 0.05, 1.2), visc_ff, "viscera")
+    paint(inner & (yv <= -25), 0.95, np.clip(0.9 + 0.03 * tex, 0, 1), "inner_fat")
+    wall = inner & ~(_body_shape(x, y, 0, cy_body, body_ax - rng.uniform(8, 16), body_ay - rng.uniform(8, 16), p_body, p_back) <= 1)
+    paint(wall & (yv > -20), 0.8, np.clip(0.06 + 0.02 * tex, 0, 0.4), "abdominal_wall")
+    muscle_room = inner  # where the back muscles may lie
+    gap = hab.get("back_gap_mm", 0.0)
+    if gap > 0:  # fat or a muscle sheet between the back muscles and the subcutaneous fat
+        muscle_room = _body_shape(x, y, 0, cy_inner + gap / 2, body_ax * wobble - gap / 2, body_ay - gap / 2, p_body, p_back) <= 1
+        sheet = inner & ~muscle_room & (yv < -25)
+        paint(sheet, 0.8 if hab.get("back_sheet_muscle") else 0.95, 0.06 if hab.get("back_sheet_muscle") else 0.9,
+              "back_sheet" if hab.get("back_sheet_muscle") else "inner_fat")
     kidney_top = rng.uniform(0.3, 0.6)
     for s in (-1, 1):
         kidney = (_superellipse(x, yv, s * rng.uniform(60, 80), rng.uniform(5, 25), 28, 22) <= 1) & (t < kidney_top)
-        paint(kidney & inner, 0.9, 0.03)
+        paint(kidney & inner, 0.9, 0.03, "kidney")
     # vertebral bodies alternate with discs
     period = rng.uniform(32, 42)
     disc = np.cos(2 * np.pi * (z - rng.uniform(0, period)) / period) > np.cos(np.pi * rng.uniform(8, 12) / period)
@@ -245,16 +286,17 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     vb = _superellipse(x, yv, 0, 0, vb_ax, vb_ay, 2.4) <= 1
     marrow_ff = rng.uniform(0.3, 0.65)
     # psoas, growing caudally, anterolateral to the vertebral body
-    r_ps = rng.uniform(17, 26) * (0.45 + 0.55 * t ** 0.8)
+    r_ps = rng.uniform(17, 26) * (0.45 + 0.55 * t ** 0.8) * hab.get("psoas_scale", 1.0)
     psoas = {}
     for s, lab in ((-1, 3), (1, 4)):
         r_s = r_ps * rng.uniform(0.92, 1.08)
         cx = s * (vb_ax * 0.75 + r_s * 0.9)
         psoas[lab] = (_superellipse(x, yv, cx, vb_ay * 0.1 + r_s * 0.2, r_s * 1.1, r_s * 0.9) <= 1) & ~vb & inner
-        paint(psoas[lab], 0.8, np.clip(rng.uniform(0.02, 0.10) + 0.015 * tex, 0, 0.45))
-    paint(vb, np.where(disc, 0.75, 0.55), np.where(disc, 0.04, np.clip(marrow_ff + 0.05 * tex, 0, 1)))
+        paint(psoas[lab], 0.8, np.clip(rng.uniform(0.02, 0.10) + 0.015 * tex, 0, 0.45), "psoas_left" if lab == 3 else "psoas_right")
+    paint(vb, np.where(disc, 0.75, 0.55), np.where(disc, 0.04, np.clip(marrow_ff + 0.05 * tex, 0, 1)),
+          np.where(disc, TISSUES["disc"], TISSUES["marrow"]))
     rim = vb & ~(_superellipse(x, yv, 0, 0, vb_ax - 1.5, vb_ay - 1.5, 2.4) <= 1) & ~disc
-    paint(rim, 0.05, 0.3)
+    paint(rim, 0.05, 0.3, "cortex")
     # spinal canal, laminae, spinous and transverse processes
     cy_canal = -vb_ay - rng.uniform(8, 11)
     r_canal = rng.uniform(7, 10)
@@ -265,12 +307,16 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     spinous = (np.abs(x) < sp_w / 2) & (yv < y_sp0) & (yv > y_sp0 - sp_len * (0.8 + 0.2 * ~disc))
     transverse = (np.abs(yv - (cy_canal + 4)) < 4) & (np.abs(x) < rng.uniform(45, 58)) & ~disc
     bone = (lamina | spinous | transverse) & ~vb
-    paint(bone & inner, 0.45, np.clip(0.5 + 0.05 * tex, 0, 1))
-    paint(ring < r_canal, 0.95, 0.02)
+    paint(bone & inner, 0.45, np.clip(0.5 + 0.05 * tex, 0, 1), "posterior_bone")
+    paint(ring < r_canal, 0.95, 0.02, "csf")
     # autochthonous compartments: scaled so that their volume carries the targets
-    y_top = cy_canal + rng.uniform(-2, 4)
+    y_top = cy_canal + rng.uniform(-2, 4) + hab.get("top_shift_mm", 0.0)
     shape_p = {s: dict(a=rng.uniform(0.9, 1.25), power=rng.uniform(2.0, 3.0), asym=rng.uniform(0.94, 1.06),
                        harm=rng.normal(0, 0.04, 3), phase=rng.uniform(0, 2 * np.pi, 3)) for s in (-1, 1)}
+    if hab:  # rounded to flat muscles
+        for s in (-1, 1):
+            shape_p[s].update(a=hab["muscle_aspect"] * rng.uniform(0.95, 1.05), power=hab["muscle_power"],
+                              harm=shape_p[s]["harm"] * hab["muscle_harm"] / 0.04)
     grow = 1 + rng.uniform(-0.15, 0.15) * (t - 0.5) + 0.05 * np.sin(2 * np.pi * z / rng.uniform(90, 160))
     voxel_ml = float(np.prod(spacing)) / 1000.0
     target_ml = targets.lmm_ml + targets.intermat_ml
@@ -285,7 +331,7 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
             theta = np.arctan2(yv - cy, x - cx)
             r = 1 + sum(p["harm"][i] * np.cos((i + 2) * theta + p["phase"][i]) for i in range(3))
             f = _superellipse(x, yv, cx, cy, a * r, b * r, p["power"])
-            masks[lab] = (f <= 1) & (s * x > sp_w / 2 + 1) & ~bone & inner
+            masks[lab] = (f <= 1) & (s * x > sp_w / 2 + 1) & ~bone & muscle_room
             fvals[lab] = f ** (1 / p["power"])
         return masks, fvals
 
@@ -303,16 +349,21 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0):
     ql_r = rng.uniform(12, 20)
     for s in (-1, 1):  # quadratus lumborum lateral to the compartment, behind the transverse process
         ql = _superellipse(x, yv, s * rng.uniform(55, 75), cy_canal + 2, ql_r * 1.4, ql_r * 0.8) <= 1
-        paint(ql & inner & ~bone, 0.8, np.clip(0.07 + 0.02 * tex, 0, 0.45))
+        paint(ql & inner & ~bone, 0.8, np.clip(0.07 + 0.02 * tex, 0, 0.45), "quadratus")
     fascia_mm = rng.uniform(1.0, 2.5)
     for lab in (1, 2):
         shell = (fvals[lab] <= 1 + fascia_mm / 25.0) & ~masks[lab] & inner & ~bone & (np.abs(x) > sp_w / 2)
-        paint(shell, 0.8, rng.uniform(0.55, 0.9))
+        paint(shell, 0.8, rng.uniform(0.55, 0.9), "fascia")
     compartment = masks[1] | masks[2]
     labels[masks[1]], labels[masks[2]] = 1, 2
     labels[psoas[3] & ~compartment], labels[psoas[4] & ~compartment] = 3, 4
     _fill_compartment(rng, compartment, lam_pd, ff, spacing, voxel_ml, targets)
-    return lam_pd, ff, labels, {"origin": origin}
+    fatty = ff >= 0.5
+    for lab, side in ((1, "left"), (2, "right")):
+        tissue[(labels == lab) & ~fatty] = TISSUES[f"lean_{side}"]
+        tissue[(labels == lab) & fatty] = TISSUES[f"intermat_{side}"]
+    tissue[labels == 3], tissue[labels == 4] = TISSUES["psoas_left"], TISSUES["psoas_right"]
+    return lam_pd, ff, labels, {"origin": origin, "tissue": tissue}
 
 
 def _fill_compartment(rng, compartment, pd, ff, spacing, voxel_ml, targets: PhantomTargets):
@@ -407,8 +458,11 @@ def _affine(spacing, origin, perm, flips, canonical_shape):
 # --------------------------------------------------------------------------- files
 
 
+FAMILIES = ("training", "independent")
+
+
 def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Protocol = "full", targets=None,
-                   progress: bool = True, workers: int = 1, resume: bool = False):
+                   progress: bool = True, workers: int = 1, resume: bool = False, family: str = "training"):
     """Write ``n`` phantoms, their manifest and their true exposures.
 
     Parameters
@@ -436,6 +490,10 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         ``seed``, ``protocol`` and ``targets``) finished: each phantom's record
         (``records/<id>.json``) is written after its images, and a phantom with a
         record is not drawn again.
+    family
+        ``training``: this module's generator; ``independent``: the evaluation-only
+        generator of :mod:`.independent` (its own acquisition: ``protocol`` and
+        ``targets`` do not apply; ids ``IN<seed>-<i>``).
 
     Returns
     -------
@@ -447,12 +505,18 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
 
     from ..tableio import write_table
 
+    from ..errors import BackpainEpiError, unknown_choice
+
     out = Path(out)
+    if family not in FAMILIES:
+        raise BackpainEpiError(f"--family: {unknown_choice('phantom family', family, FAMILIES)}")
+    if family == "independent" and targets is not None:
+        raise BackpainEpiError("--targets: the independent phantom family draws its own anatomy; plant targets in training-family phantoms.")
     if targets is not None:
         ids = [str(p) for p in targets["participant_id"]]
         planted = [PhantomTargets(float(r.lmm_ml), float(r.intermat_ml), float(r.imf_pct)) for r in targets.itertuples()]
     else:
-        ids = [f"PH{seed}-{i:04d}" for i in range(n)]
+        ids = [f"{'PH' if family == 'training' else 'IN'}{seed}-{i:04d}" for i in range(n)]
         planted = [None] * n
     seeds = np.random.SeedSequence(seed).spawn(len(ids))
     jobs = list(zip(ids, seeds, planted))
@@ -464,12 +528,13 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for job, row in zip(jobs, pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs), chunksize=4)):
+            for job, row in zip(jobs, pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs),
+                                               [family] * len(jobs), chunksize=4)):
                 rows[job[0]] = row
                 bar.update()
     else:
         for job in jobs:
-            rows[job[0]] = _write_one(out, *job, protocol)
+            rows[job[0]] = _write_one(out, *job, protocol, family)
             bar.update()
     bar.close()
     ordered = [rows[pid] for pid in ids]
@@ -487,11 +552,16 @@ def _read_record(out: Path, pid: str) -> tuple[dict, dict] | None:
     return rec["manifest"], rec["truth"]
 
 
-def _write_one(out: Path, pid: str, ss, tgt, protocol) -> tuple[dict, dict]:
+def _write_one(out: Path, pid: str, ss, tgt, protocol, family: str = "training") -> tuple[dict, dict]:
     """Draw and save one phantom; its manifest row and truth row."""
     from .io import save_nifti
 
-    ph = make_phantom(ss, tgt, protocol)
+    if family == "independent":
+        from .independent import make_independent_phantom
+
+        ph = make_independent_phantom(ss)
+    else:
+        ph = make_phantom(ss, tgt, protocol)
     paths = {"water": f"images/{pid}_water.nii.gz", "fat": f"images/{pid}_fat.nii.gz",
              "label": f"truth/{pid}_label.nii.gz", "ff": f"truth/{pid}_ff.nii.gz"}
     for key, arr in (("water", ph.water), ("fat", ph.fat), ("label", ph.labels), ("ff", ph.ff)):
@@ -500,7 +570,7 @@ def _write_one(out: Path, pid: str, ss, tgt, protocol) -> tuple[dict, dict]:
     truth = {"participant_id": pid, **ph.exposures, "target_lmm_ml": ph.targets.lmm_ml,
              "target_intermat_ml": ph.targets.intermat_ml, "target_imf_pct": ph.targets.imf_pct,
              "spacing_mm": "x".join(f"{s:g}" for s in ph.meta["spacing_mm"]),
-             "axis_order": "".join(map(str, ph.meta["axis_order"])), "dtype": ph.meta["dtype"]}
+             "axis_order": "".join(map(str, ph.meta.get("axis_order", ph.meta.get("axcodes", "")))), "dtype": ph.meta["dtype"]}
     _write_record(out, pid, manifest, truth)
     return manifest, truth
 

@@ -6,6 +6,11 @@ from phantoms (:func:`~backpain_epi.segmentation.phantom.make_phantom`) or from
 a manifest with a ``label`` column (fine-tuning on annotated scans). Each step
 takes random patches, biased to the muscles, through MONAI augmentations
 (:func:`augmentations`) and one AdamW step on the Dice + cross-entropy loss.
+
+With ``synth_fraction`` > 0, that share of every step's patches is
+domain-randomised instead (:mod:`.synth`: anatomies with a wide habitus whose
+appearance, geometry and acquisition are drawn anew for every patch), made by
+DataLoader worker processes while the network trains.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ class TrainSettings:
         Training phantoms (ignored when training from a manifest).
     seed
         Seed of the network initialisation, patch sampling and augmentation.
+    synth_fraction
+        Share of each step's patches that are domain-randomised (:mod:`.synth`); 0 trains
+        on the phantoms (or the manifest's scans) alone, 1 on domain-randomised patches alone.
+    n_anatomies, anatomy_seed
+        The anatomies the domain-randomised patches are drawn from (:func:`.synth.anatomy_bank`).
+    synth_workers
+        DataLoader processes making domain-randomised patches (the result depends on it).
+    anatomy_cache
+        Folder keeping the drawn anatomies between runs (a few seconds each to draw).
     """
 
     steps: int = 2000
@@ -47,6 +61,11 @@ class TrainSettings:
     phantom_seed: int = 1000
     phantom_protocol: str | Protocol = "train"
     seed: int = 0
+    synth_fraction: float = 0.0
+    n_anatomies: int = 80
+    anatomy_seed: int = 2000
+    synth_workers: int = 1
+    anatomy_cache: str | None = None
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
 
@@ -158,11 +177,13 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     else:
         network = build_network(config).to(device)
     # record how the examples were made (with settings.config), whatever the initial weights used
-    soft = "soft" in examples[0]  # partial-volume targets (see volume_example)
+    soft = "soft" in examples[0] if examples else config.get("label_resampling") == "area"  # partial-volume targets
     config["label_resampling"] = "area" if soft else "nearest"
     config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
     aug = augmentations(config, settings.seed + 1, settings.patches_per_volume)
     rng = np.random.default_rng(settings.seed + 2)
+    synth = _synth_stream(settings, config, soft) if settings.synth_fraction > 0 else None
+    n_patches = settings.volumes_per_step * settings.patches_per_volume
     loss_fn = DiceCELoss(to_onehot_y=not soft, softmax=True, batch=True)
     target_key = "soft" if soft else "label"
     opt = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
@@ -173,7 +194,10 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     losses, start = [], time.perf_counter()
     bar = tqdm(range(settings.steps), desc="training", unit="step", disable=not progress)
     for _ in bar:
-        patches = [p for i in rng.choice(len(examples), settings.volumes_per_step) for p in aug(examples[i])]
+        n_synth = int(rng.binomial(n_patches, settings.synth_fraction)) if synth is not None else 0
+        n_vol = -(-(n_patches - n_synth) // settings.patches_per_volume) if examples else 0
+        patches = [p for i in rng.choice(max(1, len(examples)), n_vol) for p in aug(examples[i])][: n_patches - n_synth]
+        patches += [next(synth) for _ in range(n_synth if examples else n_patches)]
         x = torch.stack([p["image"].as_tensor() if hasattr(p["image"], "as_tensor") else p["image"] for p in patches]).to(device)
         y = torch.stack([p[target_key].as_tensor() if hasattr(p[target_key], "as_tensor") else p[target_key] for p in patches]).to(device)
         opt.zero_grad(set_to_none=True)
@@ -191,6 +215,25 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
             "final_loss": round(float(np.mean(losses[-50:])), 4), "device": str(device), "config": config,
             "n_examples": len(examples), "init_weights": str(init_weights) if init_weights else None}
     return network, info
+
+
+def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
+    """An endless iterator of domain-randomised patches, made by ``settings.synth_workers`` processes."""
+    import torch
+
+    from .synth import SynthPatches, anatomy_bank
+
+    if not soft:
+        from ..errors import BackpainEpiError
+
+        raise BackpainEpiError("domain-randomised training (synth_fraction > 0) needs partial-volume targets: "
+                               "use --label-resampling area.")
+    bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
+                        cache=settings.anatomy_cache)
+    data = SynthPatches(bank, config, settings.seed + 3)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
+                                         prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
+    return iter(loader)
 
 
 def validate(network, config, device, n: int, seed: int, protocol: str = "heldout", progress: bool = True) -> dict:

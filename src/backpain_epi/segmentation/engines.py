@@ -1,0 +1,187 @@
+"""Segmentation engines behind one interface.
+
+Every engine turns a checked :class:`~backpain_epi.segmentation.io.DixonPair` (and
+its manifest row) into a label map on the input's own grid; the batch
+(:mod:`.batch`) does everything else the same way for all of them: reading and
+checking the scans, the fat fraction, the exposures and QC, atomic writing,
+resume, Dask and ``failures.csv``.
+
+=====================  ======================================================================
+``builtin``            the package's MONAI UNet (``weights``; default the shipped weights)
+``nnunet``             a trained nnU-Net v2 model folder (``model``), through ``nnUNetPredictor``
+``totalsegmentator``   TotalSegmentator ``total_mr`` on the water image, with local weights only
+``labels``             existing label maps: the manifest's ``label`` column, mapped by ``label_scheme``
+=====================  ======================================================================
+
+An :class:`EngineSpec` is plain data (picklable for Dask workers, and the key
+recorded with each participant's result); :func:`make_engine` builds the engine
+once per process and spec. :meth:`EngineSpec.check` fails before any work, with a
+message naming the option and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import BackpainEpiError, unknown_choice
+from .io import DixonPair, ScanError, load_volume
+from .schemes import LabelScheme, load_scheme
+
+#: engine name -> "module:Class" (imported only when used: nnU-Net and TotalSegmentator are optional extras)
+ENGINES = {
+    "builtin": f"{__name__}:BuiltinEngine",
+    "nnunet": "backpain_epi.segmentation.nnunet:NnunetEngine",
+    "totalsegmentator": "backpain_epi.segmentation.totalseg:TotalSegEngine",
+    "labels": f"{__name__}:LabelsEngine",
+}
+_CACHE: dict = {}  # one engine per spec and process
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which engine, with which settings.
+
+    Attributes
+    ----------
+    engine
+        One of :data:`ENGINES`.
+    weights
+        ``builtin``: weights file (default: the shipped weights).
+    model
+        ``nnunet``: the trained model folder (``dataset.json``, ``plans.json``, ``fold_*/``).
+    folds
+        ``nnunet``: folds to ensemble (default: every ``fold_*`` with a checkpoint).
+    checkpoint
+        ``nnunet``: checkpoint file name in each fold folder.
+    label_scheme
+        ``labels`` and ``nnunet``: a built-in scheme name or a scheme YAML
+        (see :mod:`.schemes`); ``nnunet`` defaults to the names in its ``dataset.json``.
+    device
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_size
+        ``builtin``: patches per forward pass of the sliding window.
+    """
+
+    engine: str = "builtin"
+    weights: str | None = None
+    model: str | None = None
+    folds: tuple | None = None
+    checkpoint: str = "checkpoint_final.pth"
+    label_scheme: str | None = None
+    device: str = "auto"
+    batch_size: int = 4
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise BackpainEpiError(f"--engine: {unknown_choice('engine', self.engine, ENGINES)}")
+        if self.batch_size < 1:
+            raise BackpainEpiError(f"--batch-size {self.batch_size}: must be at least 1.")
+
+    def engine_class(self):
+        module, name = ENGINES[self.engine].split(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ImportError as exc:
+            extra = {"nnunet": "nnunet", "totalsegmentator": "totalseg"}.get(self.engine, "")
+            raise BackpainEpiError(f"--engine {self.engine} needs an optional dependency that is not installed ({exc.name}); "
+                                   f"install it with: pip install 'backpain-epi[{extra}]'.") from None
+
+    def check(self) -> None:
+        """Fail now, before any scan is read, if the engine cannot run (missing weights, model folder, scheme)."""
+        from .network import resolve_device
+
+        resolve_device(self.device)
+        self.engine_class().check(self)
+
+    def key(self) -> dict:
+        """What made a label map, as recorded with each participant's result (see :func:`engine_key`)."""
+        return engine_key(self)
+
+
+def engine_key(spec: EngineSpec) -> dict:
+    """The engine and the settings that change its label maps (not the device or batch size)."""
+    keep = {"builtin": ("weights",), "nnunet": ("model", "folds", "checkpoint", "label_scheme"),
+            "totalsegmentator": (), "labels": ("label_scheme",)}[spec.engine]
+    d = asdict(spec)
+    return {"engine": spec.engine, **{k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}}
+
+
+def make_engine(spec: EngineSpec) -> "Engine":
+    """The engine of ``spec``, built once per process."""
+    if spec not in _CACHE:
+        _CACHE[spec] = spec.engine_class()(spec)
+    return _CACHE[spec]
+
+
+class Engine(ABC):
+    """One way of making label maps. Subclasses set :attr:`scheme` and implement :meth:`predict`."""
+
+    scheme: LabelScheme
+
+    @classmethod
+    def check(cls, spec: EngineSpec) -> None:
+        """Raise :class:`~backpain_epi.errors.BackpainEpiError` (naming the option and the fix) if ``spec`` cannot run."""
+
+    @abstractmethod
+    def predict(self, pair: DixonPair, row: dict) -> np.ndarray:
+        """The engine's own label map (its IDs) on the input grid of ``pair``."""
+
+    def segment(self, pair: DixonPair, row: dict) -> np.ndarray:
+        """uint8 label map in the package's labels (0–4) on the input grid; raises :class:`ScanError` for a bad scan."""
+        labels = np.asarray(self.predict(pair, row))
+        if labels.shape != pair.water.shape:
+            raise ScanError(f"the {type(self).__name__} label map {labels.shape} is not on the image grid {pair.water.shape}")
+        return self.scheme.apply(labels)
+
+
+class BuiltinEngine(Engine):
+    """The package's MONAI UNet (:class:`~backpain_epi.segmentation.infer.Segmenter`)."""
+
+    def __init__(self, spec: EngineSpec):
+        from .infer import Segmenter
+        from .network import make_inferer
+
+        self.segmenter = Segmenter.load(spec.weights, spec.device)
+        self.segmenter.inferer = make_inferer(self.segmenter.config, sw_batch_size=spec.batch_size)
+        self.scheme = load_scheme("backpain-epi")
+
+    @classmethod
+    def check(cls, spec: EngineSpec) -> None:
+        from .network import load_weights
+
+        load_weights(spec.weights, "cpu")  # a missing or wrong file fails here, naming --weights
+
+    def predict(self, pair, row):
+        return self.segmenter.segment(pair)
+
+
+class LabelsEngine(Engine):
+    """Existing label maps (the manifest's ``label`` column), from any tool, mapped by a label scheme.
+
+    The label map must lie on the grid of the water and fat images (same shape and
+    affine) and hold whole numbers; IDs not in the scheme are background.
+    """
+
+    def __init__(self, spec: EngineSpec):
+        self.scheme = load_scheme(spec.label_scheme)
+
+    @classmethod
+    def check(cls, spec: EngineSpec) -> None:
+        load_scheme(spec.label_scheme)
+
+    def predict(self, pair, row):
+        if not row.get("label"):
+            raise ScanError("no label map in the manifest's 'label' column (the labels engine needs one per participant)")
+        labels, affine = load_volume(row["label"], "label")
+        if labels.shape != pair.water.shape or not np.allclose(affine, pair.affine, atol=1e-3):
+            raise ScanError(f"label map {row['label']} {labels.shape} is not on the grid of the images {pair.water.shape} "
+                            "(shape or affine differ); resample it to the water image first")
+        ids = np.rint(labels)
+        if np.abs(labels - ids).max() > 1e-3:
+            raise ScanError(f"label map {row['label']} holds non-integer values (a probability map or an interpolated image?)")
+        return ids.astype(np.int64)

@@ -1,0 +1,380 @@
+"""Domain-randomised training examples (the SynthSeg approach, Billot et al., Med Image Anal 2023).
+
+The network should learn the anatomy, not one generator's look. So it is trained on
+tissue-class maps whose *appearance is drawn anew for every sample*:
+
+1. **Anatomies** (:func:`draw_anatomy`): the phantom generator's anatomy with a wider
+   habitus (:func:`draw_habitus`): round to wide and flat-backed trunks, thin to thick
+   subcutaneous fat, back muscles rounded to flat, touching the subcutaneous fat or set
+   off from it by fat or a muscle sheet, small to large psoas. Each voxel keeps its
+   tissue class (:data:`~backpain_epi.segmentation.phantom.TISSUES`), lean muscle and
+   InterMAT apart, on a fine grid.
+2. **Geometry** (:class:`SynthRenderer`): a random affine (rotation about the
+   craniocaudal axis up to ±20°, tilt, anisotropic scaling, shear) and a smooth elastic
+   displacement, sampled onto a 1 × 1 × 2.5 mm render grid of one network patch; the
+   psoas may be missing at the cranial slab end, the kidneys anywhere.
+3. **Appearance**: per tissue class a proton density and a fat fraction drawn within
+   physical bounds (:data:`APPEARANCE`: fat bright in the fat image and dark in the
+   water image, muscle the reverse), with smooth texture; ``water = pd (1 − ff) g_w``,
+   ``fat = pd ff g_f`` with water and fat gains that differ by up to ±35 %.
+4. **Acquisition**: a bias field, the scan's own voxel size (in-plane 0.9–2.6 mm,
+   slices 2.5–6.5 mm) by exact partial-volume averaging, Rician noise, a field of view
+   that may crop the body or end the slab, then the network grid by the same
+   partial-volume resampling and the same channels as inference
+   (:func:`~backpain_epi.segmentation.io.network_channels`).
+
+The training targets are the fractions of each network voxel that each structure covers
+on the render grid (partial volume), as for the phantom examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch.utils.data
+
+from .phantom import TISSUE_LABEL, TISSUES, draw_targets
+
+#: per tissue class: (proton density range, fat fraction range, texture SD of pd, texture SD of ff)
+APPEARANCE = {
+    "air": ((0.0, 0.03), (0.0, 1.0), 0.0, 0.0),
+    "subcutaneous_fat": ((0.6, 1.3), (0.78, 0.98), 0.06, 0.02),
+    "inner_fat": ((0.5, 1.3), (0.7, 0.98), 0.08, 0.04),
+    "viscera": ((0.15, 1.1), (0.0, 0.5), 0.3, 0.15),
+    "abdominal_wall": ((0.5, 1.1), (0.0, 0.25), 0.05, 0.03),
+    "kidney": ((0.5, 1.2), (0.0, 0.12), 0.08, 0.02),
+    "psoas_left": ((0.5, 1.1), (0.0, 0.2), 0.05, 0.03),
+    "psoas_right": ((0.5, 1.1), (0.0, 0.2), 0.05, 0.03),
+    "marrow": ((0.3, 1.0), (0.25, 0.85), 0.1, 0.08),
+    "disc": ((0.4, 1.2), (0.0, 0.15), 0.06, 0.03),
+    "cortex": ((0.0, 0.3), (0.0, 0.6), 0.1, 0.1),
+    "posterior_bone": ((0.15, 0.8), (0.2, 0.8), 0.1, 0.08),
+    "csf": ((0.5, 1.4), (0.0, 0.06), 0.04, 0.01),
+    "quadratus": ((0.5, 1.1), (0.0, 0.25), 0.05, 0.03),
+    "fascia": ((0.3, 1.0), (0.35, 0.95), 0.08, 0.08),
+    "lean_left": ((0.5, 1.1), (0.0, 0.35), 0.05, 0.04),
+    "lean_right": ((0.5, 1.1), (0.0, 0.35), 0.05, 0.04),
+    "intermat_left": ((0.5, 1.3), (0.55, 0.97), 0.06, 0.06),
+    "intermat_right": ((0.5, 1.3), (0.55, 0.97), 0.06, 0.06),
+    "back_sheet": ((0.5, 1.1), (0.0, 0.25), 0.05, 0.03),
+}
+#: tissue classes that share one draw (the two sides of a structure look alike in one scan)
+_SAME = {"psoas_right": "psoas_left", "lean_right": "lean_left", "intermat_right": "intermat_left"}
+RENDER_MM = (1.0, 1.0, 2.5)
+
+
+def draw_habitus(rng: np.random.Generator) -> dict:
+    """Body and muscle shape settings for :func:`~backpain_epi.segmentation.phantom._anatomy`, wider than the phantoms'."""
+    gap = float(rng.uniform(3, 30)) if rng.random() < 0.6 else 0.0
+    return {
+        "body_ax": float(rng.uniform(105, 185)), "body_ay": float(rng.uniform(85, 140)),
+        "fat_lat": float(rng.uniform(3, 70)), "fat_post": float(rng.uniform(3, 75)),
+        "body_power": float(rng.uniform(1.8, 3.2)), "back_power": float(rng.uniform(1.8, 5.0)),
+        "back_depth": float(rng.uniform(70, 115)),
+        "back_gap_mm": gap, "back_sheet_muscle": bool(rng.random() < 0.5),
+        "psoas_scale": float(rng.uniform(0.45, 1.3)),
+        "top_shift_mm": float(rng.uniform(-4, 8)),
+        "muscle_aspect": float(rng.uniform(0.65, 1.6)), "muscle_power": float(rng.uniform(1.6, 3.5)),
+        "muscle_harm": float(rng.uniform(0.0, 0.09)),
+    }
+
+
+@dataclass
+class Anatomy:
+    """Tissue classes of one slab on a RAS grid (``tissue``, uint8) with its voxel size in mm."""
+
+    tissue: np.ndarray
+    spacing: np.ndarray
+
+    def __post_init__(self):
+        every = 5  # candidate patch centres: every 5th voxel of the structures, and of the body
+        flat = self.tissue.ravel()
+        self.muscle_voxels = np.flatnonzero(np.isin(flat[::every], list(TISSUE_LABEL))) * every
+        self.body_voxels = np.flatnonzero(flat[::every] > 0) * every
+
+    @property
+    def labels(self) -> np.ndarray:
+        return label_of_tissue(self.tissue)
+
+
+def label_of_tissue(tissue):
+    """The package label (0–4) of each voxel of a tissue-class map (numpy or torch)."""
+    lut = np.zeros(max(TISSUES.values()) + 1, np.uint8)
+    for t, lab in TISSUE_LABEL.items():
+        lut[t] = lab
+    if isinstance(tissue, np.ndarray):
+        return lut[tissue]
+    import torch
+
+    return torch.from_numpy(lut).to(tissue.device)[tissue.long()]
+
+
+def draw_anatomy(seed) -> Anatomy:
+    """One anatomy with a random habitus and targets, on a fine grid (in-plane 1.2–1.6 mm, slices 2.5–3.5 mm)."""
+    from .phantom import _anatomy
+
+    rng = np.random.default_rng(seed)
+    s_in = rng.uniform(1.2, 1.6)
+    spacing = np.array([s_in, s_in, rng.uniform(2.5, 3.5)])
+    habitus = draw_habitus(rng)
+    _, _, _, grid = _anatomy(rng, spacing, draw_targets(rng), 1.0, habitus)
+    return Anatomy(grid["tissue"], spacing)
+
+
+def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cache=None) -> list[Anatomy]:
+    """``n`` anatomies; anatomy ``i`` depends only on ``(seed, i)``.
+
+    ``cache`` (a folder) keeps each anatomy as ``anatomy-<seed>-<i>.npz`` and reads it back
+    on the next call, since drawing one takes a few seconds.
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    seeds = np.random.SeedSequence(seed).spawn(n)
+    paths = [Path(cache) / f"anatomy-{seed}-{i}.npz" for i in range(n)] if cache else [None] * n
+    out: list = [None] * n
+    for i, path in enumerate(paths):
+        if path is not None and path.is_file():
+            with np.load(path) as f:
+                out[i] = Anatomy(f["tissue"], f["spacing"])
+    todo = [i for i in range(n) if out[i] is None]
+    bar = tqdm(total=n, initial=n - len(todo), desc="anatomies", unit="vol", disable=not progress)
+
+    def keep(i, anat):
+        out[i] = anat
+        if paths[i] is not None:  # each one as it comes, so an interrupted call keeps what it drew
+            paths[i].parent.mkdir(parents=True, exist_ok=True)
+            tmp = paths[i].with_name(f".{paths[i].stem}.tmp.npz")
+            np.savez_compressed(tmp, tissue=anat.tissue, spacing=anat.spacing)
+            tmp.replace(paths[i])
+        bar.update()
+
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, anat in zip(todo, pool.map(draw_anatomy, [seeds[i] for i in todo])):
+                keep(i, anat)
+    else:
+        for i in todo:
+            keep(i, draw_anatomy(seeds[i]))
+    bar.close()
+    return out
+
+
+class SynthRenderer:
+    """Draws one training patch from an anatomy: ``{"image": (3, *roi), "soft": (5, *roi)}`` torch tensors.
+
+    Parameters
+    ----------
+    config
+        The network config (``spacing_mm``, ``roi_size``).
+    """
+
+    def __init__(self, config: dict):
+        self.net_mm = np.asarray(config["spacing_mm"], float)
+        self.roi = tuple(int(r) for r in config["roi_size"])
+        self.extent = self.net_mm * np.asarray(self.roi)
+        self.render_shape = tuple(int(round(e / r)) for e, r in zip(self.extent, RENDER_MM))
+        self._names = sorted(TISSUES, key=TISSUES.get)
+        axes = [(np.arange(n) - (n - 1) / 2) * r for n, r in zip(self.render_shape, RENDER_MM)]
+        self._points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)  # mm, centred
+
+    def __call__(self, anat: Anatomy, rng: np.random.Generator) -> dict:
+        import torch
+
+        tissue = self._sample_geometry(anat, rng)
+        water, fat = self._appearance(tissue, rng)
+        labels = label_of_tissue(tissue)
+        x, keep = self._acquire(water, fat, rng)
+        onehot = (labels[None] == torch.arange(5, dtype=labels.dtype)[:, None, None, None]).float()
+        factor = tuple(r // n for r, n in zip(self.render_shape, self.roi))  # the render grid halves into the network grid
+        soft = torch.nn.functional.avg_pool3d(onehot[None], factor)[0]
+        if keep is not None:  # outside the field of view: nothing to see, nothing to find
+            soft = soft * keep
+            soft[0] += 1 - keep
+        return {"image": x, "soft": soft}
+
+    # ------------------------------------------------------------------ geometry
+
+    def _sample_geometry(self, anat: Anatomy, rng):
+        """Tissue classes on the render grid, through a random affine and elastic deformation."""
+        import torch
+        import torch.nn.functional as F
+
+        tissue = anat.tissue
+        # patch centre: 3 of 4 on a muscle voxel, else anywhere in the body
+        idx = anat.muscle_voxels if rng.random() < 0.75 and len(anat.muscle_voxels) else anat.body_voxels
+        centre_vox = np.array(np.unravel_index(idx[rng.integers(len(idx))], tissue.shape), float) if len(idx) else np.array(tissue.shape) / 2
+        centre_mm = centre_vox * anat.spacing + rng.normal(0, [15, 15, 20])
+        # render grid positions (mm, centred), through the deformation
+        q = self._points @ _random_affine(rng).T.astype(np.float32)
+        q += _elastic(rng, self.render_shape).reshape(-1, 3)
+        index = (q + centre_mm.astype(np.float32)) / anat.spacing.astype(np.float32)
+        lo = np.clip(np.floor(index.min(0)).astype(int) - 1, 0, np.array(tissue.shape) - 1)
+        hi = np.clip(np.ceil(index.max(0)).astype(int) + 2, lo + 1, np.array(tissue.shape))
+        crop = torch.from_numpy(np.ascontiguousarray(tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])).float()
+        local = index - lo
+        size = (hi - lo).astype(np.float32)
+        norm = 2 * local / np.maximum(size - 1, 1) - 1  # align_corners=True coordinates; outside -> 0 (air)
+        grid = torch.from_numpy(norm[:, ::-1].astype(np.float32)).view(1, *self.render_shape, 3)  # (z, y, x) order for grid_sample
+        out = F.grid_sample(crop[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=True)
+        out = out[0, 0].round().to(torch.uint8)
+        if rng.random() < 0.3:  # psoas missing at the cranial end of the slab
+            zcut = rng.uniform(0.05, 0.3) * tissue.shape[2]
+            top = torch.from_numpy(index[:, 2].reshape(self.render_shape) < zcut)
+            out[top & ((out == TISSUES["psoas_left"]) | (out == TISSUES["psoas_right"]))] = TISSUES["inner_fat"]
+        if rng.random() < 0.5:
+            out[out == TISSUES["kidney"]] = TISSUES["viscera"]
+        return out
+
+    # ------------------------------------------------------------------ appearance
+
+    def _appearance(self, tissue, rng):
+        import torch
+
+        n = len(self._names)
+        pd, ff, sd_pd, sd_ff = (np.zeros(n, np.float32) for _ in range(4))
+        drawn = {}
+        for i, name in enumerate(self._names):
+            src = _SAME.get(name, name)
+            if src not in drawn:
+                (p_lo, p_hi), (f_lo, f_hi), s_p, s_f = APPEARANCE[src]
+                drawn[src] = (rng.uniform(p_lo, p_hi), rng.uniform(f_lo, f_hi), s_p * rng.uniform(0.3, 2), s_f * rng.uniform(0.3, 2))
+            pd[i], ff[i], sd_pd[i], sd_ff[i] = drawn[src]
+        # the two sides of a structure differ a little
+        for right, left in _SAME.items():
+            i, j = TISSUES[right], TISSUES[left]
+            pd[i], ff[i] = pd[j] * rng.uniform(0.95, 1.05), np.clip(ff[j] + rng.normal(0, 0.02), *APPEARANCE[left][1])
+        t = tissue.long()
+        tex_pd, tex_ff = _texture(rng, self.render_shape), _texture(rng, self.render_shape)
+        pd_v = torch.from_numpy(pd)[t] * (1 + torch.from_numpy(sd_pd)[t] * tex_pd)
+        lo = torch.from_numpy(np.array([APPEARANCE[_SAME.get(nm, nm)][1][0] for nm in self._names], np.float32))[t]
+        hi = torch.from_numpy(np.array([APPEARANCE[_SAME.get(nm, nm)][1][1] for nm in self._names], np.float32))[t]
+        ff_v = torch.minimum(torch.maximum(torch.from_numpy(ff)[t] + torch.from_numpy(sd_ff)[t] * tex_ff, lo), hi)
+        pd_v = pd_v.clamp_min(0)
+        gain_fat = float(np.exp(rng.uniform(np.log(0.74), np.log(1.35))))
+        return pd_v * (1 - ff_v), pd_v * ff_v * gain_fat
+
+    # ------------------------------------------------------------------ acquisition
+
+    def _acquire(self, water, fat, rng):
+        """Bias, the scan's voxel size (partial volume), noise, field of view; then the network grid and channels."""
+        import torch
+
+        from .io import network_channels, resize
+
+        x = torch.stack([water, fat])
+        x = x * _bias(rng, self.render_shape)[None]
+        s_in = rng.uniform(0.9, 2.6)
+        acq_mm = np.array([s_in, s_in * rng.uniform(0.95, 1.05), rng.uniform(2.5, 6.5)])
+        acq_shape = tuple(max(2, int(round(e / s))) for e, s in zip(self.extent, acq_mm))
+        x = resize(x, acq_shape, "area")
+        if rng.random() < 0.5:  # point spread beyond the voxel
+            from monai.transforms import GaussianSmooth
+
+            x = GaussianSmooth(sigma=tuple(rng.uniform(0.1, 0.6, 3)))(x)
+        sigma = rng.uniform(0.003, 0.04)
+        n1, n2 = torch.randn(x.shape, generator=_torch_rng(rng)) * sigma, torch.randn(x.shape, generator=_torch_rng(rng)) * sigma
+        x = torch.sqrt((x + n1) ** 2 + n2 ** 2)
+        keep = None
+        if rng.random() < 0.3:  # the field of view (or the slab) ends inside the patch
+            keep = torch.ones(self.roi)
+            axis = int(rng.choice([0, 1, 2], p=[0.35, 0.25, 0.4]))
+            cut = int(rng.uniform(0.15, 0.6) * self.roi[axis])
+            sl = [slice(None)] * 3
+            sl[axis] = slice(0, cut) if rng.random() < 0.5 else slice(self.roi[axis] - cut, None)
+            keep[tuple(sl)] = 0
+        x = resize(x, self.roi, "area")
+        if keep is not None:
+            x = x * keep
+        total = x[0] + x[1]
+        from .io import signal_scale
+
+        scale = signal_scale(total) * float(rng.uniform(0.75, 1.3))
+        return network_channels(x, scale), keep
+
+
+def _torch_rng(rng):
+    import torch
+
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def _random_affine(rng) -> np.ndarray:
+    """Rotation (±20° about the craniocaudal axis, ±5° tilt), scaling (0.85–1.2 in-plane, 0.9–1.1 through-plane), shear."""
+    az, ax_, ay_ = rng.uniform(-0.35, 0.35), rng.uniform(-0.09, 0.09), rng.uniform(-0.09, 0.09)
+    cz, sz = np.cos(az), np.sin(az)
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax_), -np.sin(ax_)], [0, np.sin(ax_), np.cos(ax_)]])
+    ry = np.array([[np.cos(ay_), 0, np.sin(ay_)], [0, 1, 0], [-np.sin(ay_), 0, np.cos(ay_)]])
+    scale = np.diag([rng.uniform(0.85, 1.2), rng.uniform(0.85, 1.2), rng.uniform(0.9, 1.1)])
+    shear = np.eye(3)
+    shear[0, 1], shear[1, 0] = rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08)
+    return rz @ rx @ ry @ shear @ scale
+
+
+def _elastic(rng, shape) -> np.ndarray:
+    """A smooth displacement field (mm) on ``shape``: coarse Gaussian control points, trilinearly upsampled."""
+    import torch
+    import torch.nn.functional as F
+
+    amp = rng.uniform(0, 6)
+    coarse = torch.from_numpy(rng.normal(0, amp, (3, 5, 5, 4)).astype(np.float32))
+    coarse[2] *= 0.5  # less through-plane
+    field = F.interpolate(coarse[None], size=shape, mode="trilinear", align_corners=True)[0]
+    return field.permute(1, 2, 3, 0).numpy()
+
+
+def _texture(rng, shape):
+    """A smooth zero-mean, unit-SD random field (two scales) on ``shape``."""
+    import torch
+    import torch.nn.functional as F
+
+    g = _torch_rng(rng)
+    fine = F.interpolate(torch.randn((1, 1, shape[0] // 6, shape[1] // 6, max(2, shape[2] // 4)), generator=g),
+                         size=shape, mode="trilinear", align_corners=False)[0, 0]
+    coarse = F.interpolate(torch.randn((1, 1, 6, 6, 4), generator=g), size=shape, mode="trilinear", align_corners=False)[0, 0]
+    w = rng.uniform(0.2, 0.8)
+    t = w * fine / (fine.std() + 1e-6) + (1 - w) * coarse / (coarse.std() + 1e-6)
+    return t / (t.std() + 1e-6)
+
+
+def _bias(rng, shape):
+    """A smooth multiplicative bias field (log-quadratic with random coefficients, up to about ±40 %)."""
+    import torch
+
+    c = [torch.linspace(-1, 1, n) for n in shape]
+    xx, yy, zz = torch.meshgrid(*c, indexing="ij")
+    k = rng.normal(0, [0.2, 0.2, 0.1, 0.12, 0.12, 0.06, 0.1])
+    log_b = k[0] * xx + k[1] * yy + k[2] * zz + k[3] * xx ** 2 + k[4] * yy ** 2 + k[5] * zz ** 2 + k[6] * xx * yy
+    return torch.exp(log_b - log_b.mean())
+
+
+class SynthPatches(torch.utils.data.IterableDataset):
+    """An endless, seeded stream of domain-randomised patches (a torch ``IterableDataset`` for a DataLoader).
+
+    Parameters
+    ----------
+    anatomies
+        The :func:`anatomy_bank`.
+    config
+        Network config.
+    seed
+        Seed of the stream (each DataLoader worker offsets it by its id).
+    """
+
+    def __init__(self, anatomies: list[Anatomy], config: dict, seed: int):
+        self.anatomies, self.config, self.seed = anatomies, config, seed
+
+    def __iter__(self):
+        import torch
+
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        render = SynthRenderer(self.config)
+        torch.set_num_threads(1)
+        while True:
+            yield render(self.anatomies[rng.integers(len(self.anatomies))], rng)
