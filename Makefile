@@ -12,6 +12,8 @@ CONSTRAINTS ?= constraints.txt
 DEMO_OUT    ?= demo_output
 TESTS       ?= quick
 PYTEST_ARGS ?=
+# the test tools and the optional segmentation engines (nnU-Net v2, TotalSegmentator); EXTRAS=test skips the engines
+EXTRAS      ?= test,nnunet,totalseg
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(PIN) -e '.[test]'
+	$(PIP) install --quiet $(PIN) -e '.[$(EXTRAS)]'
 	@touch $@
 
 install: $(STAMP)

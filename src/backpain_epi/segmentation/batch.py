@@ -158,6 +158,9 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
 
         engine = replace(engine, weights=str(Path(engine.weights) if engine.weights else default_weights_path()))
     engine.check()  # a missing weights file, model folder or scheme fails here, before any work
+    if engine.engine == "totalsegmentator" and workers:
+        raise BackpainEpiError("--engine totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
+                               "run it without --workers (on a cluster, set distributed.worker.daemon: False and use --scheduler).")
     rows = read_manifest(manifest, require_label=engine.engine == "labels", dictionary=dictionary)
     if not (out / "manifest.csv").exists() or not (out / "manifest.csv").samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)

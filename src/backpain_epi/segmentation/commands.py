@@ -69,15 +69,39 @@ def phantoms(n, seed, out, protocol, family, targets):
 @click.option("--anatomy-seed", type=int, default=2000, show_default=True, help="Seed of those anatomies.")
 @click.option("--synth-workers", type=int, default=1, show_default=True, help="Processes making domain-randomised patches.")
 @click.option("--anatomy-cache", type=_PATH, default=None, help="Folder keeping the drawn anatomies between runs.")
+@click.option("--engine", type=click.Choice(["builtin", "nnunet"]), default="builtin", show_default=True,
+              help="builtin: the package's UNet (--out is a .pt file); nnunet: write an nnU-Net v2 raw dataset from "
+                   "--manifest or --n-phantoms phantoms, plan, preprocess and train it (--out is the model folder for "
+                   "segment --engine nnunet --model).")
+@click.option("--configuration", default="3d_fullres", show_default=True, help="--engine nnunet: the nnU-Net configuration.")
+@click.option("--fold", default="0", show_default=True, help="--engine nnunet: the fold to train (0-4, or all).")
+@click.option("--trainer", default="nnUNetTrainer", show_default=True,
+              help="--engine nnunet: the nnU-Net trainer (nnUNetTrainer_Tiny: 1 epoch of 3 iterations, for a smoke test).")
+@click.option("--work-dir", type=_PATH, default=None,
+              help="--engine nnunet: folder for nnUNet_raw, nnUNet_preprocessed and nnUNet_results (default: temporary).")
+@click.option("--base-features", type=int, default=None, help="--engine nnunet: features of the first stage (nnU-Net: 32).")
 @_DEVICE
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, device):
-    """Train the segmentation network on phantoms, or fine-tune it on annotated scans."""
+                            anatomy_cache, engine, configuration, fold, trainer, work_dir, base_features, device):
+    """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     from dataclasses import replace
 
     from ..errors import BackpainEpiError
     from .train import TrainSettings, train_segmenter
+
+    if engine == "nnunet":
+        from .engines import EngineSpec
+
+        EngineSpec(engine="nnunet").engine_class()  # the extra is installed, or say how to install it
+        from .nnunet import train_nnunet
+
+        model = train_nnunet(out, manifest=manifest, n_phantoms=None if manifest else (n_phantoms or 40), phantom_seed=seed,
+                             configuration=configuration, fold="all" if fold == "all" else _int_option("--fold", fold),
+                             trainer=trainer, device=device if device != "auto" else "cpu", work_dir=work_dir,
+                             base_features=base_features)
+        click.echo(f"Wrote the nnU-Net model folder {model}; segment with: backpain-epi segment --engine nnunet --model {model} ...")
+        return
 
     changes = {k: v for k, v in {"steps": steps, "n_phantoms": n_phantoms, "learning_rate": learning_rate}.items() if v is not None}
     for name, value in changes.items():
@@ -112,7 +136,8 @@ _ERODE = click.option("--erode", type=int, default=0, show_default=True,
 @click.option("--out", type=_PATH, required=True, help="Output folder: labels/, exposures.csv, failures.csv.")
 @_ENGINE
 @click.option("--model", type=_PATH, default=None, help="--engine nnunet: the trained model folder (dataset.json, plans.json, fold_*/).")
-@click.option("--folds", default=None, help="--engine nnunet: comma-separated folds to ensemble (default: every fold with a checkpoint).")
+@click.option("--folds", default=None, help="--engine nnunet: comma-separated folds to ensemble, or all (default: every fold with a checkpoint).")
+@click.option("--checkpoint", default="checkpoint_final.pth", show_default=True, help="--engine nnunet: checkpoint file in each fold folder.")
 @click.option("--label-scheme", default=None,
               help="How label IDs map to ours: backpain-epi, totalsegmentator-total_mr or a scheme .yaml "
                    "(--engine labels; --engine nnunet defaults to its dataset.json names).")
@@ -123,14 +148,16 @@ _ERODE = click.option("--erode", type=int, default=0, show_default=True,
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:8786) to run on.")
 @_WEIGHTS
 @_DICTIONARY
-def segment(manifest, out, engine, model, folds, label_scheme, erode, device, batch_size, workers, scheduler, weights, dictionary_path):
+def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode, device, batch_size, workers, scheduler, weights,
+            dictionary_path):
     """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
     from ..dictionary import load_dictionary
     from .batch import segment_manifest
     from .engines import EngineSpec
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
-                      folds=_parse_folds(folds), label_scheme=label_scheme, device=device, batch_size=batch_size)
+                      folds=_parse_folds(folds), checkpoint=checkpoint, label_scheme=label_scheme, device=device,
+                      batch_size=batch_size)
     result = segment_manifest(manifest, out, engine=spec, erode=erode, workers=workers,
                               scheduler=scheduler, dictionary=load_dictionary(dictionary_path))
     flagged = int(result.exposures["qc_flag"].sum()) if len(result.exposures) else 0
@@ -178,12 +205,18 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
 def _parse_folds(folds):
     if not folds:
         return None
+    if str(folds).strip() == "all":
+        return ("all",)
+    return tuple(_int_option("--folds", f, "comma-separated fold numbers or all, e.g. --folds 0,1,2") for f in str(folds).split(","))
+
+
+def _int_option(option: str, value, expected: str = "a whole number"):
     from ..errors import BackpainEpiError
 
     try:
-        return tuple(int(f) for f in str(folds).split(","))
+        return int(value)
     except ValueError:
-        raise BackpainEpiError(f"--folds {folds}: expected comma-separated fold numbers, e.g. --folds 0,1,2.") from None
+        raise BackpainEpiError(f"{option} {value}: expected {expected}.") from None
 
 
 COMMANDS: list[click.Command] = [phantoms, train_segmenter_command, segment, evaluate_segmenter_command]

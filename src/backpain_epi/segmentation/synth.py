@@ -110,13 +110,16 @@ def label_of_tissue(tissue):
     return torch.from_numpy(lut).to(tissue.device)[tissue.long()]
 
 
-def draw_anatomy(seed) -> Anatomy:
-    """One anatomy with a random habitus and targets, on a fine grid (in-plane 1.2–1.6 mm, slices 2.5–3.5 mm)."""
+def draw_anatomy(seed, spacing=None) -> Anatomy:
+    """One anatomy with a random habitus and targets, on a fine grid (in-plane 1.2–1.6 mm, slices 2.5–3.5 mm).
+
+    ``spacing`` (mm, three values) replaces the drawn grid (coarse grids keep tests quick).
+    """
     from .phantom import _anatomy
 
     rng = np.random.default_rng(seed)
     s_in = rng.uniform(1.2, 1.6)
-    spacing = np.array([s_in, s_in, rng.uniform(2.5, 3.5)])
+    spacing = np.array([s_in, s_in, rng.uniform(2.5, 3.5)]) if spacing is None else np.asarray(spacing, float)
     habitus = draw_habitus(rng)
     _, _, _, grid = _anatomy(rng, spacing, draw_targets(rng), 1.0, habitus)
     return Anatomy(grid["tissue"], spacing)

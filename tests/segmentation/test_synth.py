@@ -1,0 +1,101 @@
+"""Domain-randomised training patches: tissue classes that match the labels, appearance drawn anew, physical bounds."""
+
+import numpy as np
+import pytest
+import torch
+
+from backpain_epi.segmentation.network import DEFAULT_CONFIG
+from backpain_epi.segmentation.phantom import TISSUES, make_phantom
+from backpain_epi.segmentation.synth import APPEARANCE, SynthRenderer, anatomy_bank, draw_anatomy, draw_habitus, label_of_tissue
+
+from .conftest import COARSE, TINY_CONFIG
+
+CONFIG = {**DEFAULT_CONFIG, **TINY_CONFIG}
+SPACING = (2.4, 2.4, 5.0)
+
+
+@pytest.fixture(scope="module")
+def anatomy():
+    return draw_anatomy(np.random.SeedSequence(3), spacing=SPACING)
+
+
+def test_tissue_classes_give_exactly_the_phantom_labels():
+    from backpain_epi.segmentation.phantom import _anatomy, draw_targets
+
+    rng = np.random.default_rng(5)
+    _, ff, labels, grid = _anatomy(rng, np.array(SPACING), draw_targets(np.random.default_rng(5)))
+    assert np.array_equal(label_of_tissue(grid["tissue"]), labels)
+    comp = labels == 1
+    assert np.array_equal(grid["tissue"][comp] == TISSUES["intermat_left"], ff[comp] >= 0.5)  # InterMAT is its own class
+    assert set(APPEARANCE) == set(TISSUES)
+
+
+def test_the_tissue_record_leaves_the_phantoms_unchanged():
+    a, b = make_phantom(11, protocol=COARSE), make_phantom(11, protocol=COARSE)
+    assert np.array_equal(a.water, b.water) and np.array_equal(a.labels, b.labels)
+
+
+def test_habitus_spans_round_to_flat_and_thin_to_thick():
+    draws = [draw_habitus(np.random.default_rng(i)) for i in range(200)]
+    fat = [d["fat_post"] for d in draws]
+    assert min(fat) < 8 and max(fat) > 60
+    assert min(d["muscle_power"] for d in draws) < 1.8 and max(d["muscle_power"] for d in draws) > 3.2
+    assert any(d["back_gap_mm"] == 0 for d in draws) and any(d["back_gap_mm"] > 20 for d in draws)
+
+
+def test_an_anatomy_holds_all_four_structures(anatomy):
+    labels = anatomy.labels
+    assert all((labels == lab).sum() > 20 for lab in (1, 2, 3, 4))
+    assert len(anatomy.muscle_voxels) and len(anatomy.body_voxels) > len(anatomy.muscle_voxels)
+
+
+def test_patches_have_the_network_shapes_and_partial_volume_targets(anatomy):
+    render = SynthRenderer(CONFIG)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        p = render(anatomy, rng)
+        assert p["image"].shape == (3, *CONFIG["roi_size"]) and p["soft"].shape == (5, *CONFIG["roi_size"])
+        assert torch.allclose(p["soft"].sum(0), torch.ones(CONFIG["roi_size"]), atol=1e-5)
+        ff = p["image"][0]
+        assert float(ff.min()) >= 0 and float(ff.max()) <= 1 and torch.isfinite(p["image"]).all()
+
+
+def test_appearance_is_drawn_anew_and_within_physical_bounds(anatomy):
+    render = SynthRenderer(CONFIG)
+    a = render(anatomy, np.random.default_rng(1))
+    b = render(anatomy, np.random.default_rng(2))
+    assert not torch.allclose(a["image"], b["image"])
+    again = render(anatomy, np.random.default_rng(1))
+    assert torch.equal(a["image"], again["image"]) and torch.equal(a["soft"], again["soft"])  # seeded
+    # fat fraction governs both images: muscle is lean, subcutaneous fat is fat, whatever the draw
+    means = {"muscle": []}
+    for seed in range(12):
+        p = render(anatomy, np.random.default_rng(100 + seed))
+        psoas = (p["soft"][3] + p["soft"][4]) > 0.99
+        if psoas.sum() > 5:
+            means["muscle"].append(float(p["image"][0][psoas].mean()))
+    assert means["muscle"] and max(means["muscle"]) < 0.5
+
+
+def test_the_bank_is_cached_and_reproducible(tmp_path, monkeypatch):
+    import backpain_epi.segmentation.synth as synth
+
+    monkeypatch.setattr(synth, "draw_anatomy", lambda s: draw_anatomy(s, spacing=SPACING))
+    first = anatomy_bank(2, 9, progress=False, cache=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anatomy-9-0.npz", "anatomy-9-1.npz"]
+    monkeypatch.setattr(synth, "draw_anatomy", lambda s: pytest.fail("drawn again instead of read from the cache"))
+    again = anatomy_bank(2, 9, progress=False, cache=tmp_path)
+    assert all(np.array_equal(a.tissue, b.tissue) for a, b in zip(first, again))
+
+
+def test_training_on_domain_randomised_patches_runs_and_is_recorded(tmp_path, monkeypatch):
+    import backpain_epi.segmentation.synth as synth
+    from backpain_epi.segmentation.network import load_weights
+    from backpain_epi.segmentation.train import TrainSettings, train_segmenter
+
+    monkeypatch.setattr(synth, "draw_anatomy", lambda s: draw_anatomy(s, spacing=SPACING))
+    settings = TrainSettings(steps=2, n_phantoms=0, synth_fraction=1.0, n_anatomies=1, synth_workers=0,
+                             config={**CONFIG, "label_resampling": "area"})
+    info = train_segmenter(tmp_path / "w.pt", settings=settings, device="cpu", n_validation=0, progress=False)
+    assert info["final_loss"] > 0 and info["settings"]["synth_fraction"] == 1.0
+    assert load_weights(tmp_path / "w.pt")[2]["settings"]["n_anatomies"] == 1
