@@ -92,12 +92,13 @@ def test_left_labels_lie_on_the_patients_left(phantoms):
 def test_autochthon_behind_the_vertebral_body_psoas_in_front_and_lateral(phantoms):
     for seed, ph in phantoms.items():
         vb = np.array(ph.meta["vertebral_body_mm"])
-        # the landmark lies on fatty marrow (ff 0.3-0.7) in most slices (discs in between)
+        # the landmark lies on fatty marrow (tissue ff 0.3-0.7, in the images' T1 weighting up to about 0.9) in most
+        # slices (discs in between)
         ff_c, zooms = canonical(ph, ph.ff)
         can_aff = ph.affine @ nib.orientations.inv_ornt_aff(nib.orientations.io_orientation(ph.affine), ph.ff.shape)
         i, j, _ = np.rint(nib.affines.apply_affine(np.linalg.inv(can_aff), vb)).astype(int)
         column = ff_c[i, j, :]
-        assert np.mean((column > 0.25) & (column < 0.75)) > 0.5, seed
+        assert np.mean((column > 0.25) & (column < 0.92)) > 0.5, seed
         c = {lab: world(ph, ph.labels == lab).mean(0) for lab in (1, 2, 3, 4)}
         for lab in (1, 2):
             assert c[lab][1] < vb[1] - 25, seed  # posterior
@@ -142,8 +143,10 @@ def test_fat_fraction_inside_the_compartments(phantoms):
         ff = ph.ff[(ph.labels == 1) | (ph.labels == 2)]
         lean, inter = ff[ff < 0.5], ff[ff >= 0.5]
         assert 0.01 < inter.size / ff.size < 0.3, seed
-        assert 0.01 <= lean.mean() <= 0.25 and lean.std() > 0.003, seed
-        assert inter.min() >= 0.55 and inter.max() <= 0.95, seed
+        assert 0.01 <= lean.mean() <= 0.35 and lean.std() > 0.003, seed
+        assert inter.max() <= 0.99, seed
+        # the images' fat fraction is not the tissue's: T1 weighting lifts fat (the exposures are defined on the images)
+        assert ph.exposures["imf_pct"] > ph.meta["pdff_exposures"]["imf_pct"], seed
         # the images agree: InterMAT voxels are fattier than lean voxels in the Dixon fat fraction too
         w, f = ph.water.astype(np.float64), ph.fat.astype(np.float64)
         comp = (ph.labels == 1) | (ph.labels == 2)

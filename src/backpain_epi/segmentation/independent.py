@@ -571,6 +571,10 @@ def _dixon(rng, tissue, ff, pd, g, body):
     fat = sf
     fat *= np.float32(gf * (1 - leak_fw))
     fat += np.multiply(sw, np.float32(gf * leak_wf), out=tmp)
+    # the fat fraction these images carry before blur and noise: what fat / (water + fat) measures (T1 and T2*
+    # weighting, receive gains and leakage included); the tissue's proton-density fat fraction is ``ff``
+    total = water + fat
+    ff_signal = np.divide(fat, total, out=np.zeros_like(total), where=total > 0)
     buf = sw
     w = rng.uniform(0.04, 0.18)
     for img in (water, fat):  # slight in-plane blur (partial volume)
@@ -592,8 +596,8 @@ def _dixon(rng, tissue, ff, pd, g, body):
         img *= img
         img += c
         np.sqrt(np.clip(img, 0, None, out=img), out=img)
-    return water, fat, dict(field_T=field, flip_deg=float(np.rad2deg(flip)), tr_ms=float(tr), te_ms=float(te),
-                            snr=float(muscle / sigma))
+    return water, fat, ff_signal, dict(field_T=field, flip_deg=float(np.rad2deg(flip)), tr_ms=float(tr), te_ms=float(te),
+                                       snr=float(muscle / sigma))
 
 
 def _orientation(rng, protocol):
@@ -627,9 +631,13 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
     -------
     Phantom
         ``water``, ``fat`` (int16 or float32), ``labels`` (uint8, 0-4) and
-        ``ff`` (float32, noise-free fat fraction), all in the stored
-        orientation of ``affine``; ``exposures`` computed from ``labels`` and
-        ``ff``; ``targets`` those exposures clipped to the limits of
+        ``ff`` (float32: the fat fraction ``fat / (water + fat)`` that the images
+        carry before blur and noise, i.e. with their T1 and T2* weighting, receive
+        gains and fat-water leakage; the exposures are defined on it), all in the
+        stored orientation of ``affine``; ``exposures`` computed from ``labels``
+        and ``ff``; ``meta["pdff_exposures"]`` the same from the tissues'
+        proton-density fat fraction (what a calibrated, T1-corrected protocol
+        would measure); ``targets`` those exposures clipped to the limits of
         :class:`~.phantom.PhantomTargets`; ``meta`` with ``family``,
         ``spacing_mm`` (stored axis order), ``axcodes``, ``dtype``,
         ``slice_axis``, the acquisition settings and ``vertebral_body_mm``
@@ -653,7 +661,7 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
     tissue, qmap, septum, centres = _paint_slab(g, body, A, L)
     ff, pd = _fat_fraction(r_tex, tissue, qmap, septum, g)
     del qmap, septum
-    water, fat, acq = _dixon(r_img, tissue, ff, pd, g, body)
+    water, fat, ff_signal, acq = _dixon(r_img, tissue, ff, pd, g, body)
     labels = LABEL_OF_TISSUE[tissue]
     del tissue, pd
 
@@ -682,14 +690,17 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
     else:
         dtype, scale = "float32", 10 ** r_ori.uniform(-1, 3) / vmax
         water, fat = (store((im * scale).astype(np.float32)) for im in (water, fat))
-    labels, ff = store(labels), store(ff)
-    exposures = compute_exposures(labels, ff, abs(np.linalg.det(affine[:3, :3])) / 1000.0)
+    labels, pdff, ff = store(labels), store(ff), store(ff_signal)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    exposures = compute_exposures(labels, ff, voxel_ml)
+    tissue_truth = compute_exposures(labels, pdff, voxel_ml)
     targets = PhantomTargets.nearest(exposures["lmm_ml"], exposures["intermat_ml"], exposures["imf_pct"])
     meta = dict(family=FAMILY, spacing_mm=[float(spacing[w]) for w, _ in axes],
                 axcodes="".join(("RL", "AP", "SI")[w][sgn < 0] for w, sgn in axes), dtype=dtype,
                 slice_axis=[w for w, _ in axes].index(2), slab_mm=float(L), fov_mm=[fov[0], fov[1]],
                 subcut_fat_mm=dict(lateral=float(body["t_lat"]), anterior=float(body["t_ant"]),
                                    posterior=float(body["t_post"])),
-                vertebral_body_mm=[float(v) for v in centres.mean(0) + shift], intensity_scale=float(scale), **acq)
+                vertebral_body_mm=[float(v) for v in centres.mean(0) + shift], intensity_scale=float(scale),
+                pdff_exposures={k: float(tissue_truth[k]) for k in ("lmm_ml", "intermat_ml", "imf_pct")}, **acq)
     return Phantom(water=water, fat=fat, labels=labels, ff=ff, affine=affine, exposures=exposures, targets=targets,
                    meta=meta)
