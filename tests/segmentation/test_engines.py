@@ -77,6 +77,7 @@ def test_a_scheme_file_maps_any_ids(scans, tmp_path):
     ("labels:\n  1: autochton_left\n  2: autochthon_right\n  3: psoas_left\n  4: psoas_right\n", "did you mean 'autochthon_left'"),
     ("labels:\n  1: autochthon_left\n  2: autochthon_right\n", "no source ID for psoas_left, psoas_right"),
     ("labels:\n  one: autochthon_left\n", "label ID 'one' is not an integer"),
+    ("labels:\n  1.5: autochthon_left\n", "label ID 1.5 is not an integer"),
     ("- 1\n- 2\n", "expected a mapping"),
 ])
 def test_a_broken_scheme_file_is_named_with_the_problem(tmp_path, text, message):
@@ -95,10 +96,15 @@ def test_unknown_scheme_and_engine_names_get_a_suggestion():
     assert set(BUILTIN) == {"backpain-epi", "totalsegmentator-total_mr"}
 
 
-def test_the_labels_engine_needs_a_label_column(scans, tmp_path):
-    pd.read_csv(scans).drop(columns="label").to_csv(scans, index=False)
-    with pytest.raises(InputFileError, match="label"):
-        _labels(scans, tmp_path / "out")
+def test_the_labels_engine_needs_a_label_column_and_a_row_without_one_fails_alone(scans, tmp_path):
+    table = pd.read_csv(scans)
+    table.loc[0, "label"] = None
+    table.to_csv(scans, index=False)
+    result = _labels(scans, tmp_path / "out")
+    assert "no label map" in result.failures["reason"].iloc[0] and len(result.exposures) == 2
+    table.drop(columns="label").to_csv(scans, index=False)
+    with pytest.raises(InputFileError, match="--engine labels needs a 'label' column"):
+        _labels(scans, tmp_path / "out2")
 
 
 def test_label_maps_off_the_image_grid_or_not_whole_numbers_fail_that_scan_only(scans, tmp_path):
@@ -130,7 +136,37 @@ def test_a_rerun_redoes_what_another_engine_setting_or_a_changed_input_made(scan
     assert again.n_processed == 1 and again.n_skipped == 2
     assert again.exposures.set_index("participant_id").loc[rows["participant_id"][0], "psoas_left_ml"] == 0
     record = json.loads((out / PARTS / f"{rows['participant_id'][0]}.json").read_text())
-    assert record["key"]["engine"] == {"engine": "labels", "label_scheme": None} and record["key"]["erode"] == 1
+    assert record["key"]["engine"] == {"engine": "labels", "label_scheme": [[1, 1], [2, 2], [3, 3], [4, 4]]}
+    assert record["key"]["erode"] == 1
+
+
+def test_an_edited_scheme_file_redoes_the_exposures(scans, tmp_path):
+    scheme = tmp_path / "scheme.yaml"
+    scheme.write_text("labels: {1: autochthon_left, 2: autochthon_right, 3: psoas_left, 4: psoas_right}\n")
+    out = tmp_path / "out"
+    before = _labels(scans, out, label_scheme=scheme).exposures
+    scheme.write_text("labels: {2: autochthon_left, 1: autochthon_right, 3: psoas_left, 4: psoas_right}\n")  # sides swapped
+    after = _labels(scans, out, label_scheme=scheme)
+    assert after.n_processed == 3
+    assert np.allclose(after.exposures["autochthon_left_ml"], before["autochthon_right_ml"])
+
+
+def test_only_a_new_erosion_keeps_the_label_maps(scans, tmp_path, monkeypatch):
+    from backpain_epi.segmentation import engines
+
+    out = tmp_path / "out"
+    _labels(scans, out)
+    monkeypatch.setattr(engines.LabelsEngine, "predict", lambda *a: pytest.fail("segmented again for a new erosion"))
+    again = _labels(scans, out, erode=1)
+    assert again.n_processed == 3 and again.failures.empty
+
+
+def test_options_of_another_engine_are_refused():
+    with pytest.raises(BackpainEpiError, match="--label-scheme: not an option of --engine builtin; it is for --engine labels or nnunet"):
+        EngineSpec(engine="builtin", label_scheme="backpain-epi")
+    with pytest.raises(BackpainEpiError, match="--weights: not an option of --engine labels"):
+        EngineSpec(engine="labels", weights="w.pt")
+    assert EngineSpec(engine="nnunet", model="m", folds=[0, 1]).folds == (0, 1)  # a list from Python works as a key
 
 
 def test_erosion_measures_composition_away_from_the_mask_edge():

@@ -33,3 +33,29 @@ def test_each_target_fails_on_its_own():
 def test_a_failed_scan_fails_the_evaluation():
     good = {"dice_autochthon": 0.95, "dice_psoas": 0.9, "lmm_rel_err": 0.01, "imf_abs_err": 0.5, "intermat_rel_err": 0.05}
     assert (summarise(pd.DataFrame([good]), n_failed=1)["result"] == "FAIL").all()
+
+
+def test_the_independent_targets_each_fail_on_their_own():
+    from backpain_epi.segmentation.evaluate import INDEPENDENT_TARGETS
+
+    good = {"dice_autochthon": 0.9, "dice_psoas": 0.8, "lmm_rel_err": 0.05, "imf_abs_err": 1.5, "intermat_rel_err": 0.2}
+    for metric, _, op, threshold in INDEPENDENT_TARGETS:
+        bad = dict(good, **{metric: threshold - 0.01 if op == ">=" else threshold + 0.01})
+        result = summarise(pd.DataFrame([bad] * 3), targets=INDEPENDENT_TARGETS).set_index("metric")["result"]
+        assert result[metric] == "FAIL" and (result.drop(metric) == "pass").all()
+
+
+def test_evaluation_scores_both_families_against_their_own_targets(tmp_path):
+    from backpain_epi.errors import BackpainEpiError
+    from backpain_epi.segmentation.evaluate import INDEPENDENT_TARGETS, evaluate_segmenter
+
+    scores, summary = evaluate_segmenter(tmp_path, n=1, seed=5, engine="labels", progress=False)
+    assert sorted(scores["family"]) == ["independent", "training"]
+    assert (scores["dice_autochthon"] == 1).all()  # the phantoms' own label maps
+    indep = summary[summary["family"] == "independent"].set_index("metric")
+    assert indep.loc["dice_psoas", "target"] == f">= {dict((m, t) for m, _, _, t in INDEPENDENT_TARGETS)['dice_psoas']:g}"
+    written = pd.read_csv(tmp_path / "evaluation_summary.csv")
+    assert list(written.columns) == ["family", "n", "metric", "statistic", "target", "value", "result"] and len(written) == 10
+    assert scores["participant_id"].str.startswith("IN5-").sum() == 1
+    with pytest.raises(BackpainEpiError, match="did you mean 'independent'"):
+        evaluate_segmenter(tmp_path / "x", n=1, family="independant", engine="labels", progress=False)

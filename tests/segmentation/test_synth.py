@@ -99,3 +99,33 @@ def test_training_on_domain_randomised_patches_runs_and_is_recorded(tmp_path, mo
     info = train_segmenter(tmp_path / "w.pt", settings=settings, device="cpu", n_validation=0, progress=False)
     assert info["final_loss"] > 0 and info["settings"]["synth_fraction"] == 1.0
     assert load_weights(tmp_path / "w.pt")[2]["settings"]["n_anatomies"] == 1
+
+
+def test_without_deformation_a_patch_is_the_anatomy_around_its_centre(anatomy):
+    from backpain_epi.segmentation.synth import RENDER_MM
+
+    render = SynthRenderer(CONFIG, deform=False)
+    rng = np.random.default_rng(4)
+    tissue, centre = render._sample_geometry(anatomy, rng)
+    axes = [(np.arange(n) - (n - 1) / 2) * r for n, r in zip(render.render_shape, RENDER_MM)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1) + centre
+    idx = np.rint(pts / anatomy.spacing).astype(int)
+    inside = ((idx >= 0) & (idx < np.array(anatomy.tissue.shape))).all(-1)
+    expected = np.zeros(render.render_shape, np.uint8)
+    expected[inside] = anatomy.tissue[tuple(idx[inside].T)]
+    assert (tissue.numpy() == expected).mean() > 0.98  # nearest-neighbour ties at voxel edges aside
+
+
+def test_left_stays_left_through_the_deformations(anatomy):
+    render = SynthRenderer(DEFAULT_CONFIG, flip_z=0.5)  # patches wide enough for both sides
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(6):
+        soft = render(anatomy, rng)["soft"]
+        x = torch.arange(soft.shape[1], dtype=torch.float32)[:, None, None]
+        mass = [float(soft[lab].sum()) for lab in (1, 2)]
+        if min(mass) > 20:
+            centre = [float((soft[lab] * x).sum()) / m for lab, m in zip((1, 2), mass)]
+            assert centre[0] < centre[1]  # RAS: the patient's left (label 1) at lower x
+            checked += 1
+    assert checked >= 2

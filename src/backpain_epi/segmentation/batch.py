@@ -58,8 +58,12 @@ class BatchResult:
     out: Path
 
 
-def read_manifest(path, *, require_label: bool = False, dictionary=None) -> list[dict]:
+def read_manifest(path, *, require_label: bool | str = False, dictionary=None) -> list[dict]:
     """Read and validate a manifest; return one dict per row with absolute paths.
+
+    ``require_label``: ``True`` needs a ``label`` path in every row (training and
+    evaluation); ``"column"`` needs the column only (a row without a label fails on
+    its own, as a bad scan does).
 
     Raises
     ------
@@ -80,9 +84,11 @@ def read_manifest(path, *, require_label: bool = False, dictionary=None) -> list
     if bad:
         raise InputFileError(f"{path}: participant_id {', '.join(map(repr, bad[:5]))} cannot be used as a file name; "
                              "use letters, digits, '.', '_' and '-' only (starting with a letter or digit).")
-    if require_label and ("label" not in df.columns or df["label"].isna().any()):
+    if require_label == "column" and "label" not in df.columns:
+        raise InputFileError(f"{path}: --engine labels needs a 'label' column with each participant's label map.")
+    if require_label is True and ("label" not in df.columns or df["label"].isna().any()):
         missing = df["participant_id"][df["label"].isna()].tolist() if "label" in df.columns else "all rows"
-        raise InputFileError(f"{path}: training needs a 'label' path (a reference label map) in every row; missing for {missing}.")
+        raise InputFileError(f"{path}: a 'label' path (a reference label map) is needed in every row; missing for {missing}.")
     rows = []
     for rec in df.to_dict("records"):
         row = {"participant_id": str(rec["participant_id"])}
@@ -90,7 +96,7 @@ def read_manifest(path, *, require_label: bool = False, dictionary=None) -> list
             value = rec.get(key)
             if isinstance(value, str) and value:
                 p = Path(value).expanduser()
-                row[key] = str(p if p.is_absolute() else path.parent / p)
+                row[key] = str(p if p.is_absolute() else (path.parent / p).absolute())
         rows.append(row)
     return rows
 
@@ -161,10 +167,13 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
     if engine.engine == "totalsegmentator" and workers:
         raise BackpainEpiError("--engine totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
                                "run it without --workers (on a cluster, set distributed.worker.daemon: False and use --scheduler).")
-    rows = read_manifest(manifest, require_label=engine.engine == "labels", dictionary=dictionary)
+    rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary)
     if not (out / "manifest.csv").exists() or not (out / "manifest.csv").samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
-    todo = [r for r in rows if not _done(out, r, record_key(engine, r, erode))]
+    state = {r["participant_id"]: _state(out, r, record_key(engine, r, erode)) for r in rows}
+    todo = [r for r in rows if state[r["participant_id"]] != "done"]
+    for r in todo:
+        r["_reuse_labels"] = state[r["participant_id"]] == "labels"  # only the erosion changed: the label map stands
     spec = {"out": str(out), "engine": engine, "erode": int(erode)}
     bar = tqdm(total=len(todo), desc="segment", unit="scan", disable=not progress)
     if todo and (scheduler or workers):
@@ -179,14 +188,11 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
 
 
 def record_key(engine, row: dict, erode: int = 0) -> dict:
-    """What a participant's result depends on: the engine and its settings, the erosion, and each input file's size and mtime."""
-    from .engines import engine_key
+    """What a participant's result depends on: the engine and what it reads (see :func:`.engines.engine_key`), the
+    erosion, and the size and modification time of each input file."""
+    from .engines import engine_key, file_stamp
 
-    files = {}
-    for col in ("water", "fat") + (("label",) if engine.engine == "labels" else ()):
-        path = Path(row.get(col) or "")
-        st = path.stat() if path.is_file() else None
-        files[col] = [str(path), st.st_size, st.st_mtime_ns] if st else [str(path), None, None]
+    files = {col: file_stamp(row.get(col)) for col in ("water", "fat") + (("label",) if engine.engine == "labels" else ())}
     return {"engine": engine_key(engine), "erode": int(erode), "files": files}
 
 
@@ -209,16 +215,24 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
     out, pid = Path(out), row["participant_id"]
     start = time.perf_counter()
     key = record_key(engine, row, erode)
+    label_path = out / "labels" / f"{pid}.nii.gz"
     try:
         pair = load_dixon(row.get("water") or "", row.get("fat") or "")
-        labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
+        if row.get("_reuse_labels") and label_path.is_file():
+            from .io import load_volume
+
+            labels = np.rint(load_volume(label_path, "label")[0]).astype(np.uint8)
+        else:
+            labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
         ff, reliable = fat_fraction(pair.water, pair.fat)
         exposures = compute_exposures(labels, ff, pair.voxel_ml, reliable, erode=erode, slice_axis=pair.slice_axis)
         save_nifti(out / "labels" / f"{pid}.nii.gz", labels.astype(np.uint8), pair.affine)
         record = {"participant_id": pid, "status": "ok", "exposures": exposures}
     except ScanError as exc:
+        label_path.unlink(missing_ok=True)  # no label map of an earlier run beside a failure
         record = {"participant_id": pid, "status": "failed", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one bad scan never stops a batch; the reason names the error
+        label_path.unlink(missing_ok=True)
         record = {"participant_id": pid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
     record["seconds"] = round(time.perf_counter() - start, 3)
     record["key"] = key
@@ -259,17 +273,21 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _done(out: Path, row: dict, key: dict) -> bool:
-    """A participant is done when its record is ``ok``, its label map exists, and it was made from the same inputs."""
+def _state(out: Path, row: dict, key: dict) -> str:
+    """``done`` (an ``ok`` record of the same key and its label map), ``labels`` (the same but for the erosion:
+    the exposures are computed again from the label map), or ``todo``."""
     pid = row["participant_id"]
     path = out / PARTS / f"{pid}.json"
     if not path.exists() or not (out / "labels" / f"{pid}.nii.gz").exists():
-        return False
+        return "todo"
     try:
         rec = json.loads(path.read_text())
     except ValueError:
-        return False
-    return rec.get("status") == "ok" and rec.get("key") == json.loads(json.dumps(key))
+        return "todo"
+    have, want = rec.get("key") or {}, json.loads(json.dumps(key))
+    if rec.get("status") != "ok" or {k: v for k, v in have.items() if k != "erode"} != {k: v for k, v in want.items() if k != "erode"}:
+        return "todo"
+    return "done" if have.get("erode") == want["erode"] else "labels"
 
 
 def _worker_device(device: str) -> str:

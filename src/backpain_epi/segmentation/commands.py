@@ -64,11 +64,13 @@ def phantoms(n, seed, out, protocol, family, targets):
               help="Water and fat to the network grid: partial volume (area) or sampled at voxel centres (trilinear).")
 @click.option("--synth-fraction", type=float, default=0.0, show_default=True,
               help="Share of the patches that are domain-randomised (appearance, geometry and acquisition drawn anew per "
-                   "patch from anatomies of a wide habitus); the shipped weights use 0.7.")
+                   "patch from anatomies of a wide habitus; see the model card).")
 @click.option("--n-anatomies", type=int, default=80, show_default=True, help="Anatomies the domain-randomised patches come from.")
 @click.option("--anatomy-seed", type=int, default=2000, show_default=True, help="Seed of those anatomies.")
 @click.option("--synth-workers", type=int, default=1, show_default=True, help="Processes making domain-randomised patches.")
 @click.option("--anatomy-cache", type=_PATH, default=None, help="Folder keeping the drawn anatomies between runs.")
+@click.option("--flip-z", type=float, default=0.0, show_default=True,
+              help="Probability of mirroring a training patch head to foot (the phantoms' psoas grows cranially).")
 @click.option("--engine", type=click.Choice(["builtin", "nnunet"]), default="builtin", show_default=True,
               help="builtin: the package's UNet (--out is a .pt file); nnunet: write an nnU-Net v2 raw dataset from "
                    "--manifest or --n-phantoms phantoms, plan, preprocess and train it (--out is the model folder for "
@@ -83,7 +85,7 @@ def phantoms(n, seed, out, protocol, family, targets):
 @_DEVICE
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, engine, configuration, fold, trainer, work_dir, base_features, device):
+                            anatomy_cache, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     from dataclasses import replace
 
@@ -98,7 +100,7 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
 
         model = train_nnunet(out, manifest=manifest, n_phantoms=None if manifest else (n_phantoms or 40), phantom_seed=seed,
                              configuration=configuration, fold="all" if fold == "all" else _int_option("--fold", fold),
-                             trainer=trainer, device=device if device != "auto" else "cpu", work_dir=work_dir,
+                             trainer=trainer, device=device, work_dir=work_dir,
                              base_features=base_features)
         click.echo(f"Wrote the nnU-Net model folder {model}; segment with: backpain-epi segment --engine nnunet --model {model} ...")
         return
@@ -107,12 +109,13 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     for name, value in changes.items():
         if value <= 0:
             raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
-    if not 0 <= synth_fraction <= 1:
-        raise BackpainEpiError(f"--synth-fraction {synth_fraction}: a share between 0 and 1.")
+    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z)):
+        if not 0 <= value <= 1:
+            raise BackpainEpiError(f"{name} {value}: a probability between 0 and 1.")
     if n_anatomies < 1 or synth_workers < 0:
         raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
-                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None)
+                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z)
     base = TrainSettings(seed=seed)
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,8 @@ ENGINES = {
     "labels": f"{__name__}:LabelsEngine",
 }
 _CACHE: dict = {}  # one engine per spec and process
+#: settings that only some engines take
+_OPTIONS = {"weights": ("builtin",), "model": ("nnunet",), "folds": ("nnunet",), "label_scheme": ("labels", "nnunet")}
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,12 @@ class EngineSpec:
             raise BackpainEpiError(f"--engine: {unknown_choice('engine', self.engine, ENGINES)}")
         if self.batch_size < 1:
             raise BackpainEpiError(f"--batch-size {self.batch_size}: must be at least 1.")
+        if self.folds is not None and not isinstance(self.folds, tuple):
+            object.__setattr__(self, "folds", tuple(self.folds))
+        for name, engines in _OPTIONS.items():
+            if getattr(self, name) not in (None, ()) and self.engine not in engines:
+                option = "--" + name.replace("_", "-")
+                raise BackpainEpiError(f"{option}: not an option of --engine {self.engine}; it is for --engine {' or '.join(engines)}.")
 
     def engine_class(self):
         module, name = ENGINES[self.engine].split(":")
@@ -103,19 +111,50 @@ class EngineSpec:
         return engine_key(self)
 
 
+def file_stamp(path) -> list:
+    """``[absolute path, size, mtime in ns]`` of a file (``None`` for the last two when it does not exist)."""
+    from pathlib import Path
+
+    p = Path(path or "").expanduser().absolute()
+    st = p.stat() if p.is_file() else None
+    return [str(p), st.st_size, st.st_mtime_ns] if st else [str(p), None, None]
+
+
 def engine_key(spec: EngineSpec) -> dict:
-    """The engine and the settings that change its label maps (not the device or batch size)."""
-    keep = {"builtin": ("weights",), "nnunet": ("model", "folds", "checkpoint", "label_scheme"),
-            "totalsegmentator": (), "labels": ("label_scheme",)}[spec.engine]
-    d = asdict(spec)
-    return {"engine": spec.engine, **{k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}}
+    """The engine and what changes its label maps: the weights or model files (by size and mtime), the folds, the
+    label scheme's mapping; not the device or batch size."""
+    from pathlib import Path
+
+    key: dict = {"engine": spec.engine}
+    if spec.engine == "builtin":
+        from .network import default_weights_path
+
+        key["weights"] = file_stamp(spec.weights or default_weights_path())
+    if spec.engine == "nnunet":
+        folder = Path(spec.model or "").expanduser()
+        key["model"] = [file_stamp(folder / name) for name in ("dataset.json", "plans.json")]
+        key["checkpoints"] = [file_stamp(p) for p in sorted(folder.glob(f"fold_*/{spec.checkpoint}"))
+                              if spec.folds is None or p.parent.name.removeprefix("fold_") in {str(f) for f in spec.folds}]
+    if spec.engine == "totalsegmentator":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            key["version"] = version("TotalSegmentator")
+        except PackageNotFoundError:
+            key["version"] = None
+    if spec.engine in ("labels", "nnunet") and (spec.engine == "labels" or spec.label_scheme):
+        key["label_scheme"] = [list(pair) for pair in load_scheme(spec.label_scheme).mapping]
+    return key
 
 
 def make_engine(spec: EngineSpec) -> "Engine":
-    """The engine of ``spec``, built once per process."""
-    if spec not in _CACHE:
-        _CACHE[spec] = spec.engine_class()(spec)
-    return _CACHE[spec]
+    """The engine of ``spec``, built once per process (and again when the files it reads have changed)."""
+    import json
+
+    key = (spec, json.dumps(engine_key(spec)))
+    if key not in _CACHE:
+        _CACHE[key] = spec.engine_class()(spec)
+    return _CACHE[key]
 
 
 class Engine(ABC):

@@ -118,8 +118,9 @@ def compute_exposures(labels: np.ndarray, ff: np.ndarray, voxel_ml: float, relia
     out["psoas_right_ml"] = (labels == 4).sum() * voxel_ml
     compartment = (labels == 1) | (labels == 2)
     out["autochthon_ml"] = compartment.sum() * voxel_ml
-    out["lmm_ml"], out["imf_pct"] = _composition(ff[cores["left"] | cores["right"]], out["autochthon_ml"])
+    out["lmm_ml"] = out["lmm_left_ml"] + out["lmm_right_ml"]  # so that the sides add up, eroded or not
     out["intermat_ml"] = out["autochthon_ml"] - out["lmm_ml"]
+    out["imf_pct"] = _composition(ff[cores["left"] | cores["right"]], out["autochthon_ml"])[1]
     out["psoas_ml"] = out["psoas_left_ml"] + out["psoas_right_ml"]
     mean_side = (side["left"] + side["right"]) / 2
     out["qc_asymmetry"] = abs(side["left"] - side["right"]) / mean_side if mean_side > 0 else np.nan

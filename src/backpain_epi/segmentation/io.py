@@ -39,8 +39,12 @@ class DixonPair:
 
     @property
     def slice_axis(self) -> int:
-        """The array axis closest to the craniocaudal direction (across axial slices)."""
-        return int(np.argmax(np.abs(self.affine[2, :3]) / np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))))
+        """The array axis across the slices: the one with the largest voxel size when one is clearly larger (by
+        20 %), else the axis closest to the craniocaudal direction."""
+        zooms = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        if zooms.max() > 1.2 * np.sort(zooms)[1]:
+            return int(np.argmax(zooms))
+        return int(np.argmax(np.abs(self.affine[2, :3]) / zooms))
 
 
 def load_volume(path: str | os.PathLike, what: str = "image"):

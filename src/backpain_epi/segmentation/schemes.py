@@ -59,11 +59,10 @@ class LabelScheme:
         """A scheme from ``{source ID: structure name}`` (package names or the aliases of :data:`ALIASES`)."""
         pairs, problems = [], []
         for key, structure in names.items():
-            try:
-                sid = int(key)
-            except (TypeError, ValueError):
+            if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit())):
                 problems.append(f"label ID {key!r} is not an integer")
                 continue
+            sid = int(key)
             target = ALIASES.get(str(structure), str(structure))
             if target not in STRUCTURES:
                 problems.append(f"label {sid}: {unknown_choice('structure', structure, STRUCTURES)}")

@@ -174,9 +174,17 @@ class SynthRenderer:
     ----------
     config
         The network config (``spacing_mm``, ``roi_size``).
+    flip_z
+        Probability of mirroring the patch head to foot. The training generator's
+        anatomy has the psoas growing cranially (the wrong way round: real psoas grow
+        caudally), so mirroring half the patches teaches both.
+    deform
+        ``False`` samples the anatomy as it is (no affine, no elastic field, no jitter
+        of the centre): what the tests check the geometry with.
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, flip_z: float = 0.0, deform: bool = True):
+        self.flip_z, self.deform = flip_z, deform
         self.net_mm = np.asarray(config["spacing_mm"], float)
         self.roi = tuple(int(r) for r in config["roi_size"])
         self.extent = self.net_mm * np.asarray(self.roi)
@@ -188,17 +196,22 @@ class SynthRenderer:
     def __call__(self, anat: Anatomy, rng: np.random.Generator) -> dict:
         import torch
 
-        tissue = self._sample_geometry(anat, rng)
+        tissue, centre_mm = self._sample_geometry(anat, rng)
         water, fat = self._appearance(tissue, rng)
         labels = label_of_tissue(tissue)
         x, keep = self._acquire(water, fat, rng)
         onehot = (labels[None] == torch.arange(5, dtype=labels.dtype)[:, None, None, None]).float()
-        factor = tuple(r // n for r, n in zip(self.render_shape, self.roi))  # the render grid halves into the network grid
-        soft = torch.nn.functional.avg_pool3d(onehot[None], factor)[0]
+        factor = tuple(r // n for r, n in zip(self.render_shape, self.roi))
+        if all(f * n == r for f, n, r in zip(factor, self.roi, self.render_shape)):  # the default: exact 2 x 2 x 2 blocks
+            soft = torch.nn.functional.avg_pool3d(onehot[None], factor)[0]
+        else:
+            from .io import resize
+
+            soft = resize(onehot, self.roi, "area")
         if keep is not None:  # outside the field of view: nothing to see, nothing to find
             soft = soft * keep
             soft[0] += 1 - keep
-        return {"image": x, "soft": soft}
+        return {"image": x, "soft": soft, "centre_mm": centre_mm}
 
     # ------------------------------------------------------------------ geometry
 
@@ -211,10 +224,13 @@ class SynthRenderer:
         # patch centre: 3 of 4 on a muscle voxel, else anywhere in the body
         idx = anat.muscle_voxels if rng.random() < 0.75 and len(anat.muscle_voxels) else anat.body_voxels
         centre_vox = np.array(np.unravel_index(idx[rng.integers(len(idx))], tissue.shape), float) if len(idx) else np.array(tissue.shape) / 2
-        centre_mm = centre_vox * anat.spacing + rng.normal(0, [15, 15, 20])
+        centre_mm = centre_vox * anat.spacing + (rng.normal(0, [15, 15, 20]) if self.deform else 0)
         # render grid positions (mm, centred), through the deformation
-        q = self._points @ _random_affine(rng).T.astype(np.float32)
-        q += _elastic(rng, self.render_shape).reshape(-1, 3)
+        if self.deform:
+            q = self._points @ _random_affine(rng).T.astype(np.float32)
+            q += _elastic(rng, self.render_shape).reshape(-1, 3)
+        else:
+            q = self._points.copy()
         index = (q + centre_mm.astype(np.float32)) / anat.spacing.astype(np.float32)
         lo = np.clip(np.floor(index.min(0)).astype(int) - 1, 0, np.array(tissue.shape) - 1)
         hi = np.clip(np.ceil(index.max(0)).astype(int) + 2, lo + 1, np.array(tissue.shape))
@@ -225,13 +241,15 @@ class SynthRenderer:
         grid = torch.from_numpy(norm[:, ::-1].astype(np.float32)).view(1, *self.render_shape, 3)  # (z, y, x) order for grid_sample
         out = F.grid_sample(crop[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=True)
         out = out[0, 0].round().to(torch.uint8)
-        if rng.random() < 0.3:  # psoas missing at the cranial end of the slab
+        if rng.random() < 0.3:  # psoas missing at the slab end where it is thin (the generator's index 0)
             zcut = rng.uniform(0.05, 0.3) * tissue.shape[2]
             top = torch.from_numpy(index[:, 2].reshape(self.render_shape) < zcut)
             out[top & ((out == TISSUES["psoas_left"]) | (out == TISSUES["psoas_right"]))] = TISSUES["inner_fat"]
         if rng.random() < 0.5:
             out[out == TISSUES["kidney"]] = TISSUES["viscera"]
-        return out
+        if rng.random() < self.flip_z:
+            out = out.flip(2)
+        return out, centre_mm
 
     # ------------------------------------------------------------------ appearance
 
@@ -369,15 +387,15 @@ class SynthPatches(torch.utils.data.IterableDataset):
         Seed of the stream (each DataLoader worker offsets it by its id).
     """
 
-    def __init__(self, anatomies: list[Anatomy], config: dict, seed: int):
-        self.anatomies, self.config, self.seed = anatomies, config, seed
+    def __init__(self, anatomies: list[Anatomy], config: dict, seed: int, flip_z: float = 0.0):
+        self.anatomies, self.config, self.seed, self.flip_z = anatomies, config, seed, flip_z
 
     def __iter__(self):
         import torch
 
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        render = SynthRenderer(self.config)
+        render = SynthRenderer(self.config, self.flip_z)
         torch.set_num_threads(1)
         while True:
             yield render(self.anatomies[rng.integers(len(self.anatomies))], rng)

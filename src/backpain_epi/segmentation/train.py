@@ -51,6 +51,9 @@ class TrainSettings:
         DataLoader processes making domain-randomised patches (the result depends on it).
     anatomy_cache
         Folder keeping the drawn anatomies between runs (a few seconds each to draw).
+    flip_z
+        Probability of mirroring a patch head to foot (phantom and domain-randomised
+        patches alike): the training generator's psoas grows the wrong way (cranially).
     """
 
     steps: int = 2000
@@ -66,6 +69,7 @@ class TrainSettings:
     anatomy_seed: int = 2000
     synth_workers: int = 1
     anatomy_cache: str | None = None
+    flip_z: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
 
@@ -131,13 +135,13 @@ def manifest_examples(manifest, config, progress: bool = True) -> list[dict]:
     return out
 
 
-def augmentations(config: dict, seed: int, patches_per_volume: int):
+def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: float = 0.0):
     """MONAI transforms from an example to augmented patches with an ``image`` key.
 
     Patches (3 of 4 centred on a muscle voxel), small rotations about the
     craniocaudal axis and scaling, a smooth bias field, contrast (gamma) and
-    scale changes of the signal channels, noise and blur. No left–right flip:
-    the labels are sided.
+    scale changes of the signal channels, noise and blur; a head-to-foot flip
+    with probability ``flip_z``. No left–right flip: the labels are sided.
     """
     from monai import transforms as T
 
@@ -149,6 +153,7 @@ def augmentations(config: dict, seed: int, patches_per_volume: int):
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=3, neg=1, num_samples=patches_per_volume),
         T.RandAffined(keys, prob=0.7, rotate_range=(0.05, 0.05, 0.3), scale_range=(0.15, 0.15, 0.1),
                       mode=("bilinear", "bilinear", "nearest") + (("bilinear",) if soft else ()), padding_mode="border"),
+        *([T.RandFlipd(keys, prob=flip_z, spatial_axis=2)] if flip_z else []),  # absent at 0: earlier runs reproduce
         T.RandBiasFieldd("signal", prob=0.5, coeff_range=(0.0, 0.3)),
         T.RandAdjustContrastd("signal", prob=0.3, gamma=(0.7, 1.5)),
         T.RandScaleIntensityd("signal", factors=0.25, prob=0.5),
@@ -180,7 +185,7 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     soft = "soft" in examples[0] if examples else config.get("label_resampling") == "area"  # partial-volume targets
     config["label_resampling"] = "area" if soft else "nearest"
     config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
-    aug = augmentations(config, settings.seed + 1, settings.patches_per_volume)
+    aug = augmentations(config, settings.seed + 1, settings.patches_per_volume, settings.flip_z)
     rng = np.random.default_rng(settings.seed + 2)
     synth = _synth_stream(settings, config, soft) if settings.synth_fraction > 0 else None
     n_patches = settings.volumes_per_step * settings.patches_per_volume
@@ -230,7 +235,7 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
                                "use --label-resampling area.")
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
                         cache=settings.anatomy_cache)
-    data = SynthPatches(bank, config, settings.seed + 3)
+    data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
                                          prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
     return iter(loader)
