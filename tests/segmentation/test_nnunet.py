@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -241,13 +240,14 @@ def tiny_model(tmp_path_factory):
     return model, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_tiny_nnunet_end_to_end(tiny_model, tmp_path, phantom_dir):
     """Train (fixture), then segment through the engine and the batch: our labels, on the input grid."""
     from backpain_epi.segmentation import batch
-    from backpain_epi.segmentation.io import DixonPair, load_dixon
+    from backpain_epi.segmentation.io import DixonPair
     from backpain_epi.segmentation.phantom import make_phantom
 
-    model, trained = tiny_model
+    model, _ = tiny_model
     for name in ("dataset.json", "plans.json", "fold_all/checkpoint_final.pth", "backpain_epi.json"):
         assert (model / name).is_file()
     assert not (model / "fold_all" / "checkpoint_latest.pth").exists()
@@ -262,19 +262,13 @@ def test_tiny_nnunet_end_to_end(tiny_model, tmp_path, phantom_dir):
         labels = engine.segment(pair, {"participant_id": f"s{seed}"})
         assert labels.shape == ph.water.shape and labels.dtype == np.uint8 and labels.max() <= 4
 
-    if "engine" in inspect.signature(batch.segment_manifest).parameters:
-        result = batch.segment_manifest(phantom_dir / "manifest.csv", tmp_path / "out", engine=spec, progress=False)
-        assert result.failures.empty and len(result.exposures) == 3
-        for pid in result.exposures["participant_id"]:
-            label, affine = _load(tmp_path / "out" / "labels" / f"{pid}.nii.gz")
-            water, water_affine = _load(next(r["water"] for r in batch.read_manifest(phantom_dir / "manifest.csv")
-                                             if r["participant_id"] == pid))
-            assert label.shape == water.shape and np.allclose(affine, water_affine) and label.max() <= 4
-    else:  # segment_manifest has no engine parameter yet: the same engine on the manifest's scans
-        for row in batch.read_manifest(phantom_dir / "manifest.csv"):
-            pair = load_dixon(row["water"], row["fat"])
-            assert make_engine(spec).segment(pair, row).shape == pair.water.shape
-    assert trained < 120, f"tiny nnU-Net training took {trained:.0f} s"
+    result = batch.segment_manifest(phantom_dir / "manifest.csv", tmp_path / "out", engine=spec, progress=False)
+    assert result.failures.empty and len(result.exposures) == 3
+    for pid in result.exposures["participant_id"]:
+        label, affine = _load(tmp_path / "out" / "labels" / f"{pid}.nii.gz")
+        water, water_affine = _load(next(r["water"] for r in batch.read_manifest(phantom_dir / "manifest.csv")
+                                         if r["participant_id"] == pid))
+        assert label.shape == water.shape and np.allclose(affine, water_affine) and label.max() <= 4
 
 
 @pytest.mark.slow
@@ -282,8 +276,6 @@ def test_nnunet_engine_on_a_dask_worker(tiny_model, tmp_path, phantom_dir):
     """Inside a (daemonic) Dask worker process: the engine starts no processes of its own."""
     from backpain_epi.segmentation import batch
 
-    if "engine" not in inspect.signature(batch.segment_manifest).parameters:
-        pytest.skip("segment_manifest has no engine parameter")
     spec = EngineSpec(engine="nnunet", model=str(tiny_model[0]), device="cpu")
     result = batch.segment_manifest(phantom_dir / "manifest.csv", tmp_path / "out", engine=spec, workers=1, progress=False)
     assert result.failures.empty and len(result.exposures) == 3
