@@ -208,3 +208,19 @@ def test_cli_segments_existing_label_maps_with_a_scheme(scans, tmp_path):
     res = CliRunner().invoke(main, ["segment", "--manifest", str(scans), "--out", str(out), "--engine", "labels",
                                     "--label-scheme", "totalsegmentator_total_mr"])
     assert res.exit_code == 2 and "did you mean 'totalsegmentator-total_mr'" in res.output
+
+
+def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, tmp_path):
+    from backpain_epi.cli import main
+
+    run = CliRunner().invoke
+    res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "labels", "--weights", "w.pt"])
+    assert res.exit_code == 2 and "--weights: not an option of --engine labels" in res.output
+    res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "nnunet", "--folds", "0,x",
+                     "--model", str(tmp_path)])
+    assert res.exit_code == 2 and "--folds x: expected comma-separated fold numbers" in res.output
+    res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fraction", "1.5"])
+    assert res.exit_code == 2 and "--synth-fraction 1.5: a probability between 0 and 1" in res.output
+    res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "totalsegmentator",
+                     "--workers", "2"])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output

@@ -1,13 +1,20 @@
-"""The shipped weights meet the Dice targets on held-out phantoms (a seed and protocol never used in training)."""
+"""The shipped weights on held-out phantoms of both families (seeds never used in training).
+
+The thresholds are per scan; the family-wide targets (means and medians over 50 scans) are
+checked by ``backpain-epi evaluate-segmenter`` and recorded in the model card.
+"""
 
 import numpy as np
 import pytest
 
 from backpain_epi.segmentation.evaluate import EVALUATION_SEED
+from backpain_epi.segmentation.independent import make_independent_phantom
 from backpain_epi.segmentation.infer import Segmenter, dice, segment_pair
 from backpain_epi.segmentation.io import DixonPair
 from backpain_epi.segmentation.network import default_weights_path
 from backpain_epi.segmentation.phantom import make_phantom
+
+SEEDS = np.random.SeedSequence(EVALUATION_SEED + 1).spawn(2)
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +23,21 @@ def segmenter():
     return Segmenter.load(device="cpu")
 
 
-@pytest.mark.parametrize("index", [0, 1])
-def test_shipped_weights_meet_the_dice_targets(segmenter, index):
-    ph = make_phantom(np.random.SeedSequence(EVALUATION_SEED + 1).spawn(2)[index], protocol="heldout")
+def _scores(segmenter, ph):
     labels, exposures = segment_pair(segmenter, DixonPair(ph.water.astype(np.float32), ph.fat.astype(np.float32), ph.affine))
-    assert np.mean([dice(labels, ph.labels, [1]), dice(labels, ph.labels, [2])]) >= 0.92
-    assert np.mean([dice(labels, ph.labels, [3]), dice(labels, ph.labels, [4])]) >= 0.85
-    assert exposures["lmm_ml"] == pytest.approx(ph.exposures["lmm_ml"], rel=0.10)
+    return (np.mean([dice(labels, ph.labels, [1]), dice(labels, ph.labels, [2])]),
+            np.mean([dice(labels, ph.labels, [3]), dice(labels, ph.labels, [4])]),
+            exposures["lmm_ml"] / ph.exposures["lmm_ml"] - 1)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_shipped_weights_on_the_training_generators_held_out_phantoms(segmenter, index):
+    auto, psoas, lmm = _scores(segmenter, make_phantom(SEEDS[index], protocol="heldout"))
+    assert auto >= 0.92 and psoas >= 0.85 and abs(lmm) <= 0.10
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_shipped_weights_on_the_independent_family(segmenter, index):
+    # the weights before domain randomisation gave a psoas Dice of about 0.25 on this family
+    auto, psoas, lmm = _scores(segmenter, make_independent_phantom(SEEDS[index]))
+    assert auto >= 0.75 and psoas >= 0.6 and abs(lmm) <= 0.30
