@@ -116,7 +116,7 @@ def test_label_maps_off_the_image_grid_or_not_whole_numbers_fail_that_scan_only(
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32) * 0.5, img.affine), bad_values)
     result = _labels(scans, tmp_path / "out")
     reasons = result.failures.set_index("participant_id")["reason"]
-    assert "not on the grid of the images" in reasons[rows["participant_id"][0]]
+    assert "not on the image grid" in reasons[rows["participant_id"][0]]
     assert "non-integer" in reasons[rows["participant_id"][1]]
     assert list(result.exposures["participant_id"]) == [rows["participant_id"][2]]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BackpainEpiError, unknown_choice
-from .io import DixonPair, ScanError, load_volume
+from .io import DixonPair, ScanError, load_label_map
 from .schemes import LabelScheme, load_scheme
 
 #: engine name -> "module:Class" (imported only when used: nnU-Net and TotalSegmentator are optional extras)
@@ -216,11 +216,4 @@ class LabelsEngine(Engine):
     def predict(self, pair, row):
         if not row.get("label"):
             raise ScanError("no label map in the manifest's 'label' column (the labels engine needs one per participant)")
-        labels, affine = load_volume(row["label"], "label")
-        if labels.shape != pair.water.shape or not np.allclose(affine, pair.affine, atol=1e-3):
-            raise ScanError(f"label map {row['label']} {labels.shape} is not on the grid of the images {pair.water.shape} "
-                            "(shape or affine differ); resample it to the water image first")
-        ids = np.rint(labels)
-        if np.abs(labels - ids).max() > 1e-3:
-            raise ScanError(f"label map {row['label']} holds non-integer values (a probability map or an interpolated image?)")
-        return ids.astype(np.int64)
+        return load_label_map(row["label"], pair)

@@ -93,6 +93,18 @@ def load_dixon(water_path, fat_path) -> DixonPair:
     return DixonPair(water, fat, aw)
 
 
+def load_label_map(path, pair: DixonPair) -> np.ndarray:
+    """A label map (int64) that must lie on the grid of ``pair`` and hold whole numbers; :class:`ScanError` otherwise."""
+    labels, affine = load_volume(path, "label")
+    if labels.shape != pair.water.shape or not np.allclose(affine, pair.affine, atol=1e-3):
+        raise ScanError(f"label map {path} {labels.shape} is not on the image grid {pair.water.shape} "
+                        "(shape or affine differ); resample it to the water image first")
+    ids = np.rint(labels)
+    if np.abs(labels - ids).max() > 1e-3:
+        raise ScanError(f"label map {path} holds non-integer values (a probability map or an interpolated image?)")
+    return ids.astype(np.int64)
+
+
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     """Write ``data`` with ``affine`` (as sform and qform) to ``path`` atomically: a temporary file, then a rename."""
     import nibabel as nib

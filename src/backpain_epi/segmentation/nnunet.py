@@ -419,19 +419,15 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
 
 def _write_cases(out: Path, rows: list, manifest, channels, scheme) -> None:
     """Each row's images and label map, checked, into ``imagesTr``/``labelsTr``."""
-    from .io import ScanError, load_dixon, load_volume, save_nifti
+    from .io import ScanError, load_dixon, load_label_map, save_nifti
 
     for row in rows:
         pid = row["participant_id"]
         try:
             pair = load_dixon(row["water"], row["fat"])
-            labels, affine = load_volume(row["label"], "label")
+            ids = load_label_map(row["label"], pair)
         except ScanError as exc:
             raise InputFileError(f"{manifest}: participant {pid}: {exc}.") from None
-        if labels.shape != pair.water.shape or not np.allclose(affine, pair.affine, atol=1e-3):
-            raise InputFileError(f"{manifest}: participant {pid}: label map {labels.shape} is not on the image grid "
-                                 f"{pair.water.shape}; resample it to the water image first.")
-        ids = np.rint(labels).astype(np.int64)
         labels = scheme.apply(ids) if scheme else ids
         if labels.min() < 0 or labels.max() > 4:
             raise InputFileError(f"{manifest}: participant {pid}: label IDs {sorted(np.unique(labels).tolist())[:8]} "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import Grid, load_dixon, load_volume, network_input, resize
+from .io import Grid, load_dixon, network_input, resize
 from .network import DEFAULT_CONFIG
 from .phantom import Protocol
 
@@ -119,19 +119,17 @@ def manifest_examples(manifest, config, progress: bool = True) -> list[dict]:
 
     from ..errors import InputFileError
     from .batch import read_manifest
-    from .io import ScanError
+    from .io import ScanError, load_label_map
 
     rows = read_manifest(manifest, require_label=True)
     out = []
     for row in tqdm(rows, desc="training scans", unit="vol", disable=not progress):
         try:
             pair = load_dixon(row["water"], row["fat"])
-            labels, aff = load_volume(row["label"], "label")
+            labels = load_label_map(row["label"], pair)
         except ScanError as exc:
             raise InputFileError(f"{manifest}: participant {row['participant_id']}: {exc}") from None
-        if labels.shape != pair.water.shape or not np.allclose(aff, pair.affine, atol=1e-3):
-            raise InputFileError(f"{manifest}: participant {row['participant_id']}: the label map is not on the grid of the images.")
-        out.append(volume_example(pair.water, pair.fat, pair.affine, np.rint(labels), config))
+        out.append(volume_example(pair.water, pair.fat, pair.affine, labels, config))
     return out
 
 
