@@ -224,3 +224,13 @@ def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, 
     res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "totalsegmentator",
                      "--workers", "2"])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_an_image_in_the_label_column_fails_that_scan(scans, tmp_path):
+    rows = pd.read_csv(scans)
+    shutil.copy(scans.parent / rows["water"][0], scans.parent / rows["label"][0])  # the water image as a "label map"
+    img = nib.load(scans.parent / rows["label"][0])
+    data = np.rint(np.asarray(img.dataobj, dtype=np.float32) * 1000 / max(1.0, float(np.asarray(img.dataobj).max())))
+    nib.save(nib.Nifti1Image(data.astype(np.int16), img.affine), scans.parent / rows["label"][0])
+    reasons = _labels(scans, tmp_path / "out").failures.set_index("participant_id")["reason"]
+    assert "an image, not a label map" in reasons[rows["participant_id"][0]]

@@ -49,7 +49,7 @@ def phantoms(n, seed, out, protocol, family, targets):
 
 
 @click.command("train-segmenter")
-@click.option("--out", type=_PATH, required=True, help="Weights file to write (.pt).")
+@click.option("--out", type=_PATH, required=True, help="Weights file to write (.pt); with --engine nnunet, the model folder to write.")
 @click.option("--manifest", type=_PATH, default=None, help="Fine-tune on these scans (manifest with a label column) instead of phantoms.")
 @click.option("--init-weights", type=_PATH, default=None, help="Start from these weights (fine-tuning).")
 @click.option("--steps", type=int, default=None, help="Optimiser steps [default: 2000].")

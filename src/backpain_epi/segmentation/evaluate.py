@@ -118,6 +118,8 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     from .phantom import write_phantoms
 
     out = Path(out)
+    if manifest is None and n < 1:
+        raise BackpainEpiError(f"--n {n}: draw at least one phantom per family.")
     if manifest is not None:
         if truth is None:
             raise BackpainEpiError("--truth: give the true exposures (CSV with participant_id, lmm_ml, intermat_ml, imf_pct) with --manifest.")

@@ -102,6 +102,8 @@ def load_label_map(path, pair: DixonPair) -> np.ndarray:
     ids = np.rint(labels)
     if np.abs(labels - ids).max() > 1e-3:
         raise ScanError(f"label map {path} holds non-integer values (a probability map or an interpolated image?)")
+    if len(np.unique(ids.ravel()[:: max(1, ids.size // 200_000)])) > 300:
+        raise ScanError(f"label map {path} holds hundreds of distinct values: an image, not a label map?")
     return ids.astype(np.int64)
 
 

@@ -391,7 +391,7 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise BackpainEpiError(f"--dataset-name {name!r}: use letters, digits, '_' and '-' only.")
     if (manifest is None) == (phantoms is None):
-        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--phantoms N), not both or neither.")
+        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--n-phantoms N), not both or neither.")
     raw_dir = Path(raw_dir)
     taken = [p.name for p in raw_dir.glob(f"Dataset{int(dataset_id):03d}_*")]
     if taken:
@@ -491,7 +491,7 @@ def train_nnunet(out_model_dir, *, manifest=None, n_phantoms: int | None = None,
         raise BackpainEpiError(f"--configuration: {unknown_choice('configuration', configuration, CONFIGURATIONS)}")
     fold = "all" if str(fold) == "all" else int(fold)
     if (manifest is None) == (n_phantoms is None):
-        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--phantoms N), not both or neither.")
+        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--n-phantoms N), not both or neither.")
     if fold != "all":
         from .batch import read_manifest
 
