@@ -129,3 +129,18 @@ def test_left_stays_left_through_the_deformations(anatomy):
             assert centre[0] < centre[1]  # RAS: the patient's left (label 1) at lower x
             checked += 1
     assert checked >= 2
+
+
+def test_anatomy_variant_2_adds_intermat_geometry_and_leaves_variant_1_alone():
+    from backpain_epi.errors import BackpainEpiError
+    from backpain_epi.segmentation.phantom import TISSUES
+
+    seed = np.random.SeedSequence(21)
+    one, again = draw_anatomy(seed, spacing=SPACING), draw_anatomy(seed, spacing=SPACING, variant=1)
+    two = draw_anatomy(seed, spacing=SPACING, variant=2)
+    assert np.array_equal(one.tissue, again.tissue)
+    assert not np.array_equal(one.tissue, two.tissue)
+    fat = [np.isin(a.tissue, (TISSUES["intermat_left"], TISSUES["intermat_right"])).sum() for a in (one, two)]
+    assert fat[0] != fat[1]
+    with pytest.raises(BackpainEpiError, match="anatomy variant"):
+        anatomy_bank(1, 1, progress=False, variant=3)

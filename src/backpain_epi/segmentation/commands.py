@@ -69,6 +69,8 @@ def phantoms(n, seed, out, protocol, family, targets):
 @click.option("--anatomy-seed", type=int, default=2000, show_default=True, help="Seed of those anatomies.")
 @click.option("--synth-workers", type=int, default=1, show_default=True, help="Processes making domain-randomised patches.")
 @click.option("--anatomy-cache", type=_PATH, default=None, help="Folder keeping the drawn anatomies between runs.")
+@click.option("--anatomy-variant", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="Anatomies: 1 the wide habitus; 2 also InterMAT from the core to the edge and along septa.")
 @click.option("--flip-z", type=float, default=0.0, show_default=True,
               help="Probability of mirroring a training patch head to foot (the phantoms' psoas grows cranially).")
 @click.option("--engine", type=click.Choice(["builtin", "nnunet"]), default="builtin", show_default=True,
@@ -85,7 +87,7 @@ def phantoms(n, seed, out, protocol, family, targets):
 @_DEVICE
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
+                            anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     from dataclasses import replace
 
@@ -115,7 +117,8 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     if n_anatomies < 1 or synth_workers < 0:
         raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
-                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z)
+                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z,
+                   anatomy_variant=int(anatomy_variant))
     base = TrainSettings(seed=seed)
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,

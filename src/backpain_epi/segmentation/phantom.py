@@ -357,7 +357,7 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0, hab
     compartment = masks[1] | masks[2]
     labels[masks[1]], labels[masks[2]] = 1, 2
     labels[psoas[3] & ~compartment], labels[psoas[4] & ~compartment] = 3, 4
-    _fill_compartment(rng, compartment, lam_pd, ff, spacing, voxel_ml, targets)
+    _fill_compartment(rng, compartment, lam_pd, ff, spacing, voxel_ml, targets, hab)
     fatty = ff >= 0.5
     for lab, side in ((1, "left"), (2, "right")):
         tissue[(labels == lab) & ~fatty] = TISSUES[f"lean_{side}"]
@@ -366,8 +366,12 @@ def _anatomy(rng, spacing, targets: PhantomTargets, body_scale: float = 1.0, hab
     return lam_pd, ff, labels, {"origin": origin, "tissue": tissue}
 
 
-def _fill_compartment(rng, compartment, pd, ff, spacing, voxel_ml, targets: PhantomTargets):
-    """Lean muscle with texture at mean fat fraction ``imf_pct``, InterMAT streaks and blobs of ``intermat_ml``."""
+def _fill_compartment(rng, compartment, pd, ff, spacing, voxel_ml, targets: PhantomTargets, hab: dict | None = None):
+    """Lean muscle with texture at mean fat fraction ``imf_pct``, InterMAT streaks and blobs of ``intermat_ml``.
+
+    With ``hab["intermat_edge"]`` the InterMAT leans towards the compartment's edge (> 0) or its core
+    (< 0), and with ``hab["septum_weight"]`` > 0 it gathers along a septum in each compartment.
+    """
     idx = np.nonzero(compartment.any(axis=(1, 2)))[0], np.nonzero(compartment.any(axis=(0, 2)))[0], np.nonzero(compartment.any(axis=(0, 1)))[0]
     box = tuple(slice(i[0], i[-1] + 1) for i in idx)
     sub = compartment[box]
@@ -376,6 +380,8 @@ def _fill_compartment(rng, compartment, pd, ff, spacing, voxel_ml, targets: Phan
     blobs = _smooth_noise(rng, sub.shape, np.array([5.0, 5.0, 8.0]) / spacing)
     w = rng.uniform(0.2, 0.9)
     field = (w * streaks + (1 - w) * blobs)[sub]
+    if hab and "intermat_edge" in hab:
+        field = field + _intermat_geometry(sub, spacing, hab)
     n_int = int(round(targets.intermat_ml / voxel_ml))
     n_int = min(n_int, n - 1)
     order = np.argpartition(-field, n_int)[:n_int] if n_int > 0 else np.array([], int)
@@ -391,6 +397,23 @@ def _fill_compartment(rng, compartment, pd, ff, spacing, voxel_ml, targets: Phan
     ff_box, pd_box = ff[box], pd[box]
     ff_box[sub] = values
     pd_box[sub] = np.where(is_int, 0.95, 0.8 + 0.03 * tex)
+
+
+def _intermat_geometry(sub, spacing, hab) -> np.ndarray:
+    """Where InterMAT gathers beyond streaks and blobs: the edge (or core) and a septum per side; one value per voxel of ``sub``."""
+    depth = ndimage.distance_transform_edt(sub, sampling=spacing)[sub]
+    extra = hab["intermat_edge"] * -(depth - depth.mean()) / (depth.std() + 1e-6)
+    if hab.get("septum_weight", 0) > 0:
+        x, y = (np.nonzero(sub)[a] * spacing[a] for a in (0, 1))
+        mid = (x.min() + x.max()) / 2
+        d = np.zeros_like(depth)
+        for side in (x < mid, x >= mid):  # one septum per compartment, through its centre, tilted in-plane
+            if side.any():
+                cx, cy, half = x[side].mean(), y[side].mean(), np.ptp(x[side]) / 2
+                theta = hab["septum_angle"]
+                d[side] = np.abs(np.cos(theta) * (x[side] - cx) + np.sin(theta) * (y[side] - cy) - hab["septum_offset"] * half)
+        extra = extra + 3 * hab["septum_weight"] * np.exp(-((d / 2.5) ** 2))
+    return extra
 
 
 # --------------------------------------------------------------------------- acquisition and storage

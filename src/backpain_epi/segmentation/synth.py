@@ -110,22 +110,43 @@ def label_of_tissue(tissue):
     return torch.from_numpy(lut).to(tissue.device)[tissue.long()]
 
 
-def draw_anatomy(seed, spacing=None) -> Anatomy:
+#: what each anatomy variant adds: 1 the habitus of :func:`draw_habitus`; 2 also InterMAT from the core to the
+#: edge of the compartment and along a septum, in 2-30 % of it (:func:`draw_intermat`)
+ANATOMY_VARIANTS = (1, 2)
+
+
+def draw_intermat(rng: np.random.Generator) -> dict:
+    """Where InterMAT gathers and how much of the compartment it fills (anatomy variant 2)."""
+    return {"intermat_edge": float(rng.uniform(-0.5, 2.0)), "intermat_frac": float(rng.uniform(0.02, 0.3)),
+            "septum_weight": float(rng.uniform(0.5, 2.0)) if rng.random() < 0.5 else 0.0,
+            "septum_angle": float(np.pi / 2 + rng.uniform(-0.6, 0.6)), "septum_offset": float(rng.uniform(-0.3, 0.3))}
+
+
+def draw_anatomy(seed, spacing=None, variant: int = 1) -> Anatomy:
     """One anatomy with a random habitus and targets, on a fine grid (in-plane 1.2–1.6 mm, slices 2.5–3.5 mm).
 
-    ``spacing`` (mm, three values) replaces the drawn grid (coarse grids keep tests quick).
+    ``spacing`` (mm, three values) replaces the drawn grid (coarse grids keep tests quick);
+    ``variant`` is one of :data:`ANATOMY_VARIANTS` (variant 1 anatomies stay as they were drawn).
     """
+    from dataclasses import replace
+
     from .phantom import _anatomy
 
-    rng = np.random.default_rng(seed)
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    rng = np.random.default_rng(ss)
     s_in = rng.uniform(1.2, 1.6)
     spacing = np.array([s_in, s_in, rng.uniform(2.5, 3.5)]) if spacing is None else np.asarray(spacing, float)
     habitus = draw_habitus(rng)
-    _, _, _, grid = _anatomy(rng, spacing, draw_targets(rng), 1.0, habitus)
+    targets = draw_targets(rng)
+    if variant == 2:  # its own stream, so that the draws above stay those of variant 1
+        extra = draw_intermat(np.random.default_rng([*ss.generate_state(2), 2]))
+        habitus.update(extra)
+        targets = replace(targets, intermat_ml=min(extra["intermat_frac"], 0.6) * targets.lmm_ml)
+    _, _, _, grid = _anatomy(rng, spacing, targets, 1.0, habitus)
     return Anatomy(grid["tissue"], spacing)
 
 
-def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cache=None) -> list[Anatomy]:
+def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cache=None, variant: int = 1) -> list[Anatomy]:
     """``n`` anatomies; anatomy ``i`` depends only on ``(seed, i)``.
 
     ``cache`` (a folder) keeps each anatomy as ``anatomy-<seed>-<i>.npz`` and reads it back
@@ -136,7 +157,12 @@ def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cac
     from tqdm.auto import tqdm
 
     seeds = np.random.SeedSequence(seed).spawn(n)
-    paths = [Path(cache) / f"anatomy-{seed}-{i}.npz" for i in range(n)] if cache else [None] * n
+    if variant not in ANATOMY_VARIANTS:
+        from ..errors import BackpainEpiError, unknown_choice
+
+        raise BackpainEpiError(f"--anatomy-variant: {unknown_choice('anatomy variant', variant, ANATOMY_VARIANTS)}")
+    stem = "anatomy" if variant == 1 else f"anatomy-v{variant}"
+    paths = [Path(cache) / f"{stem}-{seed}-{i}.npz" for i in range(n)] if cache else [None] * n
     out: list = [None] * n
     for i, path in enumerate(paths):
         if path is not None and path.is_file():
@@ -158,11 +184,11 @@ def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cac
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, anat in zip(todo, pool.map(draw_anatomy, [seeds[i] for i in todo])):
+            for i, anat in zip(todo, pool.map(draw_anatomy, [seeds[i] for i in todo], [None] * len(todo), [variant] * len(todo))):
                 keep(i, anat)
     else:
         for i in todo:
-            keep(i, draw_anatomy(seeds[i]))
+            keep(i, draw_anatomy(seeds[i], variant=variant))
     bar.close()
     return out
 

@@ -51,6 +51,9 @@ class TrainSettings:
         DataLoader processes making domain-randomised patches (the result depends on it).
     anatomy_cache
         Folder keeping the drawn anatomies between runs (a few seconds each to draw).
+    anatomy_variant
+        1: the habitus of :func:`.synth.draw_habitus`; 2: also InterMAT from the core to the edge
+        and along septa (:func:`.synth.draw_intermat`).
     flip_z
         Probability of mirroring a patch head to foot (phantom and domain-randomised
         patches alike): the training generator's psoas grows the wrong way (cranially).
@@ -69,6 +72,7 @@ class TrainSettings:
     anatomy_seed: int = 2000
     synth_workers: int = 1
     anatomy_cache: str | None = None
+    anatomy_variant: int = 1
     flip_z: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
@@ -232,7 +236,7 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
         raise BackpainEpiError("domain-randomised training (synth_fraction > 0) needs partial-volume targets: "
                                "use --label-resampling area.")
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
-                        cache=settings.anatomy_cache)
+                        cache=settings.anatomy_cache, variant=settings.anatomy_variant)
     data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
                                          prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
