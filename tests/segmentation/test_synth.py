@@ -80,10 +80,10 @@ def test_appearance_is_drawn_anew_and_within_physical_bounds(anatomy):
 def test_the_bank_is_cached_and_reproducible(tmp_path, monkeypatch):
     import backpain_epi.segmentation.synth as synth
 
-    monkeypatch.setattr(synth, "draw_anatomy", lambda s: draw_anatomy(s, spacing=SPACING))
+    monkeypatch.setattr(synth, "draw_anatomy", lambda s, spacing=None, variant=1: draw_anatomy(s, spacing=SPACING, variant=variant))
     first = anatomy_bank(2, 9, progress=False, cache=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["anatomy-9-0.npz", "anatomy-9-1.npz"]
-    monkeypatch.setattr(synth, "draw_anatomy", lambda s: pytest.fail("drawn again instead of read from the cache"))
+    monkeypatch.setattr(synth, "draw_anatomy", lambda *a, **k: pytest.fail("drawn again instead of read from the cache"))
     again = anatomy_bank(2, 9, progress=False, cache=tmp_path)
     assert all(np.array_equal(a.tissue, b.tissue) for a, b in zip(first, again))
 
@@ -93,7 +93,7 @@ def test_training_on_domain_randomised_patches_runs_and_is_recorded(tmp_path, mo
     from backpain_epi.segmentation.network import load_weights
     from backpain_epi.segmentation.train import TrainSettings, train_segmenter
 
-    monkeypatch.setattr(synth, "draw_anatomy", lambda s: draw_anatomy(s, spacing=SPACING))
+    monkeypatch.setattr(synth, "draw_anatomy", lambda s, spacing=None, variant=1: draw_anatomy(s, spacing=SPACING, variant=variant))
     settings = TrainSettings(steps=2, n_phantoms=0, synth_fraction=1.0, n_anatomies=1, synth_workers=0,
                              config={**CONFIG, "label_resampling": "area"})
     info = train_segmenter(tmp_path / "w.pt", settings=settings, device="cpu", n_validation=0, progress=False)
