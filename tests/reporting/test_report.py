@@ -19,6 +19,7 @@ from backpain_epi.errors import BackpainEpiError, InputFileError
 from backpain_epi.modelling.design import make_design
 from backpain_epi.modelling.fit import read_analysis_table
 from backpain_epi.modelling.spec import load_spec
+from backpain_epi.reporting import stats as S
 from backpain_epi.reporting import tables as T
 from backpain_epi.reporting.report import ReportInputError, build_report
 
@@ -135,14 +136,14 @@ def test_flow_excludes_in_order_and_ends_at_the_analysed_count(dictionary):
     design = make_design(df, spec, dictionary)
     run = SimpleNamespace(name="full", path=Path("x"), result=SimpleNamespace(spec=spec),
                           provenance={"data": {"n_analysed": design.n}})
-    flow = T.participant_flow(df, [run], dictionary)["full"]
+    flow = S.participant_flow(df, [run], dictionary)["full"]
     assert flow["Excluded: segmentation QC flag"] == 5
     assert flow["Excluded: missing exposure"] == 5  # rows 5-9
     assert flow["Excluded: missing covariate or activity"] == 5  # rows 10-14
     assert flow["Analysed"] == design.n == 400 - 15
     run.provenance["data"]["n_analysed"] = design.n + 1
     with pytest.raises(BackpainEpiError, match="another version of the data"):
-        T.participant_flow(df, [run], dictionary)
+        S.participant_flow(df, [run], dictionary)
 
 
 def test_ppc_deciles_cover_the_analysed_rows(report, cohort_csv):

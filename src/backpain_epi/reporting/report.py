@@ -28,13 +28,14 @@ from .. import __version__
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, InputFileError
 from ..tableio import check_output_dir, read_table, write_text
+from . import plots as P
+from . import stats as S
 from . import tables as T
+from .plots.qc import MAX_OVERLAYS
 from .style import DPI, save_figure
 
 #: Exposure whose tertiles split the Kaplan–Meier curves.
 KM_EXPOSURE = "intermat_ml"
-#: QC overlays shown: flagged participants first, then others, at most this many.
-N_OVERLAYS = 6
 SECTIONS = ("participants", "exposures", "odds ratios", "activity", "comparison", "diagnostics", "predictive check",
             "survival", "segmentation QC", "agreement", "text")
 
@@ -141,11 +142,9 @@ def build_report(
         report.figures[name] = save_figure(fig, fdir, name)
         return _figure_item(name, caption, report.figures[name])
 
-    from . import figures as F
-
     primary = loaded[0]
     # participants ----------------------------------------------------------------------------
-    flow = T.participant_flow(table, loaded, dd, seg["failed_ids"] if seg else None)
+    flow = S.participant_flow(table, loaded, dd, seg["failed_ids"] if seg else None)
     cols = table1_columns or T.table1_columns(loaded, dd, table)
     t1 = T.table1(primary.analysed, cols, dd, outcome=primary.result.spec.outcome)
     ctx["sections"]["participants"] = {
@@ -158,18 +157,19 @@ def build_report(
     # exposures -------------------------------------------------------------------------------
     exposures = list(dict.fromkeys(e for r in loaded for e in r.result.spec.exposures))
     ctx["sections"]["exposures"] = {"figure": figure_out(
-        "exposure_distributions", F.exposure_distributions(primary.analysed, exposures, outcome=primary.result.spec.outcome, dictionary=dd),
+        "exposure_distributions", P.plot_exposure_distributions(primary.analysed, exposures, outcome=primary.result.spec.outcome,
+                                                                dictionary=dd)[0].figure,
         "Distributions of the exposures by chronic back pain status (participants analysed in the primary model).")}
     step("exposures")
     # odds ratios -----------------------------------------------------------------------------
-    t2, t2_numeric = T.table2(loaded, dd)
-    supp, supp_numeric = T.supplementary_all_terms(loaded)
+    t2_numeric, supp_numeric = S.exposure_odds_ratios(loaded), S.all_terms(loaded)
+    t2, supp = T.format_odds_ratios(t2_numeric, dd), T.format_all_terms(supp_numeric)
     truth_table = _truth_table(truth, supp_numeric, dd) if truth else None
     ctx["sections"]["odds ratios"] = {
         "table2": table_out("table2_odds_ratios", t2, "Table 2. Odds ratios of chronic back pain per 2 SD of each exposure "
                             "(posterior median, 95% credible interval) and posterior probability that the OR exceeds 1, by model",
                             numeric=t2_numeric),
-        "forest": figure_out("forest_exposures", F.forest_plot(t2_numeric, dictionary=dd),
+        "forest": figure_out("forest_exposures", P.plot_forest(t2_numeric, dictionary=dd).figure,
                              "Odds ratios per 2 SD (posterior median, 95% credible interval) of the exposures across models."),
         "supplementary": table_out("tableS1_all_terms", supp, "Supplementary Table S1. All terms of every model: odds ratios "
                                    "(95% CrI), P(OR > 1), R-hat and bulk effective sample size", numeric=supp_numeric),
@@ -178,13 +178,13 @@ def build_report(
     }
     step("odds ratios")
     # activity --------------------------------------------------------------------------------
-    curves = T.activity_long(loaded)
+    curves = S.activity_long(loaded)
     if not curves.empty:
-        act_table = T.activity_table(curves)
+        act_table = T.format_activity(curves)
         ctx["sections"]["activity"] = {
-            "figure": figure_out("activity_curve", F.activity_curve_plot(curves, primary.analysed["met_min_week"].dropna()
+            "figure": figure_out("activity_curve", P.plot_activity_curve(curves, primary.analysed["met_min_week"].dropna()
                                  if "met_min_week" in primary.analysed else table["met_min_week"].dropna(), who_met=T.WHO_MIN_MET,
-                                 dictionary=dd),
+                                 dictionary=dd)[0].figure,
                                  "Odds ratio of chronic back pain against physical activity (posterior median and 95% band), "
                                  "relative to the reference activity; dashed: WHO minimum of 600 MET-min/week; below: "
                                  "the distribution of activity."),
@@ -204,7 +204,7 @@ def build_report(
         ctx["sections"]["comparison"] = {
             "table": table_out("model_comparison", T.format_comparison(comparison), "Model comparison by PSIS-LOO cross-validation "
                                "(expected log pointwise predictive density; higher is better)", numeric=comparison),
-            "figure": figure_out("model_comparison", F.loo_plot(comparison), "ELPD-LOO of each model (± SE) and its difference "
+            "figure": figure_out("model_comparison", P.plot_loo(comparison).figure, "ELPD-LOO of each model (± SE) and its difference "
                                  "from the best (± SE of the difference)."),
             "verdict": T.comparison_verdict(comparison),
         }
@@ -213,7 +213,7 @@ def build_report(
         report.notes.append("One run only: no model comparison (give two or more runs).")
     step("comparison")
     # diagnostics -----------------------------------------------------------------------------
-    diag = T.diagnostics_table(loaded)
+    diag = T.format_diagnostics(loaded)
     report.failed_gates = [r.name for r in loaded if not r.provenance["diagnostics"]["passed"]]
     ctx["sections"]["diagnostics"] = {
         "table": table_out("diagnostics", diag, "Sampler diagnostics: every model must have R-hat ≤ 1.01, bulk ESS ≥ 400, "
@@ -222,9 +222,9 @@ def build_report(
     }
     step("diagnostics")
     # posterior predictive check --------------------------------------------------------------
-    ppc = pd.concat([T.ppc_by_decile(r) for r in loaded], ignore_index=True)
+    ppc = pd.concat([S.ppc_by_decile(r) for r in loaded], ignore_index=True)
     ctx["sections"]["predictive check"] = {
-        "figure": figure_out("ppc_calibration", F.calibration_plot(ppc), "Posterior predictive check: observed proportion with "
+        "figure": figure_out("ppc_calibration", P.plot_calibration(ppc)[0].figure, "Posterior predictive check: observed proportion with "
                              "chronic back pain against mean predicted risk, by decile of predicted risk; bars: 95% interval "
                              "of the proportion replicated from the posterior."),
         "table": table_out("ppc_deciles", T.format_ppc(ppc), "Observed and predicted chronic back pain by decile of predicted risk",
@@ -262,29 +262,27 @@ def build_report(
     if seg is not None:
         samples = _overlay_samples(seg, report.notes)
         ctx["sections"]["segmentation QC"] = {
-            "table": table_out("segmentation_qc", T.qc_summary(seg["exposures"], seg["failures"], dd),
+            "table": table_out("segmentation_qc", T.format_qc(S.qc_counts(seg["exposures"], seg["failures"])),
                                "Segmentation: scans segmented, failed and flagged by the QC rules"),
-            "figure": figure_out("qc_overlays", F.qc_overlays(samples), "Sample segmentations: label contours on the water "
+            "figure": figure_out("qc_overlays", P.plot_qc_overlays(samples)[0].figure, "Sample segmentations: label contours on the water "
                                  "image (axial slice through the muscles); QC-flagged participants first.") if samples else None,
         }
     step("segmentation QC")
     # measured against planted exposures ------------------------------------------------------
     if planted is not None:
-        from . import agreement as A
-
         measured = [e for e in exposures if e in planted.columns]
         if not measured:
             raise ReportInputError(f"--planted: the table has none of the exposures {', '.join(exposures)}.")
-        pairs = A.paired_exposures(table, planted, measured, id_col=dd.names(role="id")[0])
+        pairs = S.paired_exposures(table, planted, measured, id_col=dd.names(role="id")[0])
         if len(pairs) < 2:
             raise ReportInputError("--planted: fewer than two participants have both a planted and a measured exposure.")
-        agreement = A.agreement_table(pairs, measured)
+        agreement = S.agreement_table(pairs, measured)
         ctx["sections"]["agreement"] = {
-            "table": table_out("segmentation_agreement", A.format_agreement(agreement, dd),
+            "table": table_out("segmentation_agreement", T.format_agreement(agreement, dd),
                                "Exposures measured by segmentation against the values planted in the phantom images: mean "
                                "difference (measured − planted) with Bland–Altman 95% limits of agreement (LoA), the median absolute relative error, and the intraclass "
                                "correlation for absolute agreement", numeric=agreement),
-            "figure": figure_out("segmentation_agreement", A.agreement_plot(pairs, measured, dd),
+            "figure": figure_out("segmentation_agreement", P.plot_agreement(pairs, measured, dd)[0].figure,
                                  "Measured against planted exposures, one point per participant; dashed: line of identity."),
             "numbers": agreement,
         }
@@ -372,10 +370,10 @@ def _overlay_samples(seg: dict, notes: list[str]) -> list[dict]:
     ex = seg["exposures"]
     flagged = ex[ex["qc_flag"] == 1]["participant_id"].tolist()
     others = ex[ex["qc_flag"] != 1]["participant_id"].tolist()
-    pick = flagged[: N_OVERLAYS // 2] + others[: N_OVERLAYS - min(len(flagged), N_OVERLAYS // 2)]
+    pick = flagged[: MAX_OVERLAYS // 2] + others[: MAX_OVERLAYS - min(len(flagged), MAX_OVERLAYS // 2)]
     paths = seg["manifest"].set_index("participant_id")
     samples = []
-    for pid in pick[:N_OVERLAYS]:
+    for pid in pick[:MAX_OVERLAYS]:
         label_path = seg["folder"] / "labels" / f"{pid}.nii.gz"
         if pid not in paths.index or not label_path.is_file():
             continue
@@ -442,6 +440,7 @@ def _survival(table, loaded, dd, km_exposure, out):
         kwargs = {"spec": paper.result.spec} if paper is not None else {}
         result = survival_analysis(table, exposure=km_exposure, dictionary=dd, **kwargs)
     result.save(out)
+    save_figure(P.plot_km(result.km, result.km_groups, result.logrank_p, dd).figure, out, "km_by_tertile")
     return result
 
 

@@ -1,8 +1,10 @@
 """One figure style for the report: journal column widths, fonts, colours, and how figures are saved.
 
-Every figure function takes its data as a DataFrame, returns a
-:class:`matplotlib.figure.Figure` and never shows or saves it; :func:`save_figure`
-writes the PNG (300 dpi) and SVG pair that the report embeds and a manuscript uses.
+Every plot of :mod:`backpain_epi.reporting.plots` takes its data as a DataFrame and
+``ax=None``: given none, it makes its own figure at a column width below and draws it
+inside :func:`figure_style`; it returns its axes and never shows or saves the figure.
+:func:`save_figure` writes the PNG (300 dpi) and SVG pair of ``ax.figure`` that the
+report embeds and a manuscript uses.
 
 Widths follow the common journal columns: a single column is 89 mm (3.5 in),
 a double column 183 mm (7.2 in). Fonts are 7–8 pt at those widths, the size
@@ -30,6 +32,8 @@ DPI = 300
 MODEL_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 #: CBP status colours: no CBP, CBP.
 OUTCOME_COLOURS = ("#56B4E9", "#D55E00")
+#: Tertile colours of the Kaplan–Meier curves, low to high exposure (Okabe–Ito: blue, orange, vermillion).
+TERTILE_COLOURS = ("#0072B2", "#E69F00", "#D55E00")
 
 RC = {
     "font.size": 7.5,

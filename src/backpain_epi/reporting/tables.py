@@ -1,9 +1,10 @@
-"""The report's tables, built from saved runs and the cohort table, with no refitting.
+"""The report's tables as they are shown: numbers turned into display text, and how a table is written.
 
-Each function returns a pandas DataFrame; :func:`write_formats` writes one as CSV
-(the numbers at full precision where the table is numeric), Markdown and LaTeX
-(booktabs, escaped), ready to paste into a manuscript. Labels and units come from
-the data dictionary.
+The numbers come from :mod:`backpain_epi.reporting.stats` (or the runs' own
+tables); each ``format_*`` function takes such a table and returns a DataFrame of
+display text, with labels and units from the data dictionary. :func:`write_formats`
+writes one as CSV, Markdown and LaTeX (booktabs, escaped), ready to paste into a
+manuscript, with the numbers behind it as ``<name>_numeric.csv``.
 
 Numbers shown as text (``1.30 (1.20–1.41)``) are the runs' ``summary.csv`` values
 rounded to two decimals; the ``*_numeric.csv`` companions carry them unrounded.
@@ -15,9 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import special
 
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
@@ -26,7 +25,6 @@ from ..tableio import write_text
 #: Activity levels (MET-min/week) reported in the supplementary activity table; 600 is the WHO minimum.
 ACTIVITY_TABLE_MET = (0.0, 600.0, 3000.0, 5000.0, 10_000.0)
 WHO_MIN_MET = 600.0
-N_DECILES = 10
 
 
 # --------------------------------------------------------------------------- formatting
@@ -108,51 +106,8 @@ class RunTables:
 # --------------------------------------------------------------------------- participant flow
 
 
-def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: DataDictionary,
-                     segmentation_failed: set[str] | None = None) -> pd.DataFrame:
-    """STROBE-style participant flow, one column per model.
-
-    Exclusions are applied in order, each row counting participants not already
-    excluded: segmentation failed (no usable scan; with segmentation outputs),
-    segmentation QC flag, missing exposure, missing covariate or activity.
-    The last row equals each run's analysed count (checked).
-    """
-    id_col = dictionary.names(role="id")[0]
-    rows = {}
-    for run in runs:
-        spec = run.result.spec
-        left = pd.Series(True, index=data.index)
-        counts = {"Participants in the table": len(data)}
-        if segmentation_failed is not None:
-            hit = left & data[id_col].astype(str).isin(segmentation_failed)
-            counts["Excluded: segmentation failed (no usable scan)"] = int(hit.sum())
-            left &= ~hit
-        if "qc_flag" in data.columns and not run.provenance["data"].get("qc_flagged_included", False):
-            hit = left & (pd.to_numeric(data["qc_flag"], errors="coerce") == 1)
-            counts["Excluded: segmentation QC flag"] = int(hit.sum())
-            left &= ~hit
-        exposure_cols = list(spec.exposures)
-        other_cols = [c for c in spec.columns() if c not in exposure_cols]
-        hit = left & data[exposure_cols].isna().any(axis=1)
-        counts["Excluded: missing exposure"] = int(hit.sum())
-        left &= ~hit
-        hit = left & data[other_cols].isna().any(axis=1)
-        counts["Excluded: missing covariate or activity"] = int(hit.sum())
-        left &= ~hit
-        counts["Analysed"] = int(left.sum())
-        counts["  with CBP"] = int(data.loc[left, spec.outcome].astype(int).sum())
-        if counts["Analysed"] != run.provenance["data"]["n_analysed"]:
-            raise BackpainEpiError(
-                f"run {run.path} analysed {run.provenance['data']['n_analysed']:,} participants, but this table gives "
-                f"{counts['Analysed']:,} for its spec; was it fit on another version of the data?"
-            )
-        rows[run.name] = counts
-    table = pd.DataFrame(rows).fillna(0).astype(int)
-    table.index.name = "Step"
-    return table
-
-
 def format_flow(flow: pd.DataFrame) -> pd.DataFrame:
+    """The participant flow (:func:`~backpain_epi.reporting.stats.participant_flow`) with thousands separators."""
     return flow.map(fmt_int).reset_index()
 
 
@@ -227,71 +182,52 @@ def table1(df: pd.DataFrame, columns: list[str], dictionary: DataDictionary, *, 
 # --------------------------------------------------------------------------- odds ratios
 
 
-def odds_ratio_long(runs: list[RunTables], kinds: tuple[str, ...] | None = ("exposure",)) -> pd.DataFrame:
-    """The runs' summary rows stacked, with a ``model`` column first (all numbers as in ``summary.csv``)."""
-    frames = []
-    for run in runs:
-        s = run.summary
-        if kinds is not None:
-            s = s[s["kind"].isin(kinds)]
-        frames.append(s.assign(model=run.name))
-    out = pd.concat(frames, ignore_index=True)
-    return out[["model", *[c for c in out.columns if c != "model"]]]
+def format_odds_ratios(ors: pd.DataFrame, dictionary: DataDictionary) -> pd.DataFrame:
+    """Table 2: odds ratio per 2 SD (95% CrI) and P(OR > 1) of each exposure in each model.
 
+    Parameters
+    ----------
+    ors
+        The exposure rows of the runs, term by term, with a ``model`` column
+        (:func:`~backpain_epi.reporting.stats.exposure_odds_ratios`).
+    dictionary
+        Gives the exposures' labels.
 
-def table2(runs: list[RunTables], dictionary: DataDictionary) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Odds ratios per 2 SD (95% CrI) and P(OR > 1) of each exposure in each model; and the numbers behind it.
-
-    One block of rows per exposure, one row per model (narrow enough for a journal page).
+    Returns
+    -------
+    pandas.DataFrame
+        One block of rows per exposure, one row per model (narrow enough for a journal page).
     """
-    long = odds_ratio_long(runs)
-    order = list(dict.fromkeys(t for run in runs for t in run.result.spec.exposures))
     rows = []
-    for term in order:
-        sub = long[long["term"] == term]
+    for term, sub in ors.groupby("term", sort=False):
         label = dictionary.label(term, unit=False) if term in dictionary else term
-        first = True
-        for run in runs:
-            r = sub[sub["model"] == run.name]
-            if r.empty:
-                continue
-            r = r.iloc[0]
-            same_per = sub["per"].nunique() == 1  # the analysed rows, so the SD, can differ between models
-            rows.append({"Exposure": label if first else "", "Per": r["per"] if first or not same_per else "", "Model": run.name,
-                         "OR (95% CrI)": fmt_or(r["or_median"], r["or_lo95"], r["or_hi95"]), "P(OR > 1)": fmt_prob(r["p_or_gt_1"])})
-            first = False
-    numeric = long.assign(_t=long["term"].map({t: i for i, t in enumerate(order)})).sort_values("_t", kind="stable").drop(columns="_t")
-    return pd.DataFrame(rows, columns=["Exposure", "Per", "Model", "OR (95% CrI)", "P(OR > 1)"]), numeric.reset_index(drop=True)
+        same_per = sub["per"].nunique() == 1  # the analysed rows, so the SD, can differ between models
+        for i, r in enumerate(sub.itertuples()):
+            rows.append({"Exposure": label if i == 0 else "", "Per": r.per if i == 0 or not same_per else "", "Model": r.model,
+                         "OR (95% CrI)": fmt_or(r.or_median, r.or_lo95, r.or_hi95), "P(OR > 1)": fmt_prob(r.p_or_gt_1)})
+    return pd.DataFrame(rows, columns=["Exposure", "Per", "Model", "OR (95% CrI)", "P(OR > 1)"])
 
 
-def supplementary_all_terms(runs: list[RunTables]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every term of every model: OR (95% CrI), P(OR > 1), R-hat, bulk ESS; and the numbers behind it."""
-    long = odds_ratio_long(runs, kinds=None)
-    kind_order = {"exposure": 0, "covariate": 1, "activity": 2}
-    long = long.assign(_k=long["kind"].map(kind_order)).sort_values(["model", "_k"], key=lambda s: s.map(
-        {r.name: i for i, r in enumerate(runs)}) if s.name == "model" else s, kind="stable").drop(columns="_k")
+def format_all_terms(terms: pd.DataFrame) -> pd.DataFrame:
+    """Supplementary Table S1: every term of every model, OR (95% CrI), P(OR > 1), R-hat, bulk ESS.
+
+    ``terms`` is :func:`~backpain_epi.reporting.stats.all_terms`; the model is named on its first row only.
+    """
     table = pd.DataFrame({
-        "Model": long["model"], "Term": long["label"], "Per": long["per"],
-        "OR (95% CrI)": [fmt_or(m, lo, hi) for m, lo, hi in long[["or_median", "or_lo95", "or_hi95"]].to_numpy()],
-        "P(OR > 1)": long["p_or_gt_1"].map(fmt_prob),
-        "R-hat": long["r_hat"].map(lambda v: f"{v:.3f}"), "ESS (bulk)": long["ess_bulk"].map(fmt_int),
+        "Model": terms["model"], "Term": terms["label"], "Per": terms["per"],
+        "OR (95% CrI)": [fmt_or(m, lo, hi) for m, lo, hi in terms[["or_median", "or_lo95", "or_hi95"]].to_numpy()],
+        "P(OR > 1)": terms["p_or_gt_1"].map(fmt_prob),
+        "R-hat": terms["r_hat"].map(lambda v: f"{v:.3f}"), "ESS (bulk)": terms["ess_bulk"].map(fmt_int),
     })
     table["Model"] = table["Model"].where(~table["Model"].duplicated(), "")
-    return table.reset_index(drop=True), long.reset_index(drop=True)
+    return table.reset_index(drop=True)
 
 
-def activity_long(runs: list[RunTables]) -> pd.DataFrame:
-    """The runs' activity curves stacked, with ``model`` and ``basis`` columns."""
-    frames = [run.result.curve.assign(model=run.name, basis=run.result.spec.activity.basis)
-              for run in runs if run.result.curve is not None]
-    if not frames:
-        return pd.DataFrame(columns=["model", "basis", "met_min_week", "reference_met", "or_median", "or_lo95", "or_hi95"])
-    out = pd.concat(frames, ignore_index=True)
-    return out[["model", "basis", *[c for c in out.columns if c not in ("model", "basis")]]]
+def format_activity(curves: pd.DataFrame, met=ACTIVITY_TABLE_MET) -> pd.DataFrame:
+    """Supplementary Table S2: OR (95% CrI) of CBP at the activity levels ``met`` against each curve's reference.
 
-
-def activity_table(curves: pd.DataFrame, met=ACTIVITY_TABLE_MET) -> pd.DataFrame:
-    """OR (95% CrI) of CBP at selected activity levels against the curve's reference, one column per model."""
+    ``curves`` is :func:`~backpain_epi.reporting.stats.activity_long`; one column per model, one row per level.
+    """
     if curves.empty:
         return pd.DataFrame()
     out = {}
@@ -336,7 +272,7 @@ def comparison_verdict(comparison: pd.DataFrame) -> str:
                              "so the data do not distinguish them."))
 
 
-def diagnostics_table(runs: list[RunTables]) -> pd.DataFrame:
+def format_diagnostics(runs: list[RunTables]) -> pd.DataFrame:
     """One row per model: the gate verdict and each check's value (R-hat, ESS, divergences, E-BFMI), sampler and time."""
     rows = []
     for run in runs:
@@ -357,34 +293,8 @@ def diagnostics_table(runs: list[RunTables]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- posterior predictive check
 
 
-def ppc_by_decile(run: RunTables, *, max_draws: int = 400, seed: int = 0) -> pd.DataFrame:
-    """Observed against predicted CBP by decile of predicted risk, with the replicated proportion's 95% interval.
-
-    Predicted risk is each analysed participant's posterior mean probability; the
-    replicated proportion draws ``y_rep ~ Bernoulli(p)`` per posterior draw, so the
-    interval is where the observed proportion should fall if the model is right.
-    """
-    from ..modelling.results import linear_predictor_draws
-
-    df = run.analysed
-    p = special.expit(linear_predictor_draws(run.result.idata, run.result.recipe, df, seed=seed, max_draws=max_draws))
-    y = df[run.result.spec.outcome].astype(int).to_numpy()
-    p_mean = p.mean(axis=0)
-    decile = pd.qcut(pd.Series(p_mean).rank(method="first"), N_DECILES, labels=False).to_numpy() + 1
-    rng = np.random.default_rng(seed)
-    y_rep = rng.random(p.shape) < p
-    rows = []
-    for d in range(1, N_DECILES + 1):
-        m = decile == d
-        rep = y_rep[:, m].mean(axis=1)
-        rows.append({"model": run.name, "decile": d, "n": int(m.sum()), "predicted": p_mean[m].mean(), "observed": y[m].mean(),
-                     "rep_lo95": np.quantile(rep, 0.025), "rep_hi95": np.quantile(rep, 0.975)})
-    out = pd.DataFrame(rows)
-    out["inside"] = (out["observed"] >= out["rep_lo95"]) & (out["observed"] <= out["rep_hi95"])
-    return out
-
-
 def format_ppc(ppc: pd.DataFrame) -> pd.DataFrame:
+    """The posterior predictive check by decile (:func:`~backpain_epi.reporting.stats.ppc_by_decile`) in percent."""
     return pd.DataFrame({
         "Model": ppc["model"].where(~ppc["model"].duplicated(), ""), "Decile": ppc["decile"], "n": ppc["n"].map(fmt_int),
         "Predicted (%)": (100 * ppc["predicted"]).map(lambda v: f"{v:.1f}"),
@@ -415,19 +325,20 @@ def format_ph_test(ph: pd.DataFrame, hr: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def qc_summary(exposures: pd.DataFrame, failures: pd.DataFrame, dictionary: DataDictionary) -> pd.DataFrame:
-    """Segmentation QC: scans segmented, failed (by reason), flagged (by rule)."""
-    from ..segmentation.exposures import qc_failures
+def format_qc(counts: pd.DataFrame) -> pd.DataFrame:
+    """Segmentation QC counts (:func:`~backpain_epi.reporting.stats.qc_counts`) with thousands separators."""
+    return counts.assign(Participants=counts["Participants"].map(fmt_int))
 
-    rows = [("Scans in the manifest", len(exposures) + len(failures)), ("Segmented", len(exposures)),
-            ("Failed (no exposures)", len(failures))]
-    if len(failures):
-        for reason, n in failures["reason"].map(lambda r: str(r).split(":")[0][:80]).value_counts().items():
-            rows.append((f"  failed: {reason}", int(n)))
-    flagged = exposures[exposures["qc_flag"].astype(int) == 1] if len(exposures) else exposures
-    rows.append(("QC flagged (excluded from the models)", len(flagged)))
-    if len(flagged):
-        reasons = pd.Series([r for _, row in flagged.iterrows() for r in qc_failures(row.to_dict())]).str.split(":").str[0]
-        for reason, n in reasons.value_counts().items():
-            rows.append((f"  flagged: {reason}", int(n)))
-    return pd.DataFrame(rows, columns=["Step", "Participants"]).assign(Participants=lambda d: d["Participants"].map(fmt_int))
+
+def format_agreement(table: pd.DataFrame, dictionary: DataDictionary) -> pd.DataFrame:
+    """The agreement of measured with planted exposures (:func:`~backpain_epi.reporting.stats.agreement_table`) for a manuscript."""
+    return pd.DataFrame({
+        "Exposure": table["exposure"].map(dictionary.label),
+        "n": table["n"].map(lambda v: f"{v:,}"),
+        "Planted, median": table["planted_median"].map(lambda v: f"{v:,.1f}"),
+        "Measured, median": table["measured_median"].map(lambda v: f"{v:,.1f}"),
+        "Mean difference (95% LoA)": [f"{d:+,.1f} ({lo:+,.1f} to {hi:+,.1f})"
+                                      for d, lo, hi in table[["mean_difference", "loa_lo", "loa_hi"]].to_numpy()],
+        "Median abs. rel. error (%)": table["median_abs_rel_error_pct"].map(lambda v: f"{v:.1f}"),
+        "ICC(A,1)": table["icc_a1"].map(lambda v: f"{v:.3f}"),
+    })

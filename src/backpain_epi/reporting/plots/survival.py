@@ -1,25 +1,20 @@
-"""Figures of the survival sensitivity analysis: Kaplan–Meier curves of CBP-free survival by exposure tertile.
-
-Takes the tables of :class:`~backpain_epi.modelling.survival.SurvivalResult`
-(``km``, ``km_groups``) and returns a :class:`matplotlib.figure.Figure`; it
-never shows or saves it (see :func:`~backpain_epi.reporting.style.save_figure`).
-"""
+"""Kaplan–Meier curves of CBP-free survival by exposure tertile, from the tables of a survival analysis."""
 
 from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
-from .style import SINGLE_COLUMN_IN, figure_style
+from ...dictionary import DataDictionary
+from ..style import SINGLE_COLUMN_IN, TERTILE_COLOURS
+from ._axes import own_axes
 
-#: Tertile colours, low to high exposure (Okabe–Ito: blue, orange, vermillion).
-TERTILE_COLOURS = ("#0072B2", "#E69F00", "#D55E00")
 
-
-def km_figure(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dictionary, *, exposure: str | None = None):
+def plot_km(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dictionary: DataDictionary, *,
+            exposure: str | None = None, ax: Axes | None = None) -> Axes:
     """Kaplan–Meier curves of CBP-free survival by exposure tertile, with 95% bands and the log-rank p.
 
     Parameters
@@ -33,13 +28,22 @@ def km_figure(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dicti
     dictionary
         Data dictionary, for the axis labels and the legend title.
     exposure
-        Exposure column of the tertiles (default: ``km.attrs["exposure"]``, else InterMAT).
+        Exposure column of the tertiles (default: ``km.attrs["exposure"]``, else
+        ``km_groups.attrs["exposure"]``); it names the legend.
+    ax
+        Axes to draw in; by default a new single-column figure, 0.8 as high as wide.
 
-    The y axis starts at 0 unless every curve stays above one half; then it
-    starts just below the lowest 95% band (to the 0.05 below). The x axis starts a little
-    before the first event.
+    Returns
+    -------
+    Axes
+        Steps per tertile in the tertile colours with 95% bands, the legend bottom
+        left (events/n per group), the log-rank p top right. The y axis starts at 0
+        unless every curve stays above one half; then it starts just below the
+        lowest 95% band (to the 0.05 below). The x axis starts a little before the first event.
     """
-    exposure = exposure or km.attrs.get("exposure") or km_groups.attrs.get("exposure") or "intermat_ml"
+    exposure = exposure or km.attrs.get("exposure") or km_groups.attrs.get("exposure")
+    if exposure is None:
+        raise ValueError("km names no exposure (attrs['exposure']); pass exposure=")
     title = dictionary.label(exposure) if exposure in dictionary else exposure
     age_label = dictionary.label("age") if "age" in dictionary else "Age (years)"
     lowest_curve = float(np.nanmin(km["survival"])) if len(km) else 0.0
@@ -50,8 +54,7 @@ def km_figure(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dicti
     x0 = max(0.0, math.floor((first - 5) / 10) * 10)
     x1 = float(km["age"].max()) if len(km) else 1.0
 
-    with figure_style():
-        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN, SINGLE_COLUMN_IN * 0.8), layout="constrained")
+    with own_axes(ax, SINGLE_COLUMN_IN, SINGLE_COLUMN_IN * 0.8) as (ax, _own):
         for i, g in enumerate(km_groups.itertuples()):
             d = km[km["group"] == g.group].sort_values("age")
             if d.empty:
@@ -72,4 +75,4 @@ def km_figure(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, dicti
                   alignment="left")
         p_text = "log-rank p < 0.001" if logrank_p < 0.001 else f"log-rank p = {logrank_p:.3f}"
         ax.text(0.98, 0.98, p_text, transform=ax.transAxes, ha="right", va="top")
-    return fig
+    return ax

@@ -1,0 +1,326 @@
+"""The report's statistics: numbers computed from the runs and the cohort, returned as DataFrames (or floats).
+
+Nothing here draws or formats: the plots (:mod:`backpain_epi.reporting.plots`)
+draw these tables and :mod:`backpain_epi.reporting.tables` turns them into
+display text. Every function is pure: it reads its arguments and returns new data.
+
+- participants: :func:`participant_flow`;
+- odds ratios and the activity curve: :func:`odds_ratio_long`, :func:`exposure_odds_ratios`,
+  :func:`all_terms`, :func:`activity_long`;
+- exposures by outcome: :func:`density_by_outcome`;
+- the posterior predictive check: :func:`ppc_by_decile`;
+- segmentation: :func:`qc_counts`, and the agreement of measured with planted exposures
+  (:func:`paired_exposures`, :func:`agreement_table`, :func:`icc_absolute_agreement`:
+  ICC(A,1), McGraw & Wong 1996; Shrout & Fleiss ICC(2,1)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from ..dictionary import DataDictionary
+from ..errors import BackpainEpiError
+
+if TYPE_CHECKING:
+    from .tables import RunTables
+
+#: Groups of predicted risk in the posterior predictive check.
+N_DECILES = 10
+#: Suffix of the planted value's column beside the measured one (``lmm_ml``, ``lmm_ml_planted``).
+PLANTED_SUFFIX = "_planted"
+#: Columns of an activity-curve table of several runs.
+CURVE_COLUMNS = ["model", "basis", "met_min_week", "reference_met", "or_median", "or_lo95", "or_hi95"]
+
+
+# --------------------------------------------------------------------------- participants
+
+
+def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: DataDictionary,
+                     segmentation_failed: set[str] | None = None) -> pd.DataFrame:
+    """STROBE-style participant flow, one column per model.
+
+    Exclusions are applied in order, each row counting participants not already
+    excluded: segmentation failed (no usable scan; with segmentation outputs),
+    segmentation QC flag, missing exposure, missing covariate or activity.
+
+    Parameters
+    ----------
+    data
+        The analysis table the runs were fit on.
+    runs
+        The loaded runs; the column names are their names.
+    dictionary
+        Names the id column.
+    segmentation_failed
+        Ids of participants whose scan could not be segmented (adds that row).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Counts (int), one row per step (index ``Step``) down to ``Analysed`` and ``  with CBP``.
+
+    Raises
+    ------
+    BackpainEpiError
+        A run's analysed count differs from the one this table gives for its spec.
+    """
+    id_col = dictionary.names(role="id")[0]
+    rows = {}
+    for run in runs:
+        spec = run.result.spec
+        left = pd.Series(True, index=data.index)
+        counts = {"Participants in the table": len(data)}
+        if segmentation_failed is not None:
+            hit = left & data[id_col].astype(str).isin(segmentation_failed)
+            counts["Excluded: segmentation failed (no usable scan)"] = int(hit.sum())
+            left &= ~hit
+        if "qc_flag" in data.columns and not run.provenance["data"].get("qc_flagged_included", False):
+            hit = left & (pd.to_numeric(data["qc_flag"], errors="coerce") == 1)
+            counts["Excluded: segmentation QC flag"] = int(hit.sum())
+            left &= ~hit
+        exposure_cols = list(spec.exposures)
+        other_cols = [c for c in spec.columns() if c not in exposure_cols]
+        hit = left & data[exposure_cols].isna().any(axis=1)
+        counts["Excluded: missing exposure"] = int(hit.sum())
+        left &= ~hit
+        hit = left & data[other_cols].isna().any(axis=1)
+        counts["Excluded: missing covariate or activity"] = int(hit.sum())
+        left &= ~hit
+        counts["Analysed"] = int(left.sum())
+        counts["  with CBP"] = int(data.loc[left, spec.outcome].astype(int).sum())
+        if counts["Analysed"] != run.provenance["data"]["n_analysed"]:
+            raise BackpainEpiError(
+                f"run {run.path} analysed {run.provenance['data']['n_analysed']:,} participants, but this table gives "
+                f"{counts['Analysed']:,} for its spec; was it fit on another version of the data?"
+            )
+        rows[run.name] = counts
+    table = pd.DataFrame(rows).fillna(0).astype(int)
+    table.index.name = "Step"
+    return table
+
+
+# --------------------------------------------------------------------------- odds ratios and the activity curve
+
+
+def odds_ratio_long(runs: list[RunTables], kinds: tuple[str, ...] | None = ("exposure",)) -> pd.DataFrame:
+    """The runs' summary rows of ``kinds`` (all with ``None``) stacked, with a ``model`` column first.
+
+    All numbers are as in the runs' ``summary.csv``; runs keep their order.
+    """
+    frames = []
+    for run in runs:
+        s = run.summary
+        if kinds is not None:
+            s = s[s["kind"].isin(kinds)]
+        frames.append(s.assign(model=run.name))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", *[c for c in out.columns if c != "model"]]]
+
+
+def exposure_odds_ratios(runs: list[RunTables]) -> pd.DataFrame:
+    """The exposure rows of every run, term by term (in the order the specs name them), models in run order within a term."""
+    long = odds_ratio_long(runs)
+    order = {t: i for i, t in enumerate(dict.fromkeys(t for run in runs for t in run.result.spec.exposures))}
+    return long.assign(_t=long["term"].map(order)).sort_values("_t", kind="stable").drop(columns="_t").reset_index(drop=True)
+
+
+def all_terms(runs: list[RunTables]) -> pd.DataFrame:
+    """Every term of every run, model by model (in run order), exposures first, then covariates, then activity terms."""
+    long = odds_ratio_long(runs, kinds=None)
+    kind_order = {"exposure": 0, "covariate": 1, "activity": 2}
+    model_order = {r.name: i for i, r in enumerate(runs)}
+    long = long.assign(_k=long["kind"].map(kind_order)).sort_values(
+        ["model", "_k"], key=lambda s: s.map(model_order) if s.name == "model" else s, kind="stable").drop(columns="_k")
+    return long.reset_index(drop=True)
+
+
+def activity_long(runs: list[RunTables]) -> pd.DataFrame:
+    """The runs' activity curves stacked, with ``model`` and ``basis`` columns first (no rows when no run has one)."""
+    frames = [run.result.curve.assign(model=run.name, basis=run.result.spec.activity.basis)
+              for run in runs if run.result.curve is not None]
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "basis", *[c for c in out.columns if c not in ("model", "basis")]]]
+
+
+# --------------------------------------------------------------------------- exposures by outcome
+
+
+def density_by_outcome(df: pd.DataFrame, column: str, outcome: str = "cbp", *, n_grid: int = 256) -> pd.DataFrame:
+    """Kernel density estimate of ``column`` in each outcome group (0, 1), on one grid.
+
+    The grid spans the 0.5–99.5th percentiles of the participants with both values,
+    widened by 3% of that range on each side. A group with fewer than two values,
+    or all of them equal, has no estimate (NaN).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``outcome`` (0, 1), ``x`` (the grid), ``density`` and ``median`` (the group's median value), ``n_grid`` rows per group.
+    """
+    from scipy.stats import gaussian_kde
+
+    x = pd.to_numeric(df[column], errors="coerce")
+    y = pd.to_numeric(df[outcome], errors="coerce")
+    ok = x.notna() & y.isin([0, 1])
+    lo, hi = np.nanpercentile(x[ok], [0.5, 99.5])
+    pad = 0.03 * (hi - lo)
+    grid = np.linspace(lo - pad, hi + pad, n_grid)
+    frames = []
+    for k in (0, 1):
+        v = x[ok & (y == k)].to_numpy(float)
+        estimable = v.size >= 2 and np.ptp(v) > 0
+        frames.append(pd.DataFrame({"outcome": k, "x": grid, "density": gaussian_kde(v)(grid) if estimable else np.nan,
+                                    "median": float(np.median(v)) if estimable else np.nan}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- posterior predictive check
+
+
+def ppc_by_decile(run: RunTables, *, max_draws: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Observed against predicted CBP by decile of predicted risk, with the replicated proportion's 95% interval.
+
+    Predicted risk is each analysed participant's posterior mean probability; the
+    replicated proportion draws ``y_rep ~ Bernoulli(p)`` per posterior draw, so the
+    interval is where the observed proportion should fall if the model is right.
+
+    Parameters
+    ----------
+    run
+        A loaded run with its analysed rows.
+    max_draws
+        Posterior draws used at most (thinned evenly).
+    seed
+        Seed of the draw thinning and of the replicated outcomes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per decile: ``model, decile, n, predicted, observed, rep_lo95, rep_hi95, inside``
+        (``inside``: the observed proportion lies in the replicated interval).
+    """
+    from ..modelling.results import linear_predictor_draws
+
+    df = run.analysed
+    p = special.expit(linear_predictor_draws(run.result.idata, run.result.recipe, df, seed=seed, max_draws=max_draws))
+    y = df[run.result.spec.outcome].astype(int).to_numpy()
+    p_mean = p.mean(axis=0)
+    decile = pd.qcut(pd.Series(p_mean).rank(method="first"), N_DECILES, labels=False).to_numpy() + 1
+    rng = np.random.default_rng(seed)
+    y_rep = rng.random(p.shape) < p
+    rows = []
+    for d in range(1, N_DECILES + 1):
+        m = decile == d
+        rep = y_rep[:, m].mean(axis=1)
+        rows.append({"model": run.name, "decile": d, "n": int(m.sum()), "predicted": p_mean[m].mean(), "observed": y[m].mean(),
+                     "rep_lo95": np.quantile(rep, 0.025), "rep_hi95": np.quantile(rep, 0.975)})
+    out = pd.DataFrame(rows)
+    out["inside"] = (out["observed"] >= out["rep_lo95"]) & (out["observed"] <= out["rep_hi95"])
+    return out
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def qc_counts(exposures: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """Segmentation QC as counts: scans in the manifest, segmented, failed (by reason), flagged (by rule).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``Step`` (text; reasons and rules indented under their count) and ``Participants`` (int).
+    """
+    from ..segmentation.exposures import qc_failures
+
+    rows = [("Scans in the manifest", len(exposures) + len(failures)), ("Segmented", len(exposures)),
+            ("Failed (no exposures)", len(failures))]
+    if len(failures):
+        for reason, n in failures["reason"].map(lambda r: str(r).split(":")[0][:80]).value_counts().items():
+            rows.append((f"  failed: {reason}", int(n)))
+    flagged = exposures[exposures["qc_flag"].astype(int) == 1] if len(exposures) else exposures
+    rows.append(("QC flagged (excluded from the models)", len(flagged)))
+    if len(flagged):
+        reasons = pd.Series([r for _, row in flagged.iterrows() for r in qc_failures(row.to_dict())]).str.split(":").str[0]
+        for reason, n in reasons.value_counts().items():
+            rows.append((f"  flagged: {reason}", int(n)))
+    return pd.DataFrame(rows, columns=["Step", "Participants"])
+
+
+def icc_absolute_agreement(ratings: np.ndarray) -> float:
+    """ICC(A,1): two-way model, absolute agreement, single measurement.
+
+    Parameters
+    ----------
+    ratings
+        ``(n subjects, k raters)`` array without missing values; here k = 2
+        (planted, measured).
+
+    Returns
+    -------
+    float
+        ``(MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE) / n)`` from the two-way ANOVA
+        mean squares of rows (R), columns (C) and error (E). Systematic bias
+        between raters lowers it, unlike a correlation.
+    """
+    x = np.asarray(ratings, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2 or not np.isfinite(x).all():
+        raise BackpainEpiError("ICC needs an (n ≥ 2 subjects × k ≥ 2 raters) table of finite numbers.")
+    n, k = x.shape
+    grand = x.mean()
+    ss_rows = k * ((x.mean(axis=1) - grand) ** 2).sum()
+    ss_cols = n * ((x.mean(axis=0) - grand) ** 2).sum()
+    ss_err = ((x - grand) ** 2).sum() - ss_rows - ss_cols
+    msr, msc, mse = ss_rows / (n - 1), ss_cols / (k - 1), ss_err / ((n - 1) * (k - 1))
+    return float((msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n))
+
+
+def paired_exposures(measured: pd.DataFrame, planted: pd.DataFrame, exposures: Sequence[str],
+                     id_col: str = "participant_id") -> pd.DataFrame:
+    """Measured and planted values side by side (``<col>`` and ``<col>_planted``), for participants with both.
+
+    Raises
+    ------
+    BackpainEpiError
+        An exposure column is missing from either table.
+    """
+    missing = [c for c in exposures if c not in measured.columns or c not in planted.columns]
+    if missing:
+        raise BackpainEpiError(f"agreement: exposure column(s) {', '.join(missing)} missing from the measured or the planted table.")
+    m = measured[[id_col, *exposures]].astype({id_col: str})
+    p = planted[[id_col, *exposures]].astype({id_col: str}).rename(columns={c: c + PLANTED_SUFFIX for c in exposures})
+    return m.merge(p, on=id_col, how="inner").dropna()
+
+
+def agreement_table(pairs: pd.DataFrame, exposures: Sequence[str]) -> pd.DataFrame:
+    """Agreement of measured with planted values, one row per exposure.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``exposure, n, planted_median, measured_median, mean_difference`` (measured − planted),
+        ``loa_lo, loa_hi`` (Bland–Altman 95% limits of agreement), ``median_abs_rel_error_pct``,
+        ``icc_a1`` (:func:`icc_absolute_agreement`) and ``pearson_r``.
+    """
+    rows = []
+    for c in exposures:
+        planted, measured = pairs[c + PLANTED_SUFFIX].to_numpy(float), pairs[c].to_numpy(float)
+        diff = measured - planted
+        sd = diff.std(ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(diff) / np.abs(planted)
+        rows.append({
+            "exposure": c, "n": len(pairs),
+            "planted_median": np.median(planted), "measured_median": np.median(measured),
+            "mean_difference": diff.mean(), "loa_lo": diff.mean() - 1.96 * sd, "loa_hi": diff.mean() + 1.96 * sd,
+            "median_abs_rel_error_pct": 100 * float(np.nanmedian(rel[np.isfinite(rel)])) if np.isfinite(rel).any() else np.nan,
+            "icc_a1": icc_absolute_agreement(np.column_stack([planted, measured])),
+            "pearson_r": float(np.corrcoef(planted, measured)[0, 1]),
+        })
+    return pd.DataFrame(rows)
