@@ -45,7 +45,7 @@ def worker_ours(n: int, draws: int, tune: int, chains: int) -> dict:
     run = fit_model(sim.data, SPEC, draws=draws, tune=tune, chains=chains, progress=False)
     wall = time.perf_counter() - t
     s = run.summary.set_index("term").loc["intermat_ml"]
-    tm = run.provenance["timings"]
+    tm = run.provenance.timings
     return {"engine": "backpain-epi (nutpie)", "n": n, "wall_s": wall, "compile_s": tm.get("compile_s"), "sampling_s": tm["sampling_s"],
             "ess_bulk": float(s.ess_bulk), "or": float(s.or_median), "divergences": int(run.idata.sample_stats.diverging.sum()),
             "steps_per_draw": float(run.idata.sample_stats.n_steps.mean()), "gate": run.diagnostics.passed, "peak_mb": _peak_mb()}

@@ -46,7 +46,7 @@ def test_simulate_validate_describe(run, tmp_path):
 
     result = run("describe", out)
     assert result.exit_code == 0
-    assert "Chronic back pain: yes" in result.output and "InterMAT volume (mL)" in result.output
+    assert "CBP (n = " in result.output and "InterMAT volume (mL)" in result.output
 
 
 def test_validate_names_every_seeded_error_and_exits_2(run, small_raw, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backpain_epi import BackpainEpiError, add_activity_band, describe_cohort, load_cohort, scale_per_2sd
+from backpain_epi import BackpainEpiError, add_activity_band, describe_cohort, load_cohort, scale_per_2sd, table1
 
 
 def test_activity_bands_follow_the_nako_edges(dictionary):
@@ -33,13 +33,16 @@ def test_load_cohort_types_and_band(small_csv):
     assert df["age"].dtype == "float64" and str(df["diabetes"].dtype) == "Int64"
 
 
-def test_describe_counts_match_the_data(small_csv, dictionary):
+def test_describe_is_the_table1_of_the_whole_table(small_csv, dictionary):
     df, _ = load_cohort(small_csv)
     summary = describe_cohort(df)
     cases, controls = int((df["cbp"] == 1).sum()), int((df["cbp"] == 0).sum())
-    assert summary.loc["n"].tolist()[:3] == [f"{len(df):,}", f"{controls:,}", f"{cases:,}"]
+    overall = f"Overall (n = {len(df):,})"
+    assert list(summary.columns[3:6]) == [overall, f"No CBP (n = {controls:,})", f"CBP (n = {cases:,})"]
     female = int((df["sex"] == "female").sum())
-    assert summary.loc["  female", "All"].startswith(f"{female:,} (")
-    age = summary.loc[dictionary.label("age"), "All"]
-    assert age.startswith(f"{df['age'].median():.3g}")
-    assert dictionary.label("intermat_ml") in summary.index
+    assert summary.loc[summary["Level"] == "female", overall].iloc[0].startswith(f"{female:,} (")
+    age = summary[summary["Characteristic"].str.startswith(dictionary.label("age"))].iloc[0]
+    assert age[overall].startswith(f"{df['age'].median():.1f}")
+    assert summary["Characteristic"].str.startswith(dictionary.label("intermat_ml")).any()
+    assert not summary["Characteristic"].str.startswith(dictionary.label("cbp_onset_age")).any()  # expected gaps: not a characteristic
+    assert table1(df, ["age"], dictionary).shape[0] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 #: Physical activity (MET-min/week) against which activity odds ratios are given.
 ACTIVITY_REFERENCE_MET = 1500.0
@@ -13,8 +12,10 @@ ACTIVITY_REFERENCE_MET = 1500.0
 ACTIVITY_BAND_EDGES = (500.0, 5000.0)
 
 
-def activity_band(met: pd.Series | np.ndarray, levels: list[str]) -> pd.Categorical:
-    """Band of each MET-min/week value (missing stays missing), labelled with ``levels``."""
+def activity_band(met, levels: list[str]):
+    """Band of each MET-min/week value (missing stays missing), labelled with ``levels``: a ``pd.Categorical``."""
+    import pandas as pd  # lazy: the constants above are read by the command line's --help, which must not import pandas
+
     met = np.asarray(met, dtype=float)
     lo, hi = ACTIVITY_BAND_EDGES
     code = np.select([met < lo, met <= hi, met > hi], [0, 1, 2], default=-1)

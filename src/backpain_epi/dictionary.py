@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import DictionaryError, InputFileError, unknown_choice
+from .rules import RULES
 
 TYPES = ("string", "float", "integer", "binary", "category")
 NUMERIC_TYPES = ("float", "integer", "binary")
@@ -36,7 +37,7 @@ SEVERITIES = ("error", "warning")
 
 _COLUMN_FIELDS = {
     "label", "description", "type", "unit", "min", "max", "warn_min", "warn_max", "levels",
-    "role", "source", "tables", "missing", "unique", "missing_codes",
+    "role", "source", "tables", "missing", "unique", "missing_codes", "primary", "survival_default",
 }
 
 
@@ -60,6 +61,8 @@ class Column:
     missing: str = "error"
     unique: bool = False
     missing_codes: tuple[float, ...] = ()
+    primary: bool = False
+    survival_default: bool = False
 
     @property
     def nullable(self) -> bool:
@@ -127,6 +130,26 @@ class DataDictionary:
                 continue
             out.append(c.name)
         return out
+
+    @property
+    def id_column(self) -> str:
+        """The participant id column (role ``id``)."""
+        return self.names(role="id")[0]
+
+    @property
+    def primary_exposures(self) -> list[str]:
+        """The exposures the analysis is about (``primary: true``): those a phantom plants and a report leads with."""
+        return [c.name for c in self.columns.values() if c.role == "exposure" and c.primary]
+
+    @property
+    def survival_exposure(self) -> str:
+        """Default exposure of the Kaplan–Meier curves (``survival_default: true``; else the first primary exposure)."""
+        marked = [c.name for c in self.columns.values() if c.survival_default]
+        if marked:
+            return marked[0]
+        if not self.primary_exposures:
+            raise DictionaryError("the dictionary marks no exposure as primary (primary: true) or as survival_default.")
+        return self.primary_exposures[0]
 
     def check_table(self, table: str) -> None:
         if table not in self.tables:
@@ -237,16 +260,16 @@ def _column(name: str, spec: Any, tables: dict, default_codes: tuple, path: Path
         missing=spec.get("missing", "error"),
         unique=bool(spec.get("unique", False)),
         missing_codes=tuple(codes),
+        primary=bool(spec.get("primary", False)),
+        survival_default=bool(spec.get("survival_default", False)),
     )
 
 
 def _rule(spec: Any, path: Path) -> Rule:
     if not isinstance(spec, dict) or {"name", "description", "severity"} - set(spec):
         raise DictionaryError(f"{path}: each rule needs 'name', 'description' and 'severity'; got {spec!r}.")
-    from .validation import RULES  # the checks live with validation; imported here to fail early
-
     if spec["name"] not in RULES:
-        raise DictionaryError(f"{path}: {unknown_choice('rule', spec['name'], RULES)} Rules are implemented in backpain_epi.validation.RULES.")
+        raise DictionaryError(f"{path}: {unknown_choice('rule', spec['name'], RULES)} Rules are implemented in backpain_epi.rules.RULES.")
     if spec["severity"] not in SEVERITIES:
         raise DictionaryError(f"{path}: rule '{spec['name']}': severity {unknown_choice('severity', spec['severity'], SEVERITIES)}")
     return Rule(name=spec["name"], description=spec["description"], severity=spec["severity"])

@@ -28,100 +28,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from . import __version__
+from .records import VERSION as __version__
+from .tableio import check_output_path, write_table, write_text
 from .cohort import add_activity_band
 from .derived import ACTIVITY_REFERENCE_MET
 from .errors import BackpainEpiError
+from .truth import ACTIVITY_SCALE_OFFSET, CONTINUOUS_TERMS, DEFAULT_SEED, N_NAKO, N_SITES, TRUTH_TERMS, CohortTruth
 
-N_NAKO = 27_518  # participants with whole-body MRI in the NAKO analysis
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
-DEFAULT_SEED = 2025
-N_SITES = 18  # NAKO study centres
-ACTIVITY_SCALE_OFFSET = 100.0  # MET-min/week added before the log of the activity truth
-
-#: Terms of the logistic truth and the column each is computed from.
-TRUTH_TERMS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
-_CONTINUOUS = ("intermat_ml", "lmm_ml", "imf_pct", "age", "bmi")  # odds ratios per 2 SD
-
-
-@dataclass(frozen=True)
-class CohortTruth:
-    """The data-generating model of the CBP outcome.
-
-    Attributes
-    ----------
-    odds_ratios
-        Conditional odds ratios of CBP: per 2 SD (of the simulated sample) for
-        ``intermat_ml``, ``lmm_ml``, ``imf_pct``, ``age`` and ``bmi``; male vs
-        female for ``sex[male]``; yes vs no for the comorbidities. Terms left
-        out keep their defaults.
-    prevalence
-        Target CBP prevalence; the intercept is solved so that the expected
-        prevalence of the simulated sample equals it.
-    site_sd
-        Standard deviation of the site random intercept (log-odds scale).
-    activity_optimum_met
-        Physical activity (MET-min/week) of lowest CBP risk.
-    activity_or_at_0, activity_or_at_10000
-        Odds ratio at 0 and at 10 000 MET-min/week against the optimum (both
-        ≥ 1, so the optimum is the activity of lowest risk); the log odds ratio
-        is quadratic in :meth:`activity_scale` on either side of the optimum,
-        so both equal to 1 make activity unrelated to CBP.
-    """
-
-    odds_ratios: dict[str, float] = field(default_factory=lambda: {
-        "intermat_ml": 1.22, "lmm_ml": 0.80, "imf_pct": 1.10, "age": 1.15, "bmi": 1.10,
-        "sex[male]": 0.80, "diabetes": 1.20, "dyslipidemia": 1.15, "osteoporosis": 1.40, "osteoarthritis": 1.80,
-    })
-    prevalence: float = 0.22
-    site_sd: float = 0.25
-    activity_optimum_met: float = 1500.0
-    activity_or_at_0: float = 1.35
-    activity_or_at_10000: float = 1.25
-
-    def __post_init__(self):
-        unknown = set(self.odds_ratios) - set(TRUTH_TERMS)
-        if unknown:
-            raise BackpainEpiError(f"unknown truth term(s) {sorted(unknown)}; terms are: {', '.join(TRUTH_TERMS)}.")
-        defaults = CohortTruth.__dataclass_fields__["odds_ratios"].default_factory()
-        object.__setattr__(self, "odds_ratios", {**defaults, **self.odds_ratios})
-        for name, value in self.odds_ratios.items():
-            if not (np.isfinite(value) and value > 0):
-                raise BackpainEpiError(f"truth {name} must be a positive odds ratio, got {value}.")
-        for name in ("activity_or_at_0", "activity_or_at_10000"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 1):
-                raise BackpainEpiError(
-                    f"truth {name} must be an odds ratio ≥ 1 against the optimum (the activity of lowest risk), got {value}; "
-                    "to make low activity protective, move activity_optimum_met instead."
-                )
-        if not 0 < self.prevalence < 1:
-            raise BackpainEpiError(f"truth prevalence must lie between 0 and 1, got {self.prevalence}.")
-        if not (np.isfinite(self.site_sd) and self.site_sd >= 0):
-            raise BackpainEpiError(f"truth site_sd must be a finite number ≥ 0, got {self.site_sd}.")
-        if not 0 < self.activity_optimum_met < 10_000:
-            raise BackpainEpiError(f"truth activity_optimum_met must lie between 0 and 10000, got {self.activity_optimum_met}.")
-
-    @staticmethod
-    def activity_scale(met: np.ndarray | float) -> np.ndarray:
-        """The scale on which the activity curve is quadratic: log(MET-min/week + 100).
-
-        The offset of 100 keeps the inactive (0 MET-min/week) from sitting far
-        out on a log scale, so that the excess risk of low activity is spread
-        over the lower band rather than concentrated at exactly 0.
-        """
-        return np.log(np.asarray(met, dtype=float) + ACTIVITY_SCALE_OFFSET)
-
-    def activity_log_or(self, met: np.ndarray | float) -> np.ndarray:
-        """Log odds ratio of CBP at ``met`` MET-min/week against the optimum."""
-        u, u_opt = self.activity_scale(met), self.activity_scale(self.activity_optimum_met)
-        low = np.log(self.activity_or_at_0) / (self.activity_scale(0.0) - u_opt) ** 2
-        high = np.log(self.activity_or_at_10000) / (self.activity_scale(10_000.0) - u_opt) ** 2
-        return np.where(u < u_opt, low, high) * (u - u_opt) ** 2
-
-    def activity_curve(self, met: np.ndarray | float, reference: float = ACTIVITY_REFERENCE_MET) -> np.ndarray:
-        """Odds ratio of CBP at ``met`` against ``reference`` MET-min/week."""
-        return np.exp(self.activity_log_or(met) - self.activity_log_or(reference))
 
 
 @dataclass
@@ -137,8 +51,6 @@ class SimulatedCohort:
         The truth is written first, so that a table on disk always has its truth.
         Both writes are atomic (temporary file, then rename).
         """
-        from .tableio import check_output_path, write_table, write_text
-
         check_output_path(out)
         if truth_out is not None:
             write_text(json.dumps(self.truth, indent=2) + "\n", truth_out)
@@ -228,11 +140,11 @@ def simulate_cohort(
     })
 
     # The logistic truth, on the scale the models use: per 2 SD of the sample.
-    sd = {name: float(data[name].std()) for name in _CONTINUOUS}
-    means = {name: float(data[name].mean()) for name in _CONTINUOUS}
+    sd = {name: float(data[name].std()) for name in CONTINUOUS_TERMS}
+    means = {name: float(data[name].mean()) for name in CONTINUOUS_TERMS}
     per_unit = {t: np.log(truth.odds_ratios[t]) / (2 * sd[t]) if t in sd else np.log(truth.odds_ratios[t]) for t in TRUTH_TERMS}
-    centred = {name: data[name] - means[name] for name in _CONTINUOUS}
-    lp = sum(per_unit[t] * centred[t] for t in _CONTINUOUS)
+    centred = {name: data[name] - means[name] for name in CONTINUOUS_TERMS}
+    lp = sum(per_unit[t] * centred[t] for t in CONTINUOUS_TERMS)
     lp = lp + per_unit["sex[male]"] * male + sum(per_unit[k] * data[k] for k in comorb)
     lp = lp + truth.activity_log_or(met)
     site_effect = rng.normal(0.0, truth.site_sd, size=n_sites)
@@ -252,8 +164,8 @@ def simulate_cohort(
         "n": n,
         "n_sites": n_sites,
         "missing_frac": missing_frac,
-        "odds_ratios_per_2sd": {t: truth.odds_ratios[t] for t in _CONTINUOUS},
-        "odds_ratios_binary": {t: truth.odds_ratios[t] for t in TRUTH_TERMS if t not in _CONTINUOUS},
+        "odds_ratios_per_2sd": {t: truth.odds_ratios[t] for t in CONTINUOUS_TERMS},
+        "odds_ratios_binary": {t: truth.odds_ratios[t] for t in TRUTH_TERMS if t not in CONTINUOUS_TERMS},
         "log_or_per_unit": per_unit,
         "sd": sd,
         "means": means,

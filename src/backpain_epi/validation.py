@@ -11,7 +11,7 @@ One pass, in this order:
    allowed and plausible ranges) run as a pandera schema generated from the
    dictionary, lazily, so that every failure is collected;
 4. the cross-field rules named in the dictionary's ``rules:``, vectorised
-   functions registered in :data:`RULES`.
+   functions registered in :data:`backpain_epi.rules.RULES`.
 
 Nothing here changes the caller's data: :func:`validate_table` only reports, and
 :func:`conform_table` turns a table that passed into the dictionary's types.
@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from .derived import activity_band
 from .dictionary import Column, DataDictionary, load_dictionary
 from .errors import DataQualityWarning, DataValidationError
+from .rules import RULES
 from .tableio import read_table
 
 MAX_SHOWN = 5  # offending values and row ids shown per problem
@@ -457,38 +457,7 @@ def _missing_values(df: pd.DataFrame, columns: list[Column], rows: _RowNames) ->
     return problems
 
 
-# --- 4. cross-field rules --------------------------------------------------------
-
-def _onset_not_after_age(df, x, dd):
-    return x["cbp_onset_age"] > x["age"], "onset after the age at examination"
-
-
-def _onset_only_with_cbp(df, x, dd):
-    return x["cbp_onset_age"].notna() & (x["cbp"] == 0), "an onset age is given while cbp = 0"
-
-
-def _onset_missing_for_case(df, x, dd):
-    return x["cbp_onset_age"].isna() & (x["cbp"] == 1), "cbp = 1 without an onset age; left out of the survival analysis"
-
-
-def _activity_band_matches(df, x, dd):
-    expected = pd.Series(activity_band(x["met_min_week"], dd["activity_band"].levels), index=df.index).astype(object)
-    given = df["activity_band"].astype(object)
-    return given.notna() & expected.notna() & (given.astype(str) != expected.astype(str)), "activity_band disagrees with met_min_week"
-
-
-#: Cross-field rules: name -> (columns they need, the column reported, check).
-#: A check takes the table, its parsed columns and the dictionary and returns
-#: (bad rows, message). The dictionary's ``rules:`` says which
-#: run and how severe they are; ``unknown_column`` is handled in place.
-RULES: dict[str, tuple[tuple[str, ...], str, Callable]] = {
-    "onset_not_after_age": (("cbp_onset_age", "age"), "cbp_onset_age", _onset_not_after_age),
-    "onset_only_with_cbp": (("cbp_onset_age", "cbp"), "cbp_onset_age", _onset_only_with_cbp),
-    "onset_missing_for_case": (("cbp_onset_age", "cbp"), "cbp_onset_age", _onset_missing_for_case),
-    "activity_band_matches": (("activity_band", "met_min_week"), "activity_band", _activity_band_matches),
-    "unknown_column": ((), "", None),
-}
-
+# --- 4. cross-field rules (their checks: backpain_epi.rules) ------------------------
 
 def _rule_problems(df, usable: set[str], numbers, dd: DataDictionary, table: str, rows: _RowNames) -> list[Problem]:
     problems = []

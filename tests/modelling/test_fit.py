@@ -11,11 +11,12 @@ import pytest
 from scipy import special
 
 from backpain_epi import simulate_cohort
-from backpain_epi.modelling import fit_model, load_run
+from backpain_epi.errors import BackpainEpiError, InputFileError
+from backpain_epi.modelling import GateFailedWarning, Provenance, fit_model, load_run
 from backpain_epi.modelling.build import build_model
 from backpain_epi.modelling.design import make_design
-from backpain_epi.modelling.fit import table_hash
 from backpain_epi.modelling.results import SUMMARY_COLUMNS
+from backpain_epi.records import ids_hash, table_hash
 from backpain_epi.tableio import read_table
 
 from ..helpers import fit_logistic
@@ -47,6 +48,35 @@ def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
     assert p["activity_parameterization"] == "noncentred"  # auto: about 660 events, below CENTRED_MIN_EVENTS
     assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
     assert {c["name"] for c in p["diagnostics"]["checks"]} == {"R-hat", "bulk ESS", "divergences", "E-BFMI"}
+    assert Provenance.from_dict(p) == full_run.provenance  # the typed provenance is the file, both ways
+    assert json.loads(full_run.provenance.to_json()) == p
+    assert p["data"]["analysed_sha256"] == ids_hash(full_run.analysed_ids)
+
+
+def test_result_names_prints_and_renders(full_run, capsys):
+    assert full_run.name == "full" and len(full_run.analysed_ids) == 3000
+    assert full_run.print_summary() is None
+    printed = capsys.readouterr().out
+    assert printed.startswith("full: ") and "intermat_ml" in printed and "Diagnostics" in printed
+    assert "| term" in full_run.format_summary("markdown") and "\\begin{tabular}" in full_run.format_summary("latex")
+    html = full_run._repr_html_()
+    assert "<table" in html and "3,000 analysed" in html
+    with pytest.raises(BackpainEpiError, match="did you mean 'markdown'"):
+        full_run.format_summary("markdwn")
+    loaded = load_run(full_run.out)
+    assert loaded.analysed_ids == full_run.analysed_ids and loaded.provenance == full_run.provenance
+
+
+def test_a_posterior_of_other_participants_is_refused(full_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run.out, run)
+    prov = json.loads((run / "provenance.json").read_text())
+    prov["data"]["analysed_sha256"] = ids_hash(["someone", "else"])
+    (run / "provenance.json").write_text(json.dumps(prov))
+    with pytest.raises(InputFileError, match="analysed ids differ"):
+        load_run(run)
 
 
 def full_run_table(path):
@@ -130,11 +160,12 @@ def test_fixed_effects_agree_with_maximum_likelihood(unadjusted_run, cohort_csv,
 
 
 def test_failed_gate_is_reported_not_hidden(cohort_csv):
-    run = fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", draws=30, tune=30, chains=2, progress=False)
+    with pytest.warns(GateFailedWarning, match="diagnostics gate failed for model 'unadjusted'.*Do not report.*tune="):
+        run = fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", draws=30, tune=30, chains=2, progress=False)
     assert not run.diagnostics.passed
     assert "bulk ESS" in {c.name for c in run.diagnostics.failed}
     assert run.diagnostics.format().startswith("DIAGNOSTICS FAILED")
-    assert run.provenance["diagnostics"]["passed"] is False
+    assert run.provenance.diagnostics.passed is False
 
 
 def test_activity_curve_is_relative_to_1500(full_run):
@@ -183,7 +214,7 @@ def test_likelihood_is_pymc_bernoulli():
 def test_auto_parameterization_follows_the_number_of_events():
     from types import SimpleNamespace
 
-    from backpain_epi.modelling.build import CENTRED_MIN_EVENTS, activity_parameterization
+    from backpain_epi.modelling.params import CENTRED_MIN_EVENTS, activity_parameterization
     from backpain_epi.modelling.spec import ActivityTerm
 
     def design(basis, parameterization, events):

@@ -29,27 +29,9 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .design import Design
+from .params import (ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_Z,
+                     activity_parameterization)
 from .spec import Prior
-
-#: Free parameters that are reported or gated, by model part.
-INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
-ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
-GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
-SMOOTH_Z = "smooth_z"
-#: ``auto`` centres the spline coefficients from this many events (outcome = 1) up.
-CENTRED_MIN_EVENTS = 1000
-
-
-def activity_parameterization(design: Design) -> str | None:
-    """``centred`` or ``noncentred`` for the activity term of ``design`` (``None`` without a spline or HSGP term)."""
-    act = design.recipe.spec.activity
-    if act is None or act.basis == "bands":
-        return None
-    if act.parameterization not in (None, "auto"):
-        return act.parameterization
-    if act.basis == "hsgp":
-        return "noncentred"
-    return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
 
 
 def build_model(design: Design) -> pm.Model:

@@ -1,16 +1,16 @@
 """PSIS-LOO comparison of fitted runs (``backpain-epi compare``).
 
 Runs are comparable only when they were fit to the same table and analysed the
-same participants: :func:`compare_runs` checks both hashes recorded in
-``provenance.json`` and refuses otherwise, naming the runs that differ.
+same participants: :func:`compare_runs` checks both hashes of their provenance
+and refuses otherwise, naming the runs that differ. Runs are
+:class:`~backpain_epi.modelling.fit.FitResult` objects (in memory, as ``fit_model``
+returns them) or run folders, alike.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import BackpainEpiError, InputFileError
 from ..tableio import write_table
-from .fit import RUN_FILES
+from .fit import FitResult, as_fit_result
 
 PARETO_K_BAD = 0.7
 COMPARISON_COLUMNS = ["model", "rank", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "n_pareto_k_gt_0_7", "n_obs",
@@ -29,27 +29,29 @@ class RunMismatchError(BackpainEpiError):
     """Runs fit on different data (or different rows of it) cannot be compared by LOO."""
 
 
-def run_loo(run: str | os.PathLike) -> az.ELPDData:
-    """PSIS-LOO of a run folder, from the log-likelihood draws stored in its ``posterior.nc``.
+def run_loo(run: FitResult | str | os.PathLike) -> az.ELPDData:
+    """PSIS-LOO of a run, from the log-likelihood draws it stores (``posterior.nc`` of a folder).
 
     The relative efficiency is computed on the same (thinned) draws as the log-likelihood.
     """
-    idata = az.from_netcdf(str(Path(run) / "posterior.nc"))
+    result = as_fit_result(run)
+    idata = result.idata
     if "log_likelihood" not in idata.groups():
-        raise InputFileError(f"{run}/posterior.nc has no log_likelihood group; refit the run with this version of backpain-epi.")
+        raise InputFileError(f"{_where(result)} has no log_likelihood group; refit the run with this version of backpain-epi.")
     thin = idata.sel(draw=idata.log_likelihood.draw.values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto-k warnings are counted and reported by compare_runs
         return az.loo(thin, pointwise=True)
 
 
-def compare_runs(runs: list[str | os.PathLike], *, out: str | os.PathLike | None = None) -> pd.DataFrame:
+def compare_runs(runs: list[FitResult | str | os.PathLike], *, out: str | os.PathLike | None = None) -> pd.DataFrame:
     """Rank runs by expected log predictive density (PSIS-LOO), with stacking weights.
 
     Parameters
     ----------
     runs
-        Two or more run folders written by :func:`~backpain_epi.modelling.fit_model`.
+        Two or more fits: :class:`~backpain_epi.modelling.fit.FitResult` objects or run folders
+        written by :func:`~backpain_epi.modelling.fit_model`, alike.
     out
         Also write the table here (CSV, TSV or Parquet).
 
@@ -58,35 +60,36 @@ def compare_runs(runs: list[str | os.PathLike], *, out: str | os.PathLike | None
     DataFrame
         One row per model, best first: ``elpd_loo`` and its ``se``, ``p_loo``,
         ``elpd_diff`` from the best and its standard error ``dse``, the
-        stacking ``weight``, and the number of observations whose Pareto k
-        exceeds 0.7 (their LOO estimate is unreliable).
+        stacking ``weight``, the number of observations whose Pareto k
+        exceeds 0.7 (their LOO estimate is unreliable), and the ``run`` folder
+        (empty for a result kept in memory).
 
     Raises
     ------
     RunMismatchError
         The runs were fit on different tables or analysed different rows.
     """
-    if len(runs) < 2:
-        raise BackpainEpiError("compare needs at least two run folders.")
-    provenance = {}
-    for run in map(Path, runs):
-        missing = [f for f in RUN_FILES if not (run / f).is_file()]
-        if not run.is_dir() or missing:
-            raise InputFileError(f"{run} is not a run folder ({'missing' if not run.is_dir() else ', '.join(missing) + ' missing'}); "
-                                 "make one with `backpain-epi fit --out`.")
-        provenance[run] = json.loads((run / "provenance.json").read_text(encoding="utf-8"))
-    _check_same_data(provenance)
-    names = _model_names(provenance)
-    loos = {names[run]: run_loo(run) for run in provenance}
+    results = [as_fit_result(r) for r in runs]
+    if len(results) < 2:
+        raise BackpainEpiError("runs: compare needs at least two runs (FitResults or run folders).")
+    seen = {}
+    for r in results:
+        key = id(r) if r.out is None else os.path.realpath(r.out)
+        if key in seen:
+            raise BackpainEpiError(f"runs: {_where(r)} is given twice; compare different runs.")
+        seen[key] = r
+    _check_same_data(results)
+    names = _model_names(results)
+    loos = {name: run_loo(r) for name, r in zip(names, results)}
     table = az.compare(loos, ic="loo", method="stacking", scale="log")
     rows = []
     for model, r in table.iterrows():
         loo = loos[model]
-        run = next(run for run, n in names.items() if n == model)
+        result = results[names.index(model)]
         rows.append({"model": model, "rank": int(r["rank"]) + 1, "elpd_loo": r["elpd_loo"], "se": r["se"], "p_loo": r["p_loo"],
                      "elpd_diff": r["elpd_diff"], "dse": r["dse"], "weight": r["weight"],
                      "n_pareto_k_gt_0_7": int((np.asarray(loo.pareto_k) > PARETO_K_BAD).sum()), "n_obs": int(loo.n_data_points),
-                     "loo_draws": int(loo.n_samples), "run": str(run)})
+                     "loo_draws": int(loo.n_samples), "run": str(result.out) if result.out is not None else ""})
     result = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if out is not None:
         write_table(result, out)
@@ -110,25 +113,30 @@ def format_comparison(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _check_same_data(provenance: dict[Path, dict]) -> None:
-    data = {run: p["data"] for run, p in provenance.items()}
-    first_run, first = next(iter(data.items()))
-    for run, d in data.items():
-        if d["sha256"] != first["sha256"]:
+def _where(result: FitResult) -> str:
+    return str(result.out) if result.out is not None else f"the in-memory fit of '{result.name}'"
+
+
+def _check_same_data(results: list[FitResult]) -> None:
+    first = results[0]
+    f = first.provenance.data
+    for r in results[1:]:
+        d = r.provenance.data
+        if d.sha256 != f.sha256:
             raise RunMismatchError(
-                f"runs were fit on different data: {first_run} on {first['source']} (sha256 {first['sha256'][:12]}…), "
-                f"{run} on {d['source']} (sha256 {d['sha256'][:12]}…); LOO compares models on the same data, so refit them on one table."
+                f"runs were fit on different data: {_where(first)} on {f.source} (sha256 {f.sha256[:12]}…), "
+                f"{_where(r)} on {d.source} (sha256 {d.sha256[:12]}…); LOO compares models on the same data, so refit them on one table."
             )
-        if d["analysed_sha256"] != first["analysed_sha256"]:
+        if d.analysed_sha256 != f.analysed_sha256:
             raise RunMismatchError(
-                f"runs analysed different rows of the same table: {first_run} {first['n_analysed']:,} rows "
-                f"(dropped {first['dropped']}), {run} {d['n_analysed']:,} rows (dropped {d['dropped']}); "
+                f"runs analysed different rows of the same table: {_where(first)} {f.n_analysed:,} rows "
+                f"(dropped {f.dropped}), {_where(r)} {d.n_analysed:,} rows (dropped {d.dropped}); "
                 "drop the incomplete rows from the table first, so that every model sees the same participants."
             )
 
 
-def _model_names(provenance: dict[Path, dict]) -> dict[Path, str]:
-    names = {run: p["model"] for run, p in provenance.items()}
-    if len(set(names.values())) < len(names):  # the same spec fit twice: tell them apart by folder
-        names = {run: f"{p['model']} ({run.name})" for run, p in provenance.items()}
+def _model_names(results: list[FitResult]) -> list[str]:
+    names = [r.name for r in results]
+    if len(set(names)) < len(names):  # the same spec fit twice: tell them apart by folder
+        names = [f"{r.name} ({r.out.name})" if r.out is not None else f"{r.name} ({i + 1})" for i, r in enumerate(results)]
     return names

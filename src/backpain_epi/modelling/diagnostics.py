@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass
 import arviz as az
 import numpy as np
 
+from ..errors import BackpainEpiWarning
+
 RHAT_MAX = 1.01
+FIXES = "more tuning/draws (--tune, --draws), a higher target_accept in the spec's sampler, or a simpler model"
 ESS_MIN = 400
 BFMI_MIN = 0.3
 
@@ -50,12 +53,22 @@ class Diagnostics:
             mark = "ok  " if c.passed else "FAIL"
             lines.append(f"  [{mark}] {c.name}: {c.value} (rule: {c.rule}){f'; worst: {c.worst}' if c.worst and not c.passed else ''}")
         if not self.passed:
-            lines.append("  Fixes: more tuning/draws (--tune, --draws), a higher target_accept in the spec's sampler, "
-                         "or a simpler model; see the failed checks above.")
+            lines.append(f"  Fixes: {FIXES}; see the failed checks above.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+class GateFailedWarning(BackpainEpiWarning):
+    """A fit's diagnostics gate failed: its estimates should not be reported as they are."""
+
+    @classmethod
+    def for_model(cls, model: str, diagnostics: Diagnostics) -> GateFailedWarning:
+        failed = "; ".join(f"{c.name} {c.value} (rule {c.rule})" for c in diagnostics.failed)
+        return cls(f"diagnostics gate failed for model '{model}': {failed}. Do not report these estimates; "
+                   "fit again with more tuning or draws (fit_model(..., tune=, draws=)), a higher target_accept in the "
+                   "spec's sampler, or a simpler model.")
 
 
 def check_diagnostics(idata: az.InferenceData, var_names: list[str]) -> Diagnostics:

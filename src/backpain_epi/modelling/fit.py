@@ -23,43 +23,64 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
 import time
 import warnings
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import __version__
+import arviz as az
+import xarray as xr
+
 from ..cohort import add_activity_band, load_cohort
 from ..dictionary import DataDictionary, load_dictionary
-from ..errors import InputFileError
+from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from ..formatting import format_or, format_prob
+from ..records import ids_hash, table_hash
 from ..tableio import atomic_path, check_output_dir, write_table, write_text
 from ..validation import conform_table
 from .design import Design, DesignRecipe, make_design
-from .diagnostics import Check, Diagnostics, check_diagnostics
-from .results import BETA, activity_curve, eta_from_arrays, odds_ratio_summary, predict, scale_parameters
+from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
+from .params import BETA, activity_parameterization
+from .provenance import DataRecord, Provenance
+from .results import activity_curve, eta_from_arrays, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
-
-import arviz as az  # noqa: E402  (after the package's warning filter)
 
 RUN_FILES = ("posterior.nc", "summary.csv", "spec.yaml", "provenance.json")
 LOO_DRAWS = 1000
-_VERSIONS = ("backpain-epi", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "patsy", "scipy")
+SUMMARY_STYLES = ("ascii", "markdown", "html", "latex")
 
 
 @dataclass
 class FitResult:
     """A fitted model: posterior, odds-ratio summary, activity curve, diagnostics and provenance.
 
-    Made by :func:`fit_model` or read back from a run folder by :func:`load_run`.
+    Made by :func:`fit_model` or read back from a run folder by :func:`load_run`;
+    :func:`~backpain_epi.modelling.compare.compare_runs` and
+    :func:`~backpain_epi.reporting.build_report` take it as it is, in memory or saved.
+
+    Attributes
+    ----------
+    name
+        The model's name in tables and comparisons (the spec's ``name`` unless set).
+    spec, recipe
+        The spec as fit and the design recipe (scaling, levels, bases).
+    idata
+        ArviZ InferenceData: posterior, sample_stats, observed_data, log_likelihood.
+    summary
+        One row per term: odds ratios per 2 SD or per level, 95% interval, P(OR > 1), R-hat, ESS.
+    diagnostics
+        The gate's verdict; ``diagnostics.passed`` says whether the estimates may be reported.
+    provenance
+        The typed :class:`~backpain_epi.modelling.provenance.Provenance`.
+    curve
+        The activity term's odds ratio on a grid (``None`` without an activity term).
+    out
+        The run folder, or ``None`` for a result kept in memory.
     """
 
     spec: ModelSpec
@@ -67,23 +88,74 @@ class FitResult:
     idata: az.InferenceData
     summary: pd.DataFrame
     diagnostics: Diagnostics
-    provenance: dict
+    provenance: Provenance
     curve: pd.DataFrame | None = None
     out: Path | None = None
-    dropped: dict[str, int] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self):
+        self.name = self.name or self.spec.name
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Rows dropped before the fit, per reason (``any``: in total)."""
+        return self.provenance.data.dropped
+
+    @property
+    def analysed_ids(self) -> list[str]:
+        """The participant ids analysed, in the order of the log-likelihood."""
+        outcome = self.spec.outcome
+        return [str(i) for i in self.idata.observed_data[f"{outcome}_dim_0"].values]
 
     def predict(self, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
         """Predicted CBP probability (mean, 95% interval) for new participants; see :func:`results.predict`."""
         return predict(self.idata, self.recipe, df, seed=seed)
 
-    def print_summary(self) -> str:
-        """The headline table as text: odds ratios with 95% intervals, P(OR > 1), R-hat and ESS."""
+    def summary_table(self) -> pd.DataFrame:
+        """The headline table with display text: term, per, OR (95% interval), P(OR > 1), R-hat, ESS."""
         t = self.summary
-        lines = [f"{'term':24s} {'per':24s} {'OR':>6s}  {'95% interval':15s} {'P(OR>1)':>7s} {'R-hat':>6s} {'ESS':>6s}"]
-        for r in t.itertuples():
-            lines.append(f"{r.term:24s} {r.per:24s} {r.or_median:6.2f}  {r.or_lo95:5.2f} – {r.or_hi95:5.2f}   {r.p_or_gt_1:7.3f} "
-                         f"{r.r_hat:6.3f} {r.ess_bulk:6.0f}")
-        return "\n".join(lines)
+        return pd.DataFrame({
+            "term": t["term"], "per": t["per"],
+            "OR (95% interval)": [format_or(r.or_median, r.or_lo95, r.or_hi95) for r in t.itertuples()],
+            "P(OR>1)": t["p_or_gt_1"].map(format_prob), "R-hat": t["r_hat"].map("{:.3f}".format),
+            "ESS": t["ess_bulk"].map("{:.0f}".format),
+        })
+
+    def format_summary(self, style: str = "ascii") -> str:
+        """The headline table as text in ``style``: ``ascii`` (a terminal), ``markdown``, ``html`` or ``latex``."""
+        if style not in SUMMARY_STYLES:
+            raise BackpainEpiError(": " + unknown_choice("style", style, SUMMARY_STYLES), param="style")
+        if style == "ascii":
+            t = self.summary
+            lines = [f"{'term':24s} {'per':24s} {'OR':>6s}  {'95% interval':15s} {'P(OR>1)':>7s} {'R-hat':>6s} {'ESS':>6s}"]
+            for r in t.itertuples():
+                lines.append(f"{r.term:24s} {r.per:24s} {r.or_median:6.2f}  {r.or_lo95:5.2f} – {r.or_hi95:5.2f}   {r.p_or_gt_1:7.3f} "
+                             f"{r.r_hat:6.3f} {r.ess_bulk:6.0f}")
+            return "\n".join(lines)
+        table = self.summary_table()
+        if style == "markdown":
+            return table.to_markdown(index=False)
+        if style == "html":
+            return table.to_html(index=False, border=0, escape=True)
+        return table.to_latex(index=False, escape=True)
+
+    def print_summary(self, style: str = "ascii") -> None:
+        """Print the model, its odds ratios and the gate's verdict; ``style`` as :meth:`format_summary`."""
+        print(f"{self.name}: {self.spec.terms_text()}; {self.provenance.data.n_analysed:,} analysed, "
+              f"{self.provenance.data.n_events:,} with {self.spec.outcome}")
+        print(self.format_summary(style))
+        print(self.diagnostics.format())
+
+    def _repr_html_(self) -> str:
+        gate = "passed" if self.diagnostics.passed else "<b style='color:#C00000'>FAILED: do not report these estimates</b>"
+        return (f"<p><b>{escape(self.name)}</b>: {escape(self.spec.terms_text())}<br>"
+                f"{self.provenance.data.n_analysed:,} analysed, {self.provenance.data.n_events:,} with {escape(self.spec.outcome)}; "
+                f"diagnostics gate {gate}</p>" + self.format_summary("html"))
+
+    def __repr__(self) -> str:
+        where = f", out={str(self.out)!r}" if self.out else ""
+        return (f"FitResult(name={self.name!r}, n_analysed={self.provenance.data.n_analysed}, "
+                f"gate={'passed' if self.diagnostics.passed else 'FAILED'}{where})")
 
 
 def fit_model(
@@ -127,7 +199,8 @@ def fit_model(
     Returns
     -------
     FitResult
-        Also when the diagnostics gate fails: check ``result.diagnostics.passed``.
+        Also when the diagnostics gate fails; then a :class:`~backpain_epi.modelling.diagnostics.GateFailedWarning`
+        says which checks failed and what to do, and ``result.diagnostics.passed`` is False.
     """
     t0 = time.perf_counter()
     dd = dictionary or load_dictionary()
@@ -138,6 +211,7 @@ def fit_model(
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
+    # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
     from .build import build_model
     from .sample import sample_model
 
@@ -153,9 +227,11 @@ def fit_model(
     timings["total_s"] = time.perf_counter() - t0
     provenance = _provenance(spec, design, table, source, sampler_info, timings, diagnostics)
     result = FitResult(spec=spec, recipe=design.recipe, idata=idata, summary=summary, diagnostics=diagnostics,
-                       provenance=provenance, curve=curve, out=out, dropped=design.dropped)
+                       provenance=provenance, curve=curve, out=out)
     if out is not None:
         save_run(result, out)
+    if not diagnostics.passed:
+        warnings.warn(GateFailedWarning.for_model(spec.name, diagnostics), stacklevel=2)
     return result
 
 
@@ -168,17 +244,18 @@ def save_run(result: FitResult, out: str | os.PathLike) -> Path:
         write_table(result.curve, out / "activity_curve.csv")
     with atomic_path(out / "posterior.nc") as tmp:
         result.idata.to_netcdf(str(tmp), engine="h5netcdf")
-    write_text(json.dumps(result.provenance, indent=2, default=_json_default) + "\n", out / "provenance.json")
+    write_text(result.provenance.to_json(), out / "provenance.json")
     return out
 
 
 def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -> FitResult:
-    """Read a run folder written by :func:`fit_model` (no refitting).
+    """Read a run folder written by :func:`fit_model` (no refitting); PyMC is not imported.
 
     Raises
     ------
     InputFileError
-        The folder is missing or lacks one of the run files.
+        The folder is missing, lacks one of the run files, or its posterior and
+        provenance disagree on the participants analysed.
     """
     run = Path(run)
     if not run.is_dir():
@@ -188,27 +265,30 @@ def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -
         raise InputFileError(f"{run} is not a complete run folder: {', '.join(missing)} missing (was the fit interrupted? fit again).")
     dd = dictionary or load_dictionary()
     spec = load_spec(run / "spec.yaml", dd)
-    provenance = json.loads((run / "provenance.json").read_text(encoding="utf-8"))
-    recipe = DesignRecipe.from_dict(spec, provenance["design"])
+    provenance = Provenance.read(run / "provenance.json")
+    recipe = DesignRecipe.from_dict(spec, provenance.design)
     idata = az.from_netcdf(str(run / "posterior.nc"))
     curve = pd.read_csv(run / "activity_curve.csv") if (run / "activity_curve.csv").is_file() else None
-    diagnostics = Diagnostics(tuple(Check(**c) for c in provenance["diagnostics"]["checks"]))
-    return FitResult(spec=spec, recipe=recipe, idata=idata, summary=pd.read_csv(run / "summary.csv"), diagnostics=diagnostics,
-                     provenance=provenance, curve=curve, out=run, dropped=provenance["data"]["dropped"])
+    result = FitResult(spec=spec, recipe=recipe, idata=idata, summary=pd.read_csv(run / "summary.csv"),
+                       diagnostics=provenance.diagnostics, provenance=provenance, curve=curve, out=run)
+    if ids_hash(result.analysed_ids) != provenance.data.analysed_sha256:
+        raise InputFileError(f"run {run}: posterior.nc does not match its provenance.json (analysed ids differ); refit the run.")
+    return result
 
 
-def table_hash(df: pd.DataFrame) -> str:
-    """SHA-256 of a table's content (column names and values, in order), independent of file format."""
-    h = hashlib.sha256()
-    h.update("\x1f".join(map(str, df.columns)).encode())
-    h.update(pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy().tobytes())
-    return h.hexdigest()
+def as_fit_result(run: FitResult | str | os.PathLike, dictionary: DataDictionary | None = None) -> FitResult:
+    """``run`` itself when it is a :class:`FitResult`, else the run folder it names, read by :func:`load_run`."""
+    if isinstance(run, FitResult):
+        return run
+    if isinstance(run, (str, os.PathLike)):
+        return load_run(run, dictionary)
+    raise BackpainEpiError(f"runs: expected a FitResult or a run folder, got {type(run).__name__}.")
 
 
 def read_analysis_table(data, dd: DataDictionary) -> tuple[pd.DataFrame, str]:
     """The cohort table as every analysis reads it: validated, typed, ``activity_band`` derived; and its source.
 
-    ``data`` is a path (CSV/TSV/Parquet) or a DataFrame. :func:`table_hash` of the
+    ``data`` is a path (CSV/TSV/Parquet) or a DataFrame. :func:`~backpain_epi.records.table_hash` of the
     returned table is the ``data.sha256`` a run records, so a report can check
     that it was given the data the runs were fit on.
     """
@@ -231,8 +311,6 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
     eta = eta_from_arrays(thin, design.recipe, design.X, design.A, design.group)
     y = design.y[None, :]
     ll = (y * eta - np.logaddexp(0.0, eta)).astype(np.float32).reshape(nchain, len(draw_idx), design.n)
-    import xarray as xr
-
     name = design.recipe.spec.outcome
     ds = xr.Dataset({name: (("chain", "draw", f"{name}_dim_0"), ll)},
                     coords={"chain": post.chain.values, "draw": post.draw.values[draw_idx], f"{name}_dim_0": design.ids})
@@ -241,43 +319,12 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
         idata.add_groups({"observed_data": xr.Dataset({name: ((f"{name}_dim_0",), design.y)}, coords={f"{name}_dim_0": design.ids})})
 
 
-def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics) -> dict:
-    from .build import activity_parameterization
-
-    versions = {}
-    for name in _VERSIONS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": spec.name,
-        "formula": spec.terms_text(),
-        "priors": {k: str(v) for k, v in spec.priors.items()},
-        "data": {
-            "source": source, "sha256": table_hash(table), "n_rows": len(table), "n_analysed": design.n,
-            "n_events": int(design.y.sum()), "dropped": design.dropped,
-            "analysed_sha256": hashlib.sha256("\n".join(design.ids).encode()).hexdigest(),
-            "qc_flagged_included": bool(design.include_qc_flagged),
-        },
-        "design": design.recipe.to_dict(),
-        "activity_parameterization": activity_parameterization(design),
-        "sampler": sampler_info,
-        "settings": {"draws": spec.sampler.draws, "tune": spec.sampler.tune, "chains": spec.sampler.chains,
-                     "target_accept": spec.sampler.target_accept, "seed": spec.sampler.seed},
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-        "diagnostics": diagnostics.to_dict(),
-        "versions": {**versions, "python": platform.python_version()},
-        "backpain_epi": __version__,
-    }
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics) -> Provenance:
+    data = DataRecord(source=source, sha256=table_hash(table), n_rows=len(table), n_analysed=design.n,
+                      n_events=int(design.y.sum()), dropped=design.dropped, analysed_sha256=ids_hash(design.ids),
+                      qc_flagged_included=bool(design.include_qc_flagged))
+    settings = {"draws": spec.sampler.draws, "tune": spec.sampler.tune, "chains": spec.sampler.chains,
+                "target_accept": spec.sampler.target_accept, "seed": spec.sampler.seed}
+    return Provenance(model=spec.name, formula=spec.terms_text(), priors={k: str(v) for k, v in spec.priors.items()}, data=data,
+                      design=design.recipe.to_dict(), activity_parameterization=activity_parameterization(design),
+                      sampler=sampler_info, settings=settings, timings=timings, diagnostics=diagnostics)

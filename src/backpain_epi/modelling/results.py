@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from ..cohort import add_activity_band
 from ..derived import ACTIVITY_REFERENCE_MET
 from ..dictionary import DataDictionary
-from .build import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
+from .params import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
 from .design import ACTIVITY_GRID, DesignRecipe
 
 SUMMARY_COLUMNS = ["term", "kind", "label", "per", "or_mean", "or_median", "or_lo95", "or_hi95", "log_or_mean", "log_or_sd",
@@ -84,8 +85,6 @@ def activity_log_or_draws(idata: az.InferenceData, recipe: DesignRecipe, met: np
     if spec.activity is None:
         raise ValueError(f"model '{spec.name}' has no activity term")
     if spec.activity.basis == "bands":
-        from ..cohort import add_activity_band
-
         bands = add_activity_band(pd.DataFrame({"met_min_week": np.append(met, reference)}))["activity_band"].astype(str)
         levels = recipe.levels[spec.activity.variable]
         beta = draws(idata, BETA)

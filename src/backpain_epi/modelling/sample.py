@@ -53,6 +53,7 @@ def sample_model(model: pm.Model, settings: SamplerSettings, *, progress: bool =
 
 
 def _nutpie(model, settings: SamplerSettings, cores: int, progress: bool, info: dict):
+    # lazy: nutpie pulls numba in; a fit with sampler: pymc never needs it
     import nutpie
 
     t = time.perf_counter()

@@ -146,9 +146,9 @@ class ActivityTerm:
         For ``spline`` and ``hsgp``: ``centred`` (coefficients ~ Normal(0, scale)),
         ``noncentred`` (coefficients = scale × Normal(0, 1)) or ``auto``: the
         non-centred form for the HSGP and, for the spline, the centred form from
-        :data:`~backpain_epi.modelling.build.CENTRED_MIN_EVENTS` events up (the data
+        :data:`~backpain_epi.modelling.params.CENTRED_MIN_EVENTS` events up (the data
         then pin the coefficients down) and the non-centred one below (a funnel
-        otherwise); see :func:`~backpain_epi.modelling.build.activity_parameterization`.
+        otherwise); see :func:`~backpain_epi.modelling.params.activity_parameterization`.
     """
 
     variable: str

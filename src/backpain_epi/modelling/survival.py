@@ -40,8 +40,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass, field, replace
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,8 @@ import pandas as pd
 
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from ..formatting import format_p, format_sig
+from ..records import SURVIVAL_PACKAGES, json_default, package_versions
 from ..tableio import check_output_dir, write_table, write_text
 from .design import complete_rows, make_design
 from .results import describe_term
@@ -69,7 +70,7 @@ HR_COLUMNS = ["term", "kind", "label", "per", "hr", "hr_lo95", "hr_hi95", "p", "
 PH_COLUMNS = ["term", "test_statistic", "p", "ph_violated"]
 KM_COLUMNS = ["group", "age", "survival", "lo95", "hi95", "at_risk"]
 KM_GROUP_COLUMNS = ["group", "n", "events", "lower", "upper", "median_event_free_age"]
-FILES = ("hazard_ratios.csv", "ph_test.csv", "km.csv", "km_groups.csv", "survival.json", "km_by_tertile.png", "km_by_tertile.svg")
+FILES = ("hazard_ratios.csv", "ph_test.csv", "km.csv", "km_groups.csv", "survival.json")
 
 
 class SurvivalError(BackpainEpiError):
@@ -108,9 +109,8 @@ class SurvivalResult:
     logrank_p: float
     counts: dict
     notes: list[str]
-    exposure: str = "intermat_ml"
+    exposure: str
     spec: ModelSpec | None = None
-    dictionary: DataDictionary | None = field(default=None, repr=False)
 
     def format(self) -> str:
         """A plain-text report for the terminal: counts, hazard ratios, PH check, log-rank test, notes."""
@@ -129,15 +129,15 @@ class SurvivalResult:
         lines.append(f"  {'term':<{w_label}}  {'per':<{w_per}}  {'HR (95% CI)':<22}  p")
         for r in hr.itertuples():
             ci = f"{r.hr:.2f} ({r.hr_lo95:.2f}–{r.hr_hi95:.2f})"
-            lines.append(f"  {r.label:<{w_label}}  {r.per:<{w_per}}  {ci:<22}  {_fmt_p(r.p)}")
+            lines.append(f"  {r.label:<{w_label}}  {r.per:<{w_per}}  {ci:<22}  {format_p(r.p)}")
         lines.append("")
         lines.append("Proportional-hazards check (scaled Schoenfeld residuals vs rank of time)")
         labels = dict(zip(hr["term"], hr["label"]))
         for r in self.ph_test.itertuples():
             flag = "  departure (p < 0.05)" if r.ph_violated else ""
-            lines.append(f"  {labels.get(r.term, r.term):<{w_label}}  chi² {r.test_statistic:6.2f}  p {_fmt_p(r.p)}{flag}")
+            lines.append(f"  {labels.get(r.term, r.term):<{w_label}}  chi² {r.test_statistic:6.2f}  p {format_p(r.p)}{flag}")
         lines.append("")
-        lines.append(f"Kaplan–Meier by tertile of {self.exposure}: log-rank p {_fmt_p(self.logrank_p)}")
+        lines.append(f"Kaplan–Meier by tertile of {self.exposure}: log-rank p {format_p(self.logrank_p)}")
         for r in self.km_groups.itertuples():
             med = "not reached" if not np.isfinite(r.median_event_free_age) else f"{r.median_event_free_age:.1f} y"
             lines.append(f"  {r.group}: n {r.n:,}, events {r.events:,}, median CBP-free age {med}")
@@ -147,13 +147,10 @@ class SurvivalResult:
         return "\n".join(lines)
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write the tables, ``survival.json`` and the Kaplan–Meier figure (PNG 300 dpi + SVG) to ``out_dir``.
+        """Write the tables and ``survival.json`` to ``out_dir`` (the figures are drawn by :mod:`backpain_epi.reporting`).
 
         Every file is written atomically; returns file name -> path.
         """
-        from ..reporting.style import save_figure
-        from ..reporting.survival_figures import km_figure
-
         out = check_output_dir(out_dir)
         paths = {
             "hazard_ratios.csv": write_table(self.hazard_ratios, out / "hazard_ratios.csv"),
@@ -161,9 +158,6 @@ class SurvivalResult:
             "km.csv": write_table(self.km, out / "km.csv"),
             "km_groups.csv": write_table(self.km_groups, out / "km_groups.csv"),
         }
-        fig = km_figure(self.km, self.km_groups, self.logrank_p, self.dictionary or load_dictionary())
-        figs = save_figure(fig, out, "km_by_tertile")
-        paths["km_by_tertile.png"], paths["km_by_tertile.svg"] = figs["png"], figs["svg"]
         info = {
             "analysis": "Cox proportional hazards, age as time scale, event CBP onset",
             "spec": self.spec.name if self.spec else None,
@@ -171,15 +165,15 @@ class SurvivalResult:
             "counts": self.counts,
             "logrank_p": self.logrank_p,
             "notes": self.notes,
-            "versions": {"lifelines": _version("lifelines"), "backpain-epi": _version("backpain-epi")},
+            "versions": package_versions(SURVIVAL_PACKAGES),
         }
-        paths["survival.json"] = write_text(json.dumps(info, indent=2, ensure_ascii=False, default=_json_default) + "\n",
+        paths["survival.json"] = write_text(json.dumps(info, indent=2, ensure_ascii=False, default=json_default) + "\n",
                                             out / "survival.json")
         return paths
 
 
 def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.PathLike | ModelSpec = DEFAULT_SPEC, *,
-                      exposure: str = "intermat_ml", birth_cohort: bool = True,
+                      exposure: str | None = None, birth_cohort: bool = True,
                       dictionary: DataDictionary | None = None) -> SurvivalResult:
     """Cox hazard ratios (per 2 SD, adjusted as in ``spec``) and Kaplan–Meier curves by exposure tertile.
 
@@ -193,7 +187,8 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
         (the group column becomes strata; for age see ``birth_cohort``).
         Default ``models/paper.yaml`` (see the module notes).
     exposure
-        Numeric column whose tertiles split the Kaplan–Meier curves.
+        Numeric column whose tertiles split the Kaplan–Meier curves (default: the
+        dictionary's survival exposure, ``survival_default: true``; InterMAT in the shipped one).
     birth_cohort
         Keep age at examination as a covariate (a birth-cohort adjustment; default).
         Onset is recalled at one examination, so younger participants can only
@@ -211,11 +206,13 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
         No ``cbp_onset_age`` column, an unknown or non-numeric exposure, no
         events after exclusions, or a Cox fit that does not converge.
     """
+    # lazy: lifelines takes a second to import, and `backpain-epi --help` and the report's other sections never need it
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
     from lifelines.statistics import proportional_hazard_test
 
     dd = dictionary or load_dictionary()
+    exposure = exposure or dd.survival_exposure
     spec = _resolve_spec(spec, dd)
     table, _ = read_analysis_table(data, dd)
     if ONSET not in table.columns:
@@ -297,7 +294,7 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
     if km_note:
         notes.append(km_note)
     return SurvivalResult(hazard_ratios=hazard_ratios, ph_test=ph_test, km=km, km_groups=km_groups, logrank_p=logrank_p,
-                          counts=counts, notes=notes, exposure=exposure, spec=cox_spec, dictionary=dd)
+                          counts=counts, notes=notes, exposure=exposure, spec=cox_spec)
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -362,6 +359,7 @@ def _ph_table(ph, terms: list[str]) -> pd.DataFrame:
 
 
 def _kaplan_meier(x, duration, event, exposure: str, dd: DataDictionary):
+    # lazy: as in survival_analysis
     from lifelines import KaplanMeierFitter
     from lifelines.statistics import multivariate_logrank_test
 
@@ -375,7 +373,7 @@ def _kaplan_meier(x, duration, event, exposure: str, dd: DataDictionary):
         raise SurvivalError(f"exposure '{exposure}' has too few distinct values to split into tertiles.")
     unit = dd[exposure].unit
     u = f" {unit}" if unit else ""
-    labels = [f"T1 (≤ {_fmt(q1)}{u})", f"T2 ({_fmt(q1)}–{_fmt(q2)}{u})", f"T3 (> {_fmt(q2)}{u})"]
+    labels = [f"T1 (≤ {format_sig(q1)}{u})", f"T2 ({format_sig(q1)}–{format_sig(q2)}{u})", f"T3 (> {format_sig(q2)}{u})"]
     tertile = np.where(x <= q1, 0, np.where(x <= q2, 1, 2))
     km_parts, group_rows = [], []
     for g, label in enumerate(labels):
@@ -398,35 +396,6 @@ def _kaplan_meier(x, duration, event, exposure: str, dd: DataDictionary):
 
 # --- small helpers ---------------------------------------------------------------------------
 
-def _fmt(v: float) -> str:
-    """Three significant digits without scientific notation: 2,570 / 210 / 49.7 / 8.71."""
-    if v == 0 or not np.isfinite(v):
-        return f"{v:g}"
-    digits = max(0, 2 - int(np.floor(np.log10(abs(v)))))
-    return f"{round(v, digits):,.{digits}f}"
-
-
-def _fmt_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _excluded_text(counts: dict) -> str:
     parts = [f"{reason} {k:,}" for reason, k in counts["excluded"].items() if k]
     return ", ".join(parts) or "none"
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -5,7 +5,9 @@ stages of :mod:`.run` through the input-hash cache of :mod:`.stages`; :mod:`.con
 reads and checks the YAML configuration.
 """
 
-from .config import ConfigError, PipelineConfig, load_config
-from .run import PipelineResult, run_pipeline
+import lazy_loader as _lazy
 
-__all__ = ["ConfigError", "PipelineConfig", "PipelineResult", "load_config", "run_pipeline"]
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "config": ["ConfigError", "PipelineConfig", "load_config"],
+    "run": ["PipelineResult", "run_pipeline"],
+})

@@ -36,7 +36,7 @@ SECTIONS: dict[str, dict] = {
     "phantoms": {"seed": 1, "inplane_mm": [2.0, 2.5], "slice_mm": [4.5, 6.0], "workers": 2},
     "segmentation": {"device": "auto", "workers": 1, "batch_size": 4, "weights": None},
     "sampler": {"draws": None, "tune": None, "chains": None, "seed": None, "target_accept": None},
-    "report": {"title": "Back-muscle composition and chronic back pain", "survival": True},
+    "report": {"title": "Back-muscle composition and chronic back pain", "survival": True, "survival_spec": None},
 }
 TOP_KEYS = ("out", "models", *SECTIONS)
 
@@ -107,6 +107,12 @@ def config_from_dict(raw: dict, *, base: str | os.PathLike = ".", path: Path | N
         problems.append("report.title: must be a non-empty text")
     if not isinstance(sections["report"]["survival"], bool):
         problems.append("report.survival: must be true or false")
+    survival_spec = sections["report"]["survival_spec"]
+    if survival_spec is not None:
+        if not isinstance(survival_spec, str) or not (base / survival_spec).is_file():
+            problems.append(f"report.survival_spec: {survival_spec}: file not found (a model spec; null: the first of models)")
+        else:
+            sections["report"]["survival_spec"] = str(base / survival_spec)
 
     out = raw.get("out")
     if not isinstance(out, str) or not out.strip():

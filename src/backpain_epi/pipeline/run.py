@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -95,9 +96,7 @@ def run_pipeline(
     runner = StageRunner(out, echo=echo, force=force)
     unknown = set(force or ()) - {s.name for s in stages}
     if unknown:
-        from ..errors import unknown_choice
-
-        raise BackpainEpiError("--force: " + unknown_choice("stage", sorted(unknown)[0], [s.name for s in stages]))
+        raise BackpainEpiError(": " + unknown_choice("stage", sorted(unknown)[0], [s.name for s in stages]), param="force")
     for i, stage in enumerate(stages, 1):
         runner.run(stage, position=f"{i}/{len(stages)}")
     meta = json.loads((d.report / "report.json").read_text(encoding="utf-8"))
@@ -122,10 +121,10 @@ class _Folders:
 def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> list[Stage]:
     run_dirs = [d.runs / p.stem for p in cfg.models]
     run_files = [f for r in run_dirs for f in (r / "provenance.json", r / "summary.csv")]
-    seg_files = [d.seg / "exposures.csv", d.seg / "failures.csv"]
+    seg_files = [d.seg / EXPOSURES_FILE, d.seg / FAILURES_FILE]
     stages = [
         Stage("simulate", lambda: _simulate(cfg, d, dd), d.cohort, params={"cohort": cfg.cohort}),
-        Stage("phantoms", lambda: _phantoms(cfg, d, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
+        Stage("phantoms", lambda: _phantoms(cfg, d, dd, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
               params={"phantoms": {k: v for k, v in cfg.phantoms.items() if k != "workers"}}),
         Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / "manifest.csv", d.phantoms / "images"],
               params={"weights": fingerprint(_weights(cfg))}),
@@ -142,8 +141,6 @@ def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool
 
 
 def _simulate(cfg: PipelineConfig, d: _Folders, dd: DataDictionary) -> str:
-    from ..simulate import simulate_cohort
-
     c = cfg.cohort
     sim = simulate_cohort(n=c["n"], seed=c["seed"], truth=cfg.truth(), n_sites=c["sites"])
     sim.write(d.cohort / "cohort_simulated.csv", truth_out=d.truth)
@@ -153,48 +150,45 @@ def _simulate(cfg: PipelineConfig, d: _Folders, dd: DataDictionary) -> str:
             f"questionnaire without the exposures in {d.questionnaire.name}, truth in {d.truth.name}.")
 
 
-def planted_targets(cohort: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The exposures to plant in each participant's phantom, kept inside what a phantom slab can hold; and how many were moved."""
-    from ..segmentation.phantom import PhantomTargets
-
-    nearest = [PhantomTargets.nearest(*row) for row in cohort[list(EXPOSURES)].to_numpy(float)]
-    t = pd.DataFrame({"participant_id": cohort["participant_id"].to_numpy(),
-                      **{c: [getattr(n, c) for n in nearest] for c in EXPOSURES}})
-    moved = int((~np.isclose(t[list(EXPOSURES)].to_numpy(float), cohort[list(EXPOSURES)].to_numpy(float))).any(axis=1).sum())
+def planted_targets(cohort: pd.DataFrame, dictionary: DataDictionary | None = None) -> tuple[pd.DataFrame, int]:
+    """The exposures to plant in each participant's phantom (the dictionary's primary exposures, the fields of
+    :class:`~backpain_epi.segmentation.phantom.PhantomTargets`), kept inside what a phantom slab can hold; and how many were moved."""
+    dd = dictionary or load_dictionary()
+    exposures, id_col = dd.primary_exposures, dd.id_column
+    nearest = [PhantomTargets.nearest(**dict(zip(exposures, row))) for row in cohort[exposures].to_numpy(float)]
+    t = pd.DataFrame({id_col: cohort[id_col].to_numpy(), **{c: [getattr(n, c) for n in nearest] for c in exposures}})
+    moved = int((~np.isclose(t[exposures].to_numpy(float), cohort[exposures].to_numpy(float))).any(axis=1).sum())
     return t, moved
 
 
-def _phantoms(cfg: PipelineConfig, d: _Folders, progress: bool) -> str:
-    from ..segmentation.phantom import Protocol, write_phantoms
-
+def _phantoms(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
     p = cfg.phantoms
+    exposures, id_col = dd.primary_exposures, dd.id_column
     cohort = read_table(d.cohort / "cohort_simulated.csv")
-    for c in EXPOSURES:
+    for c in exposures:
         cohort[c] = pd.to_numeric(cohort[c])
-    targets, moved = planted_targets(cohort)
+    targets, moved = planted_targets(cohort, dd)
     protocol = Protocol(inplane_mm=tuple(p["inplane_mm"]), slice_mm=tuple(p["slice_mm"]), int16_prob=1.0)
     write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"],
                    resume=True)  # the stage's folder is emptied whenever its inputs change
     # what the images hold, from each phantom's true label map and fat fraction (the targets to within a few percent)
     truth = read_table(d.phantoms / "truth_exposures.csv")
-    planted = truth[["participant_id", *EXPOSURES]].astype({c: float for c in EXPOSURES})
+    planted = truth[[id_col, *exposures]].astype({c: float for c in exposures})
     write_table(planted, d.planted)
-    off = (planted.set_index("participant_id")["lmm_ml"] / cohort.set_index("participant_id")["lmm_ml"] - 1).abs() > 0.10
+    lean = exposures[0]
+    off = (planted.set_index(id_col)[lean] / cohort.set_index(id_col)[lean] - 1).abs() > 0.10
     notes = [f"{moved} participant(s) had exposures outside what a phantom holds and were planted at the nearest limit"] if moved else []
     if off.any():
-        notes.append(f"{int(off.sum())} phantom(s) hold a lean volume more than 10 % from the participant's (body outline too small)")
+        notes.append(f"{int(off.sum())} phantom(s) hold a {dd.label(lean, unit=False).lower()} more than 10 % from the "
+                     "participant's (body outline too small)")
     return f"{len(targets):,} phantoms" + (f"; {'; '.join(notes)}" if notes else "") + "."
 
 
 def _weights(cfg: PipelineConfig) -> Path:
-    from ..segmentation.network import default_weights_path
-
     return Path(cfg.segmentation["weights"]) if cfg.segmentation["weights"] else default_weights_path()
 
 
 def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
-    from ..segmentation.batch import segment_manifest
-
     s = cfg.segmentation
     res = segment_manifest(d.phantoms / "manifest.csv", d.seg, weights=_weights(cfg), device=s["device"], batch_size=s["batch_size"],
                            workers=s["workers"] if s["workers"] > 1 else None, progress=progress, dictionary=dd)
@@ -204,13 +198,10 @@ def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: boo
 
 
 def _merge(d: _Folders, dd: DataDictionary) -> str:
-    from ..cohort import merge_exposures
-    from ..errors import DataValidationError
-    from ..validation import validate_table
-
-    if len(pd.read_csv(d.seg / "exposures.csv", usecols=[0])) == 0:
-        raise BackpainEpiError(f"no scan could be segmented; the reasons are in {d.seg / 'failures.csv'}.")
-    merged = merge_exposures(read_table(d.questionnaire), read_table(d.seg / "exposures.csv"), dd)
+    seg = SegmentationOutput.read(d.seg)
+    if len(seg.exposures) == 0:
+        raise BackpainEpiError(f"no scan could be segmented; the reasons are in {d.seg / FAILURES_FILE}.")
+    merged = merge_exposures(read_table(d.questionnaire), read_table(d.seg / EXPOSURES_FILE), dd)
     report = validate_table(merged.table, "cohort", dd)
     write_table(report.to_frame(), d.analysis / "validation.csv")
     if not report.ok:
@@ -221,31 +212,28 @@ def _merge(d: _Folders, dd: DataDictionary) -> str:
 
 def _fit_fn(cfg, d: _Folders, dd: DataDictionary, spec: Path, run_dir: Path, progress: bool):
     def fit() -> str:
-        from ..modelling import fit_model, load_spec
-
         model = load_spec(spec, dd).with_sampler(**cfg.sampler)  # None values keep the spec's settings
-        res = fit_model(d.analysis_table, model, out=run_dir, dictionary=dd, progress=progress)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GateFailedWarning)  # said below, in the report, and by the exit status
+            res = fit_model(d.analysis_table, model, out=run_dir, dictionary=dd, progress=progress)
         gate = "gate passed" if res.diagnostics.passed else "GATE FAILED (see the report's diagnostics)"
         ex = res.summary[res.summary["kind"] == "exposure"]
         ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
-        return f"{res.provenance['data']['n_analysed']:,} analysed; {gate}; OR per 2 SD: {ors}."
+        return f"{res.provenance.data.n_analysed:,} analysed; {gate}; OR per 2 SD: {ors}."
 
     return fit
 
 
 def _compare(run_dirs: list[Path], d: _Folders) -> str:
-    from ..modelling.compare import compare_runs
-
     table = compare_runs(run_dirs)
     write_table(table, d.comparison / "comparison.csv")
     return f"best by PSIS-LOO: {Path(str(table['run'].iloc[0])).name}."
 
 
 def _report(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, run_dirs: list[Path], progress: bool) -> str:
-    from ..reporting.report import build_report
-
     r = cfg.report
     rep = build_report(run_dirs, d.analysis_table, out=d.report, segmentation=d.seg, title=r["title"], survival=r["survival"],
-                       truth=d.truth, planted=d.planted, dictionary=dd, progress=progress)
+                       survival_spec=r["survival_spec"] or cfg.models[0], truth=d.truth, planted=d.planted, dictionary=dd,
+                       progress=progress)
     notes = f" Notes: {' '.join(rep.notes)}" if rep.notes else ""
     return f"{len(rep.tables)} tables, {len(rep.figures)} figures.{notes}"

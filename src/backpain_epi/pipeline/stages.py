@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BackpainEpiError
+from ..records import VERSION
 from ..tableio import write_text
 
 STATE_FILE = Path(".pipeline") / "state.json"
@@ -58,9 +59,7 @@ class Stage:
 
     def key(self) -> str:
         """SHA-256 over the package version, the parameters and every input's fingerprint."""
-        from .. import __version__
-
-        h = hashlib.sha256(json.dumps({"backpain_epi": __version__, **self.params}, sort_keys=True, default=str).encode())
+        h = hashlib.sha256(json.dumps({"backpain_epi": VERSION, **self.params}, sort_keys=True, default=str).encode())
         for path in self.inputs:
             h.update(str(path.name).encode())
             h.update(fingerprint(path).encode())

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import __version__
+from ..records import VERSION as __version__
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, InputFileError
 from ..tableio import check_output_dir, read_table, write_text

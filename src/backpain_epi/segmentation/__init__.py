@@ -10,4 +10,17 @@ Modules (torch, MONAI and nibabel are imported only where needed):
 - :mod:`.batch`: ``segment_manifest``: resumable batches, serial or on Dask.
 - :mod:`.train`: ``train_segmenter`` (training on phantoms, fine-tuning on labelled scans).
 - :mod:`.evaluate`: ``evaluate_segmenter``: Dice and exposure errors against the quality targets.
+- :mod:`.engines`: ``EngineSpec`` and the engines (builtin, nnU-Net, TotalSegmentator, existing labels).
+- :mod:`.output`: ``SegmentationOutput``, the one reader of a segmentation folder.
 """
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "batch": ["segment_manifest"],
+    "engines": ["EngineSpec"],
+    "evaluate": ["evaluate_segmenter"],
+    "output": ["SegmentationOutput"],
+    "phantom": ["make_phantom", "write_phantoms"],
+    "train": ["train_segmenter"],
+})

@@ -1,16 +1,17 @@
-"""Command-line verbs of the segmentation stage, added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
+"""Command-line verbs of the segmentation stage, added to ``backpain-epi`` by :mod:`backpain_epi.cli.main`.
 
 Heavy libraries are imported inside the command bodies, so ``backpain-epi --help`` stays quick.
-Shared options (``--dictionary``, ``--sep``, ...) come from :mod:`backpain_epi.cli_options`.
+Shared options (``--dictionary``, ``--sep``, ...) come from :mod:`backpain_epi.cli.options`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ..cli_options import DICTIONARY as _DICTIONARY
+from .options import DICTIONARY as _DICTIONARY
 
 _PATH = click.Path(path_type=Path)
 _DEVICE = click.option("--device", default="auto", show_default=True,
@@ -33,14 +34,16 @@ _WORKERS = click.option("--workers", type=int, default=None, help="Run on a loca
                    "exposures (for the imaged slab); --n is then ignored.")
 def phantoms(n, seed, out, protocol, family, targets):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..tableio import read_table
-    from .phantom import write_phantoms
+    from ..segmentation.phantom import write_phantoms
 
     table = None
     if targets is not None:
         table = read_table(targets)
         missing = [c for c in ("participant_id", "lmm_ml", "intermat_ml", "imf_pct") if c not in table.columns]
         if missing:
+            # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
             from ..errors import InputFileError
 
             raise InputFileError(f"--targets {targets}: missing column(s) {', '.join(missing)}.")
@@ -89,16 +92,18 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
                             anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
-    from dataclasses import replace
 
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..errors import BackpainEpiError
-    from .train import TrainSettings, train_segmenter
+    from ..segmentation.train import TrainSettings, train_segmenter
 
     if engine == "nnunet":
-        from .engines import EngineSpec
+        # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+        from ..segmentation.engines import EngineSpec
 
         EngineSpec(engine="nnunet").engine_class()  # the extra is installed, or say how to install it
-        from .nnunet import train_nnunet
+        # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+        from ..segmentation.nnunet import train_nnunet
 
         model = train_nnunet(out, manifest=manifest, n_phantoms=None if manifest else (n_phantoms or 40), phantom_seed=seed,
                              configuration=configuration, fold="all" if fold == "all" else _int_option("--fold", fold),
@@ -157,9 +162,10 @@ _ERODE = click.option("--erode", type=int, default=0, show_default=True,
 def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode, device, batch_size, workers, scheduler, weights,
             dictionary_path):
     """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
-    from .batch import segment_manifest
-    from .engines import EngineSpec
+    from ..segmentation.batch import segment_manifest
+    from ..segmentation.engines import EngineSpec
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
                       folds=_parse_folds(folds), checkpoint=checkpoint, label_scheme=label_scheme, device=device,
@@ -193,9 +199,10 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
     With --engine labels the phantoms' own true label maps are scored: the floor that
     partial volume and noise leave in the exposures.
     """
-    from ..cli_options import wide_pandas
-    from .engines import EngineSpec
-    from .evaluate import evaluate_segmenter
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from .options import wide_pandas
+    from ..segmentation.engines import EngineSpec
+    from ..segmentation.evaluate import evaluate_segmenter
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
                       label_scheme=label_scheme, device=device)
@@ -217,6 +224,7 @@ def _parse_folds(folds):
 
 
 def _int_option(option: str, value, expected: str = "a whole number"):
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..errors import BackpainEpiError
 
     try:

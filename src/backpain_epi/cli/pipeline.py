@@ -1,4 +1,4 @@
-"""Command-line verb of the end-to-end pipeline (``pipeline``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`."""
+"""Command-line verb of the end-to-end pipeline (``pipeline``), added to ``backpain-epi`` by :mod:`backpain_epi.cli.main`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import DICTIONARY, wide_pandas
+from .options import DICTIONARY, wide_pandas
 
 
 @click.command()
@@ -30,9 +30,10 @@ def pipeline(config, n, out, force, allow_failed_diagnostics, quiet, dictionary_
     Exit status 2 for bad input; 3 when a model's diagnostics gate failed (the report is
     written and flags it) unless --allow-failed-diagnostics is given.
     """
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
-    from .config import load_config
-    from .run import run_pipeline
+    from ..pipeline.config import load_config
+    from ..pipeline.run import run_pipeline
 
     cfg = load_config(config).with_overrides(n=n, out=out)
     result = run_pipeline(cfg, force=set(force), echo=click.echo, progress=not quiet, dictionary=load_dictionary(dictionary_path))

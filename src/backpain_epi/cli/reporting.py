@@ -1,4 +1,4 @@
-"""Command-line verb of the reporting stage (``report``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`."""
+"""Command-line verb of the reporting stage (``report``), added to ``backpain-epi`` by :mod:`backpain_epi.cli.main`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import DICTIONARY
+from .options import DICTIONARY
 
 
 @click.command()
@@ -35,8 +35,9 @@ def report(runs, more_runs, data, out, segmentation, title, table1, km_exposure,
 
       backpain-epi report --runs runs/paper runs/full --data cohort.csv --out report/
     """
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
-    from .report import build_report
+    from ..reporting.report import build_report
 
     dd = load_dictionary(dictionary_path)
     columns = [c.strip() for c in table1.split(",") if c.strip()] if table1 else None

@@ -1,16 +1,17 @@
-"""Command-line verbs of the modelling stage (``fit``, ``compare``, ``survival``), added to ``backpain-epi`` by :mod:`backpain_epi.cli`.
+"""Command-line verbs of the modelling stage (``fit``, ``compare``, ``survival``).
 
 PyMC and ArviZ are imported inside the command bodies, so ``backpain-epi --help`` stays quick.
 """
 
 from __future__ import annotations
 
+import warnings
 import sys
 from pathlib import Path
 
 import click
 
-from ..cli_options import DICTIONARY
+from .options import DICTIONARY
 
 
 @click.command()
@@ -33,27 +34,32 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
     and the diagnostics gate. Exit status 3 when the gate fails (unless
     --allow-failed-diagnostics), 2 for bad input.
     """
+
+    # lazy: the modelling stage imports ArviZ and pandas; --help must not
     from ..dictionary import load_dictionary
-    from . import fit_model, load_spec
+    from ..modelling import fit_model, load_spec
+    from ..modelling.diagnostics import GateFailedWarning
 
     dd = load_dictionary(dictionary_path)
     model_spec = load_spec(spec, dd).with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     click.echo(str(model_spec))
     s = model_spec.sampler
     click.echo(f"Sampling with {s.sampler}: {s.chains} chains × {s.draws} draws after {s.tune} tuning steps, seed {s.seed}.")
-    result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet, include_qc_flagged=include_qc_flagged)
-    d = result.provenance["data"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GateFailedWarning)  # the gate's verdict is printed below, with its exit status
+        result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet, include_qc_flagged=include_qc_flagged)
+    d = result.provenance.data
     dropped = {k: v for k, v in result.dropped.items() if k != "any"}
     if dropped:
         detail = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
-        click.echo(f"Dropped {result.dropped['any']:,} of {d['n_rows']:,} rows (segmentation QC flag or missing: {detail}).")
-    click.echo(f"Analysed {d['n_analysed']:,} participants, {d['n_events']:,} with {result.spec.outcome}.")
-    info = result.provenance["sampler"]
+        click.echo(f"Dropped {result.dropped['any']:,} of {d.n_rows:,} rows (segmentation QC flag or missing: {detail}).")
+    click.echo(f"Analysed {d.n_analysed:,} participants, {d.n_events:,} with {result.spec.outcome}.")
+    info = result.provenance.sampler
     if info["fallback_reason"]:
         click.secho(f"note: {info['fallback_reason']}; used PyMC's NUTS.", fg="yellow")
-    t = result.provenance["timings"]
+    t = result.provenance.timings
     click.echo(f"Timings: compile {t.get('compile_s', 0):.1f} s, sampling {t['sampling_s']:.1f} s, total {t['total_s']:.1f} s.")
-    click.echo(result.print_summary())
+    click.echo(result.format_summary())
     gate = result.diagnostics
     click.secho(gate.format(), fg="green" if gate.passed else "red", bold=not gate.passed)
     click.echo(f"Wrote {out}/ (posterior.nc, summary.csv{', activity_curve.csv' if result.curve is not None else ''}, spec.yaml, provenance.json).")
@@ -69,11 +75,11 @@ def compare(runs, out):
 
     Refuses runs fit on different data or on different rows of it.
     """
-    from .compare import compare_runs, format_comparison
+    # lazy: ArviZ and pandas; --help must not import them
+    from ..modelling.compare import compare_runs, format_comparison
+    from ..tableio import check_output_path
 
     if out is not None:
-        from ..tableio import check_output_path
-
         check_output_path(out)
     table = compare_runs(list(runs), out=out)
     click.echo(format_comparison(table))
@@ -85,7 +91,8 @@ def compare(runs, out):
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="Cohort table (CSV, TSV or Parquet) with cbp_onset_age; validated first.")
 @click.option("--spec", "spec", type=click.Path(path_type=Path), default=Path("models/paper.yaml"), show_default=True,
               help="Model spec whose exposures and covariates the Cox model takes.")
-@click.option("--exposure", default="intermat_ml", show_default=True, help="Numeric column whose tertiles split the Kaplan–Meier curves.")
+@click.option("--exposure", default=None, help="Numeric column whose tertiles split the Kaplan–Meier curves [the dictionary's "
+              "survival_default: intermat_ml].")
 @click.option("--no-birth-cohort", is_flag=True, help="Drop age at examination from the covariates (kept by default as a birth-cohort adjustment).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (hazard_ratios.csv, km_by_tertile.png, ...).")
 @DICTIONARY
@@ -98,15 +105,18 @@ def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
     the hazard ratios, the proportional-hazards check and the log-rank test of the
     Kaplan–Meier curves by exposure tertile. Exit status 2 for bad input.
     """
+    # lazy: lifelines, pandas and matplotlib; --help must not import them
     from ..dictionary import load_dictionary
+    from ..modelling.survival import survival_analysis
+    from ..reporting.sections_survival import save_km_figure
     from ..tableio import check_output_dir
-    from .survival import survival_analysis
 
     dd = load_dictionary(dictionary_path)
     check_output_dir(out)
     result = survival_analysis(data, spec, exposure=exposure, birth_cohort=not no_birth_cohort, dictionary=dd)
     click.echo(result.format())
     paths = result.save(out)
+    paths |= save_km_figure(result, out, dd)
     click.echo(f"Wrote {out}/ ({', '.join(p.name for p in paths.values())}).")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .errors import BackpainEpiError
+from ..errors import BackpainEpiError
 
 SEP = click.option("--sep", default=None, help="Field delimiter of a text table: a character, or tab / semicolon (default: comma; tab for .tsv).")
 ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
@@ -28,6 +28,7 @@ def parse_pairs(items, option: str) -> dict[str, float]:
 
 
 def wide_pandas():
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     import pandas as pd
 
     return pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None)

@@ -8,27 +8,55 @@ line, except a table refused by validation, which lists its problems below.
 
 from __future__ import annotations
 
+import warnings
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import BackpainEpiError
-from .cli_options import DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs, wide_pandas as _wide_pandas
-from .simulate import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
+from ..records import VERSION as __version__
+from ..errors import BackpainEpiError
+from ..truth import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
+from .modelling import COMMANDS as _MODELLING_COMMANDS
+from .options import DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs, wide_pandas as _wide_pandas
+from .pipeline import COMMANDS as _PIPELINE_COMMANDS
+from .reporting import COMMANDS as _REPORTING_COMMANDS
+from .segmentation import COMMANDS as _SEGMENTATION_COMMANDS
 
 _TRUTH = CohortTruth()  # the defaults shown in --help
 
 class _Group(click.Group):
-    """Turns package errors into a readable ``error: ...`` message and exit status 2."""
+    """Turns package errors into a readable ``error: ...`` message and exit status 2.
+
+    An error about a parameter (``exc.param``, its Python name) is shown with the
+    flag of that parameter in the command that was run (``batch_size`` -> ``--batch-size``).
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except BackpainEpiError as exc:
-            click.secho(f"error: {exc}", err=True, fg="red")
+            click.secho(f"error: {_cli_message(exc, ctx)}", err=True, fg="red")
             sys.exit(2)
+
+
+def _cli_message(exc: BackpainEpiError, ctx: click.Context) -> str:
+    """The error as the command line says it: each Python parameter name replaced by its flag.
+
+    The parameter at fault (``exc.param``) leads the message; other parameters a
+    message mentions are written ``name=`` (``pass label_scheme=FILE``) and become
+    ``--label-scheme FILE``.
+    """
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    flags = {}
+    for p in command.params if command else ():
+        flag = max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
+        flags[p.name] = flags[p.name.removesuffix("_path")] = flag
+    message = exc.with_name(flags.get(exc.param, exc.param)) if exc.param else str(exc)
+    for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag} ", message)
+    return message
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -61,7 +89,8 @@ def main():
 def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity_or_at_0, activity_or_at_10000,
              activity_optimum, n_sites, missing_frac):
     """Simulate a NAKO-like cohort with chronic back pain drawn from a known truth."""
-    from .simulate import simulate_cohort
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..simulate import simulate_cohort
 
     truth = CohortTruth(
         odds_ratios=_parse_pairs(odds_ratios, "--or"),
@@ -90,9 +119,10 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
 
     Exit status 0 when the table passes (warnings allowed), 2 when it has errors.
     """
-    from .dictionary import load_dictionary
-    from .tableio import check_output_path, read_table, write_table
-    from .validation import validate_table
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..dictionary import load_dictionary
+    from ..tableio import check_output_path, read_table, write_table
+    from ..validation import validate_table
 
     if report_out:
         check_output_path(report_out)
@@ -121,10 +151,11 @@ def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
     them and the report counts them); segmented participants not in the cohort are
     listed and left out. Exit status 2 when the merged table fails validation.
     """
-    from .cohort import merge_exposures
-    from .dictionary import load_dictionary
-    from .tableio import check_output_path, read_table, write_table
-    from .validation import validate_table
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..cohort import merge_exposures
+    from ..dictionary import load_dictionary
+    from ..tableio import check_output_path, read_table, write_table
+    from ..validation import validate_table
 
     check_output_path(out)
     dd = load_dictionary(dictionary_path)
@@ -145,11 +176,12 @@ def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
 @_ENCODING
 def describe(table_path, dictionary_path, sep, encoding):
     """Summarise a cohort TABLE overall and by CBP status (after validating it)."""
-    import warnings
 
-    from .cohort import describe_cohort, load_cohort
-    from .dictionary import load_dictionary
-    from .errors import DataQualityWarning
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..cohort import load_cohort
+    from ..dictionary import load_dictionary
+    from ..errors import DataQualityWarning
+    from ..table1 import describe_cohort
 
     dd = load_dictionary(dictionary_path)
     with warnings.catch_warnings():
@@ -157,7 +189,7 @@ def describe(table_path, dictionary_path, sep, encoding):
         df, report = load_cohort(table_path, dd, sep=sep, encoding=encoding)
     click.echo(report.format())
     with _wide_pandas():
-        click.echo(describe_cohort(df, dd).to_string())
+        click.echo(describe_cohort(df, dd).to_string(index=False))
 
 
 @main.command()
@@ -165,9 +197,11 @@ def describe(table_path, dictionary_path, sep, encoding):
 @_DICTIONARY
 def dictionary(table, dictionary_path):
     """List the columns of the data dictionary: name, label, unit, type, allowed values, role, source, tables."""
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     import pandas as pd
 
-    from .dictionary import load_dictionary
+    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..dictionary import load_dictionary
 
     dd = load_dictionary(dictionary_path)
     rows = [
@@ -189,13 +223,6 @@ def _allowed(c) -> str:
         return f"{'' if c.min is None else f'{c.min:g}'}–{'' if c.max is None else f'{c.max:g}'}"
     return ""
 
-
-# Commands of the later stages live beside their code; each module keeps its heavy
-# imports (PyMC, torch) inside the command bodies so that --help stays quick.
-from .modelling.commands import COMMANDS as _MODELLING_COMMANDS  # noqa: E402
-from .pipeline.commands import COMMANDS as _PIPELINE_COMMANDS  # noqa: E402
-from .reporting.commands import COMMANDS as _REPORTING_COMMANDS  # noqa: E402
-from .segmentation.commands import COMMANDS as _SEGMENTATION_COMMANDS  # noqa: E402
 
 for _command in (*_MODELLING_COMMANDS, *_SEGMENTATION_COMMANDS, *_REPORTING_COMMANDS, *_PIPELINE_COMMANDS):
     main.add_command(_command)

@@ -1,0 +1,31 @@
+"""Names of the model's parameters and the choice of the activity term's parameterization.
+
+Kept apart from :mod:`.build` (which imports PyMC and PyTensor), so that reading,
+summarising and comparing runs never imports them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .design import Design
+
+#: Free parameters that are reported or gated, by model part.
+INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
+ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
+GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
+SMOOTH_Z = "smooth_z"
+#: ``auto`` centres the spline coefficients from this many events (outcome = 1) up.
+CENTRED_MIN_EVENTS = 1000
+
+
+def activity_parameterization(design: Design) -> str | None:
+    """``centred`` or ``noncentred`` for the activity term of ``design`` (``None`` without a spline or HSGP term)."""
+    act = design.recipe.spec.activity
+    if act is None or act.basis == "bands":
+        return None
+    if act.parameterization not in (None, "auto"):
+        return act.parameterization
+    if act.basis == "hsgp":
+        return "noncentred"
+    return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
