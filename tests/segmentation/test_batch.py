@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from backpain_epi.errors import DataValidationError, InputFileError
-from backpain_epi.segmentation.batch import PARTS, process_one, read_manifest, segment_manifest
+from backpain_epi.segmentation.batch import process_one, read_manifest, segment_manifest
+from backpain_epi.segmentation.output import SegmentationOutput, record_path
 
 
 @pytest.fixture()
@@ -43,6 +44,10 @@ def test_outputs_follow_the_contract(scans, tmp_path, tiny_weights, dictionary):
     copy = pd.read_csv(out / "manifest.csv")  # absolute paths, for the report's QC overlays
     assert list(copy["water"]) == [r["water"] for r in read_manifest(scans)] and all(Path(p).is_absolute() for p in copy["water"])
     assert not list(out.rglob(".*.tmp*"))
+    read = SegmentationOutput.read(out)  # the one reader gives back what the batch wrote
+    pd.testing.assert_frame_equal(read.exposures, result.exposures, check_dtype=False)
+    assert read.failures.empty and read.failed_ids == set() and len(read.manifest) == 3
+    assert all(read.label_path(pid).is_file() for pid in read.exposures["participant_id"])
 
 
 def test_an_output_folder_holding_the_manifest_keeps_it(scans, tmp_path, tiny_weights):
@@ -57,10 +62,10 @@ def test_a_rerun_after_an_interruption_skips_what_is_done(scans, tmp_path, tiny_
     # an interrupted run: one participant done, a second killed while writing (a temporary file, no record)
     process_one(rows[0], out=out, weights=tiny_weights, device="cpu", batch_size=1)
     (out / "labels" / f".{rows[1]['participant_id']}.tmp.nii.gz").write_bytes(b"half")
-    first = json.loads((out / PARTS / f"{rows[0]['participant_id']}.json").read_text())
+    first = json.loads(record_path(out, rows[0]["participant_id"]).read_text())
     result = _run(scans, out, tiny_weights)
     assert (result.n_skipped, result.n_processed) == (1, 2)
-    assert json.loads((out / PARTS / f"{rows[0]['participant_id']}.json").read_text()) == first
+    assert json.loads(record_path(out, rows[0]["participant_id"]).read_text()) == first
     assert len(result.exposures) == 3
     again = _run(scans, out, tiny_weights)
     assert (again.n_skipped, again.n_processed) == (3, 0)

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from backpain_epi.errors import BackpainEpiError, InputFileError
-from backpain_epi.segmentation.batch import PARTS, segment_manifest
+from backpain_epi.segmentation.batch import segment_manifest
 from backpain_epi.segmentation.engines import EngineSpec
 from backpain_epi.segmentation.exposures import compute_exposures
+from backpain_epi.segmentation.output import record_path
 from backpain_epi.segmentation.schemes import BUILTIN, load_scheme
 
 EXPOSURES = ["lmm_ml", "intermat_ml", "imf_pct", "autochthon_ml", "psoas_ml"]
@@ -135,7 +136,7 @@ def test_a_rerun_redoes_what_another_engine_setting_or_a_changed_input_made(scan
     again = _labels(scans, out, erode=1)
     assert again.n_processed == 1 and again.n_skipped == 2
     assert again.exposures.set_index("participant_id").loc[rows["participant_id"][0], "psoas_left_ml"] == 0
-    record = json.loads((out / PARTS / f"{rows['participant_id'][0]}.json").read_text())
+    record = json.loads(record_path(out, rows["participant_id"][0]).read_text())
     assert record["key"]["engine"] == {"engine": "labels", "label_scheme": [[1, 1], [2, 2], [3, 3], [4, 4]]}
     assert record["key"]["erode"] == 1
 

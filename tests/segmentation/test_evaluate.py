@@ -6,17 +6,18 @@ import pandas as pd
 import pytest
 
 from backpain_epi.segmentation.evaluate import TARGETS, score, summarise
+from backpain_epi.segmentation.output import SegmentationOutput
 
 
 def test_a_perfect_segmentation_scores_perfectly(phantom_dir, tmp_path):
     manifest = pd.read_csv(phantom_dir / "manifest.csv")
     truth = pd.read_csv(phantom_dir / "truth_exposures.csv")
-    pred = tmp_path / "pred"
-    pred.mkdir()
+    predicted = SegmentationOutput(folder=tmp_path, exposures=truth)
     for r in manifest.itertuples():
-        shutil.copy(phantom_dir / r.label, pred / f"{r.participant_id}.nii.gz")
+        predicted.label_path(r.participant_id).parent.mkdir(exist_ok=True)
+        shutil.copy(phantom_dir / r.label, predicted.label_path(r.participant_id))
     labels = {r.participant_id: phantom_dir / r.label for r in manifest.itertuples()}
-    scores = score(pred, labels, truth, truth)
+    scores = score(predicted, labels, truth)
     assert (scores["dice_autochthon"] == 1).all() and (scores["dice_psoas"] == 1).all()
     assert (scores[["lmm_rel_err", "imf_abs_err", "intermat_rel_err"]] == 0).all().all()
     assert (summarise(scores)["result"] == "pass").all()

@@ -3,11 +3,12 @@
 Every engine (:mod:`.engines`: the builtin UNet, nnU-Net, TotalSegmentator, existing
 label maps) goes through this one path; only the label map differs.
 
-Each participant's result is a small JSON file in ``<out>/.parts/`` written
-atomically after its label map (``<out>/labels/<id>.nii.gz``, also written
-atomically). ``exposures.csv`` and ``failures.csv`` are rebuilt from those
-files at the end of every run, so a killed run leaves no half file and a
-rerun skips the participants already done (failed ones are retried). A
+The output folder's layout is defined in :mod:`.output`. Each participant's
+result is a small JSON record (:func:`.output.record_path`) written atomically
+after its label map (:func:`.output.label_path`, also written atomically). The
+exposures and failures tables are rebuilt from those records at the end of
+every run, so a killed run leaves no half file and a rerun skips the
+participants already done (failed ones are retried). A
 record remembers what made it (the engine and its settings, the edge erosion,
 and the size and modification time of each input file); a participant whose
 record differs is segmented again.
@@ -32,8 +33,8 @@ import pandas as pd
 
 from ..errors import BackpainEpiError, InputFileError
 from .exposures import EXPOSURE_COLUMNS
+from .output import EXPOSURES_FILE, FAILURE_COLUMNS, FAILURES_FILE, MANIFEST_FILE, label_path, record_path
 
-PARTS = ".parts"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -44,7 +45,7 @@ class BatchResult:
     Attributes
     ----------
     exposures, failures
-        The tables written to ``exposures.csv`` and ``failures.csv``.
+        The exposures and failures tables written to the output folder (see :mod:`.output`).
     n_processed, n_skipped
         Participants segmented in this run, and skipped because already done.
     out
@@ -124,9 +125,9 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
         Voxels to erode each compartment by in-plane before measuring its fat
         fraction and lean/InterMAT split (see :mod:`.exposures`); 0 uses the whole mask.
     out
-        Output folder: ``labels/``, ``exposures.csv``, ``failures.csv``, and
-        ``manifest.csv`` (the manifest with absolute paths, which the report's
-        QC overlays read).
+        Output folder (its layout: :mod:`.output`): the label maps, the exposures,
+        the failures, and the manifest with absolute paths (which the report's QC
+        overlays read); read it back with :meth:`.output.SegmentationOutput.read`.
     weights
         Weights file; default: the shipped weights (see ``network.default_weights_path``).
     device
@@ -168,7 +169,7 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
         raise BackpainEpiError("--engine totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
                                "run it without --workers (on a cluster, set distributed.worker.daemon: False and use --scheduler).")
     rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary)
-    if not (out / "manifest.csv").exists() or not (out / "manifest.csv").samefile(manifest):  # never overwrite the input
+    if not (out / MANIFEST_FILE).exists() or not (out / MANIFEST_FILE).samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
     state = {r["participant_id"]: _state(out, r, record_key(engine, r, erode)) for r in rows}
     todo = [r for r in rows if state[r["participant_id"]] != "done"]
@@ -215,40 +216,40 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
     out, pid = Path(out), row["participant_id"]
     start = time.perf_counter()
     key = record_key(engine, row, erode)
-    label_path = out / "labels" / f"{pid}.nii.gz"
+    labels_file = label_path(out, pid)
     try:
         pair = load_dixon(row.get("water") or "", row.get("fat") or "")
-        if row.get("_reuse_labels") and label_path.is_file():
+        if row.get("_reuse_labels") and labels_file.is_file():
             from .io import load_volume
 
-            labels = np.rint(load_volume(label_path, "label")[0]).astype(np.uint8)
+            labels = np.rint(load_volume(labels_file, "label")[0]).astype(np.uint8)
         else:
             labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
         ff, reliable = fat_fraction(pair.water, pair.fat)
         exposures = compute_exposures(labels, ff, pair.voxel_ml, reliable, erode=erode, slice_axis=pair.slice_axis)
-        save_nifti(out / "labels" / f"{pid}.nii.gz", labels.astype(np.uint8), pair.affine)
+        save_nifti(labels_file, labels.astype(np.uint8), pair.affine)
         record = {"participant_id": pid, "status": "ok", "exposures": exposures}
     except ScanError as exc:
-        label_path.unlink(missing_ok=True)  # no label map of an earlier run beside a failure
+        labels_file.unlink(missing_ok=True)  # no label map of an earlier run beside a failure
         record = {"participant_id": pid, "status": "failed", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one bad scan never stops a batch; the reason names the error
-        label_path.unlink(missing_ok=True)
+        labels_file.unlink(missing_ok=True)
         record = {"participant_id": pid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
     record["seconds"] = round(time.perf_counter() - start, 3)
     record["key"] = key
-    _write_json(out / PARTS / f"{pid}.json", record)
+    _write_json(record_path(out, pid), record)
     return record
 
 
 def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rebuild ``exposures.csv`` and ``failures.csv`` of ``ids`` (manifest order) from the per-participant records."""
+    """Rebuild the exposures and failures tables of ``ids`` (manifest order) from the per-participant records."""
     from ..tableio import write_table
     from ..validation import validate_table
 
     out = Path(out)
     ok, failed = [], []
     for pid in ids:
-        path = out / PARTS / f"{pid}.json"
+        path = record_path(out, pid)
         if not path.exists():
             continue
         rec = json.loads(path.read_text())
@@ -259,14 +260,14 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     exposures = pd.DataFrame(ok, columns=["participant_id", *EXPOSURE_COLUMNS])
     float_cols = [c for c in EXPOSURE_COLUMNS if c != "qc_flag"]
     exposures[float_cols] = exposures[float_cols].astype(float).round(4)
-    failures = pd.DataFrame(failed, columns=["participant_id", "reason"])
+    failures = pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
     if len(exposures):
         as_read = exposures.astype(str).where(exposures.notna())  # what read_table would give back
         report = validate_table(as_read, "exposures", dictionary)
         if not report.ok:  # a bug, not a user error: say so loudly
-            raise RuntimeError(f"exposures.csv breaks the data dictionary:\n{report.format()}")
-    write_table(exposures, out / "exposures.csv")
-    write_table(failures, out / "failures.csv")
+            raise RuntimeError(f"{EXPOSURES_FILE} breaks the data dictionary:\n{report.format()}")
+    write_table(exposures, out / EXPOSURES_FILE)
+    write_table(failures, out / FAILURES_FILE)
     return exposures, failures
 
 
@@ -277,8 +278,8 @@ def _state(out: Path, row: dict, key: dict) -> str:
     """``done`` (an ``ok`` record of the same key and its label map), ``labels`` (the same but for the erosion:
     the exposures are computed again from the label map), or ``todo``."""
     pid = row["participant_id"]
-    path = out / PARTS / f"{pid}.json"
-    if not path.exists() or not (out / "labels" / f"{pid}.nii.gz").exists():
+    path = record_path(out, pid)
+    if not path.exists() or not label_path(out, pid).exists():
         return "todo"
     try:
         rec = json.loads(path.read_text())
@@ -312,7 +313,7 @@ def _write_manifest_copy(out: Path, rows: list[dict]) -> None:
     from ..tableio import write_table
 
     cols = ["participant_id", "water", "fat"] + (["label"] if any(r.get("label") for r in rows) else [])
-    write_table(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), out / "manifest.csv")
+    write_table(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), out / MANIFEST_FILE)
 
 
 def _write_json(path: Path, record: dict) -> None:

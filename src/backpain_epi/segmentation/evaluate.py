@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .output import SegmentationOutput
+
 #: (metric, statistic over scans, direction, threshold) on the training generator's held-out phantoms
 TARGETS = (
     ("dice_autochthon", "mean", ">=", 0.92),
@@ -38,17 +40,17 @@ FAMILY_TARGETS = {"training": TARGETS, "independent": INDEPENDENT_TARGETS}
 EVALUATION_SEED = 777  # never used for training (training: 1000, validation: 555, anatomies: 2000)
 
 
-def score(pred_dir, truth_labels: dict, exposures: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """One row per participant: Dice per structure and exposure errors.
+def score(predicted: SegmentationOutput, truth_labels: dict, truth: pd.DataFrame) -> pd.DataFrame:
+    """One row per segmented participant: Dice per structure and exposure errors.
 
     Parameters
     ----------
-    pred_dir
-        Folder of predicted label maps ``<id>.nii.gz``.
+    predicted
+        A segmentation folder as read by :meth:`SegmentationOutput.read`: its label maps and measured exposures.
     truth_labels
         ``{participant_id: path of the reference label map}``.
-    exposures, truth
-        Measured and true exposures (``participant_id``, ``lmm_ml``, ``intermat_ml``, ``imf_pct``).
+    truth
+        True exposures (``participant_id``, ``lmm_ml``, ``intermat_ml``, ``imf_pct``).
 
     Returns
     -------
@@ -60,10 +62,10 @@ def score(pred_dir, truth_labels: dict, exposures: pd.DataFrame, truth: pd.DataF
 
     from .infer import dice
 
-    merged = exposures.merge(truth, on="participant_id", suffixes=("", "_true"))
+    merged = predicted.exposures.merge(truth, on="participant_id", suffixes=("", "_true"))
     rows = []
     for r in merged.itertuples():
-        pred = np.asanyarray(nib.load(Path(pred_dir) / f"{r.participant_id}.nii.gz").dataobj)
+        pred = np.asanyarray(nib.load(predicted.label_path(r.participant_id)).dataobj)
         ref = np.rint(np.asanyarray(nib.load(truth_labels[r.participant_id]).dataobj)).astype(np.uint8)
         rows.append({
             "participant_id": r.participant_id,
@@ -115,7 +117,7 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     from ..errors import BackpainEpiError, unknown_choice
     from ..tableio import read_table, write_table
     from .batch import read_manifest, segment_manifest
-    from .phantom import write_phantoms
+    from .phantom import TRUTH_EXPOSURES_FILE, write_phantoms
 
     out = Path(out)
     if manifest is None and n < 1:
@@ -131,18 +133,19 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
         for fam in FAMILY_TARGETS if family == "both" else (family,):
             folder = out / fam / "phantoms"
             m = write_phantoms(folder, n, seed, protocol="heldout", family=fam, progress=progress, resume=True)
-            sets.append((fam, m, folder / "truth_exposures.csv", FAMILY_TARGETS[fam]))
+            sets.append((fam, m, folder / TRUTH_EXPOSURES_FILE, FAMILY_TARGETS[fam]))
     all_scores, summaries = [], []
     for fam, m, t, targets in sets:
         rows = read_manifest(m, require_label=True)
         seg_dir = out / fam / "segmentation" if manifest is None else out / "segmentation"
-        result = segment_manifest(m, seg_dir, engine=engine, weights=weights, erode=erode, device=device, workers=workers,
-                                  progress=progress)
+        segment_manifest(m, seg_dir, engine=engine, weights=weights, erode=erode, device=device, workers=workers,
+                         progress=progress)
+        predicted = SegmentationOutput.read(seg_dir)
         true = read_table(t)[["participant_id", "lmm_ml", "intermat_ml", "imf_pct"]]
         true[["lmm_ml", "intermat_ml", "imf_pct"]] = true[["lmm_ml", "intermat_ml", "imf_pct"]].astype(float)
-        scores = score(seg_dir / "labels", {r["participant_id"]: r["label"] for r in rows}, result.exposures, true)
+        scores = score(predicted, {r["participant_id"]: r["label"] for r in rows}, true)
         all_scores.append(scores.assign(family=fam))
-        summaries.append(summarise(scores, len(result.failures), targets).assign(family=fam, n=len(scores)))
+        summaries.append(summarise(scores, len(predicted.failures), targets).assign(family=fam, n=len(scores)))
     scores, summary = pd.concat(all_scores, ignore_index=True), pd.concat(summaries, ignore_index=True)
     summary = summary[["family", "n", "metric", "statistic", "target", "value", "result"]]
     write_table(scores.round(5), out / "evaluation.csv")

@@ -482,6 +482,10 @@ def _affine(spacing, origin, perm, flips, canonical_shape):
 
 
 FAMILIES = ("training", "independent")
+#: the files of a phantom folder (its own layout, apart from a segmentation folder's: see :mod:`.output`)
+MANIFEST_FILE = "manifest.csv"
+TRUTH_EXPOSURES_FILE = "truth_exposures.csv"
+RECORDS_DIR = "records"
 
 
 def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Protocol = "full", targets=None,
@@ -561,18 +565,22 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
             bar.update()
     bar.close()
     ordered = [rows[pid] for pid in ids]
-    write_table(pd.DataFrame([t for _, t in ordered]), out / "truth_exposures.csv")
-    return write_table(pd.DataFrame([m for m, _ in ordered]), out / "manifest.csv")
+    write_table(pd.DataFrame([t for _, t in ordered]), out / TRUTH_EXPOSURES_FILE)
+    return write_table(pd.DataFrame([m for m, _ in ordered]), out / MANIFEST_FILE)
 
 
 def _read_record(out: Path, pid: str) -> tuple[dict, dict] | None:
     import json
 
-    path = out / "records" / f"{pid}.json"
+    path = _record_path(out, pid)
     if not path.is_file():
         return None
     rec = json.loads(path.read_text(encoding="utf-8"))
     return rec["manifest"], rec["truth"]
+
+
+def _record_path(out: Path, pid: str) -> Path:
+    return out / RECORDS_DIR / f"{pid}.json"
 
 
 def _write_one(out: Path, pid: str, ss, tgt, protocol, family: str = "training") -> tuple[dict, dict]:
@@ -602,7 +610,7 @@ def _write_record(out: Path, pid: str, manifest: dict, truth: dict) -> None:
     """The phantom's manifest and truth rows, written atomically after its images (what ``resume`` reads)."""
     import json
 
-    path = out / "records" / f"{pid}.json"
+    path = _record_path(out, pid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps({"manifest": manifest, "truth": truth}, default=lambda o: o.item()), encoding="utf-8")
