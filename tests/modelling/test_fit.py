@@ -57,7 +57,7 @@ def test_result_names_prints_and_renders(full_run, capsys):
     assert full_run.name == "full" and len(full_run.analysed_ids) == 3000
     assert full_run.print_summary() is None
     printed = capsys.readouterr().out
-    assert printed.startswith("full: ") and "intermat_ml" in printed and "Diagnostics" in printed
+    assert printed.startswith("full: intermat_ml (per 2 SD) + ") and "DIAGNOSTICS" in printed.upper()
     assert "| term" in full_run.format_summary("markdown") and "\\begin{tabular}" in full_run.format_summary("latex")
     html = full_run._repr_html_()
     assert "<table" in html and "3,000 analysed" in html

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import warnings
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from backpain_epi import load_dictionary, simulate_cohort
+from backpain_epi import simulate_cohort
 from backpain_epi.cli import main
 from backpain_epi.modelling import SurvivalResult, load_spec, survival_analysis
 from backpain_epi.modelling.survival import FILES, HR_COLUMNS, NO_ONSET_REASON, SurvivalError
-from backpain_epi.reporting.survival_figures import km_figure
 
 from .conftest import MODELS
 
@@ -121,23 +119,6 @@ def test_save_writes_files_matching_the_result(result, tmp_path):
     info = json.loads(paths["survival.json"].read_text(encoding="utf-8"))
     assert info["counts"] == result.counts and info["logrank_p"] == result.logrank_p and info["versions"]["lifelines"]
     assert not any(name.endswith((".png", ".svg")) for name in paths)  # figures are drawn by reporting
-
-
-def test_km_figure_labels_and_layout(result):
-    dd = load_dictionary()
-    fig = km_figure(result.km, result.km_groups, result.logrank_p, dd)
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "Age (years)" and ax.get_ylabel() == "CBP-free proportion"
-    legend = ax.get_legend()
-    assert legend.get_title().get_text().startswith("InterMAT volume (mL)")
-    if result.km["survival"].min() > 0.5:
-        assert ax.get_ylim()[0] > 0
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    p_text = [t for t in ax.texts if "log-rank p" in t.get_text()]
-    assert len(p_text) == 1
-    assert not p_text[0].get_window_extent(renderer).overlaps(legend.get_window_extent(renderer))
-    plt.close(fig)
 
 
 def test_errors(cohort):

@@ -141,14 +141,14 @@ class FitResult:
 
     def print_summary(self, style: str = "ascii") -> None:
         """Print the model, its odds ratios and the gate's verdict; ``style`` as :meth:`format_summary`."""
-        print(f"{self.name}: {self.spec.terms_text()}; {self.provenance.data.n_analysed:,} analysed, "
+        print(f"{self.name}: {' + '.join(self.spec.terms_text())}; {self.provenance.data.n_analysed:,} analysed, "
               f"{self.provenance.data.n_events:,} with {self.spec.outcome}")
         print(self.format_summary(style))
         print(self.diagnostics.format())
 
     def _repr_html_(self) -> str:
         gate = "passed" if self.diagnostics.passed else "<b style='color:#C00000'>FAILED: do not report these estimates</b>"
-        return (f"<p><b>{escape(self.name)}</b>: {escape(self.spec.terms_text())}<br>"
+        return (f"<p><b>{escape(self.name)}</b>: {escape(' + '.join(self.spec.terms_text()))}<br>"
                 f"{self.provenance.data.n_analysed:,} analysed, {self.provenance.data.n_events:,} with {escape(self.spec.outcome)}; "
                 f"diagnostics gate {gate}</p>" + self.format_summary("html"))
 
@@ -259,7 +259,7 @@ def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -
     """
     run = Path(run)
     if not run.is_dir():
-        raise InputFileError(f"run folder {run} not found; make one with `backpain-epi fit --out {run}`.")
+        raise InputFileError(f"{run} is not a run folder (not found); make one with `backpain-epi fit --out {run}`.")
     missing = [f for f in RUN_FILES if not (run / f).is_file()]
     if missing:
         raise InputFileError(f"{run} is not a complete run folder: {', '.join(missing)} missing (was the fit interrupted? fit again).")
@@ -327,4 +327,5 @@ def _provenance(spec, design: Design, table, source, sampler_info, timings, diag
                 "target_accept": spec.sampler.target_accept, "seed": spec.sampler.seed}
     return Provenance(model=spec.name, formula=spec.terms_text(), priors={k: str(v) for k, v in spec.priors.items()}, data=data,
                       design=design.recipe.to_dict(), activity_parameterization=activity_parameterization(design),
-                      sampler=sampler_info, settings=settings, timings=timings, diagnostics=diagnostics)
+                      sampler=sampler_info, settings=settings, timings={k: round(v, 2) for k, v in timings.items()},
+                      diagnostics=diagnostics)

@@ -78,7 +78,6 @@ class Provenance:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["data"] = asdict(self.data)
         d["diagnostics"] = self.diagnostics.to_dict()
-        d["timings"] = {k: round(v, 2) for k, v in self.timings.items()}
         order = ("created", "model", "formula", "priors", "data", "design", "activity_parameterization", "sampler", "settings",
                  "timings", "diagnostics", "versions", "backpain_epi")
         return {k: d[k] for k in order}

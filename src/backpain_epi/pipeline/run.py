@@ -33,14 +33,22 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..cohort import merge_exposures
 from ..dictionary import DataDictionary, load_dictionary
-from ..errors import BackpainEpiError
+from ..errors import BackpainEpiError, DataValidationError, unknown_choice
+from ..modelling import fit_model, load_spec
+from ..modelling.compare import compare_runs
+from ..modelling.diagnostics import GateFailedWarning
+from ..reporting.report import build_report
+from ..segmentation.batch import segment_manifest
+from ..segmentation.network import default_weights_path
+from ..segmentation.output import EXPOSURES_FILE, FAILURES_FILE, SegmentationOutput
+from ..segmentation.phantom import PhantomTargets, Protocol, write_phantoms
+from ..simulate import simulate_cohort
 from ..tableio import read_table, write_table
+from ..validation import validate_table
 from .config import PipelineConfig, load_config
 from .stages import Stage, StageOutcome, StageRunner, fingerprint
-
-#: The exposures a phantom carries (the fields of ``segmentation.phantom.PhantomTargets``).
-EXPOSURES = ("lmm_ml", "intermat_ml", "imf_pct")
 
 
 @dataclass
