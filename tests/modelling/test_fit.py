@@ -85,6 +85,7 @@ def full_run_table(path):
     return load_cohort(path)[0]
 
 
+@pytest.mark.slow
 def test_same_seed_same_draws(cohort_csv, tmp_path):
     spec = MODELS / "unadjusted.yaml"
     a = fit_model(cohort_csv[0], spec, draws=50, tune=50, chains=2, progress=False, seed=5)
@@ -138,6 +139,7 @@ def test_intervals_cover_the_default_truth(full_run, cohort_csv):
         assert s.loc[term, "or_lo95"] <= truth[term] <= s.loc[term, "or_hi95"], term
 
 
+@pytest.mark.slow
 def test_another_truth_is_recovered(strong_truth, tmp_path):
     sim = simulate_cohort(n=3000, seed=21, truth=strong_truth)
     run = fit_model(sim.data, MODELS / "unadjusted.yaml", **QUICK)
