@@ -184,7 +184,7 @@ def _refuse_other_formats(path: Path, head: bytes, encoding: str) -> None:
         )
     wide = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
     if head.startswith(_UTF16_BOMS) and not wide:
-        raise InputFileError(f"{path}: is UTF-16 text; give its encoding (--encoding utf-16) or re-save it as UTF-8.")
+        raise InputFileError(f"{path}: is UTF-16 text; give its encoding (encoding=utf-16) or re-save it as UTF-8.")
     if head.startswith(_GZIP_MAGIC):
         raise InputFileError(f"{path}: is gzip-compressed; decompress it (gunzip) and pass the CSV file.")
     if b"\x00" in head and not wide:
@@ -206,7 +206,7 @@ def _read_text(path: Path, *, sep: str, encoding: str) -> pd.DataFrame:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise InputFileError(
             f"{path}: not valid {encoding} text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
-            "re-save it as UTF-8, or give its encoding (--encoding latin-1)."
+            "re-save it as UTF-8, or give its encoding (encoding=latin-1)."
         ) from None
     except LookupError:
         raise InputFileError(f"{path}: unknown text encoding {encoding!r}.") from None
@@ -265,7 +265,7 @@ def _check_delimiter(df: pd.DataFrame, path: Path, sep: str, text: str) -> None:
         raise InputFileError(
             f"{path}: the header splits into one column on {_sep_name(sep)} but into "
             f"{len(header.split(found))} on {_sep_name(found)}; the file looks {_sep_name(found)}-separated. "
-            f"Re-save it with commas, or give the delimiter (--sep {_sep_option(found)})."
+            f"Re-save it with commas, or give the delimiter (sep={_sep_option(found)})."
         )
 
 

@@ -307,7 +307,7 @@ def _resolve_spec(spec, dd: DataDictionary) -> ModelSpec:
         path = _CHECKOUT_MODELS / path.name
     if not path.is_file() and Path(spec) == DEFAULT_SPEC:
         raise InputFileError(f"default model spec {DEFAULT_SPEC} not found in {Path.cwd()}; run from the repository root "
-                             "or pass the spec (--spec path/to/paper.yaml).")
+                             "or pass the spec (spec=path/to/paper.yaml).")
     return load_spec(path, dd)
 
 

@@ -68,11 +68,11 @@ class PipelineConfig:
         return CohortTruth(**self.cohort["truth"])
 
 
-def load_config(path: str | os.PathLike) -> PipelineConfig:
-    """Read and check a pipeline configuration file."""
-    path = Path(path)
+def load_config(config: str | os.PathLike) -> PipelineConfig:
+    """Read and check the pipeline configuration file ``config``."""
+    path = Path(config)
     if not path.is_file():
-        raise ConfigError(f"--config {path}: file not found (the demo's is reports/demo.yaml).")
+        raise ConfigError(f"{path}: file not found (the demo's is reports/demo.yaml).", param="config")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
