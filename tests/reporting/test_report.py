@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,12 +16,13 @@ from click.testing import CliRunner
 from backpain_epi import simulate_cohort
 from backpain_epi.cli import main
 from backpain_epi.errors import BackpainEpiError, InputFileError
+from backpain_epi.formatting import format_or, format_prob
 from backpain_epi.modelling.design import make_design
 from backpain_epi.modelling.fit import read_analysis_table
 from backpain_epi.modelling.spec import load_spec
-from backpain_epi.reporting import stats as S
-from backpain_epi.reporting import tables as T
-from backpain_epi.reporting.report import ReportInputError, build_report
+from backpain_epi.reporting import ReportInputError, build_report
+from backpain_epi.reporting.sections import survival as survival_section
+from backpain_epi.reporting.stats import participant_flow
 
 from ..conftest import MODELS
 
@@ -64,7 +65,7 @@ def test_table2_numbers_equal_the_summary_csvs(report, full_run, unadjusted_run)
             med, lo, hi = map(float, OR_TEXT.match(row["OR (95% CrI)"]).groups())
             e = exposures.loc[term]
             assert (med, lo, hi) == (round(e["or_median"], 2), round(e["or_lo95"], 2), round(e["or_hi95"], 2))
-            assert row["P(OR > 1)"] == T.fmt_prob(e["p_or_gt_1"])
+            assert row["P(OR > 1)"] == format_prob(e["p_or_gt_1"])
 
 
 def test_supplementary_table_has_every_term_of_every_model(report, full_run, unadjusted_run):
@@ -134,16 +135,16 @@ def test_flow_excludes_in_order_and_ends_at_the_analysed_count(dictionary):
     df.loc[8:14, "bmi"] = np.nan  # rows 8-9 also miss an exposure
     spec = load_spec(MODELS / "full.yaml", dictionary)
     design = make_design(df, spec, dictionary)
-    run = SimpleNamespace(name="full", path=Path("x"), result=SimpleNamespace(spec=spec),
-                          provenance={"data": {"n_analysed": design.n}})
-    flow = S.participant_flow(df, [run], dictionary)["full"]
+    run = SimpleNamespace(name="full", spec=spec, provenance=SimpleNamespace(
+        data=SimpleNamespace(n_analysed=design.n, qc_flagged_included=False)))
+    flow = participant_flow(df, [run], dictionary)["full"]
     assert flow["Excluded: segmentation QC flag"] == 5
     assert flow["Excluded: missing exposure"] == 5  # rows 5-9
     assert flow["Excluded: missing covariate or activity"] == 5  # rows 10-14
     assert flow["Analysed"] == design.n == 400 - 15
-    run.provenance["data"]["n_analysed"] = design.n + 1
+    run.provenance.data.n_analysed = design.n + 1
     with pytest.raises(BackpainEpiError, match="another version of the data"):
-        S.participant_flow(df, [run], dictionary)
+        participant_flow(df, [run], dictionary)
 
 
 def test_ppc_deciles_cover_the_analysed_rows(report, cohort_csv):
@@ -189,7 +190,7 @@ def test_html_has_every_section_and_the_headline_numbers(report, html, full_run)
     for anchor in ("participants", "exposures", "odds-ratios", "activity", "comparison", "diagnostics", "ppc", "survival", "text"):
         assert f'id="{anchor}"' in html
     s = full_run.summary.set_index("term").loc["intermat_ml"]
-    assert T.fmt_or(s["or_median"], s["or_lo95"], s["or_hi95"]) in html
+    assert format_or(s["or_median"], s["or_lo95"], s["or_hi95"]) in html
     assert "Every model passed the diagnostics gate." in html or "Diagnostics gate failed" in html
     results = (report.out / "text" / "results.md").read_text(encoding="utf-8")
     assert f"{s['or_median']:.2f}, 95% CrI {s['or_lo95']:.2f}–{s['or_hi95']:.2f}" in results
@@ -226,7 +227,7 @@ def test_a_failed_gate_is_flagged_in_the_report(full_run, cohort_csv, tmp_path):
 
 
 def test_missing_run_folder(cohort_csv, tmp_path):
-    with pytest.raises(InputFileError, match="run folder .*nowhere not found"):
+    with pytest.raises(InputFileError, match="nowhere is not a run folder"):
         build_report([tmp_path / "nowhere"], cohort_csv[0], out=tmp_path / "rep", progress=False)
 
 
@@ -240,7 +241,7 @@ def test_run_fit_on_other_data(full_run, tmp_path):
 def test_unknown_column(full_run, cohort_csv, tmp_path):
     with pytest.raises(BackpainEpiError, match="did you mean 'intermat_ml'"):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", table1_columns=["age", "intermat"], progress=False)
-    with pytest.raises(BackpainEpiError, match="km-exposure"):
+    with pytest.raises(BackpainEpiError, match="km_exposure"):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", km_exposure="lmm", progress=False)
 
 
@@ -304,12 +305,10 @@ def test_segmentation_folder_errors(full_run, cohort_csv, tmp_path):
 
 
 def test_a_cox_model_that_cannot_be_fit_becomes_a_note(full_run, cohort_csv, tmp_path, monkeypatch):
-    from backpain_epi.modelling import survival as S
-
     def fail(*args, **kwargs):
-        raise S.SurvivalError("the Cox model of spec 'paper' did not converge (singular); simplify the spec.")
+        raise survival_section.SurvivalError("the Cox model of spec 'paper' did not converge (singular); simplify the spec.")
 
-    monkeypatch.setattr(S, "survival_analysis", fail)
+    monkeypatch.setattr(survival_section, "survival_analysis", fail)
     rep = build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", progress=False)
     assert any(n.startswith("Survival analysis not shown: the Cox model") for n in rep.notes)
     html = rep.index.read_text(encoding="utf-8")
@@ -325,7 +324,19 @@ def test_planted_exposures_agreement_and_its_errors(full_run, cohort_csv, tmp_pa
     assert numbers.loc["lmm_ml", "mean_difference"] == pytest.approx(-10.0)
     assert numbers.loc["intermat_ml", "icc_a1"] == pytest.approx(1.0)
     assert 'id="agreement"' in rep.index.read_text(encoding="utf-8")
-    with pytest.raises(InputFileError, match="--planted .*: file not found"):
+    with pytest.raises(InputFileError, match="planted .*: file not found"):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "r2", planted=tmp_path / "none.csv", progress=False)
     with pytest.raises(ReportInputError, match="none of the exposures"):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "r3", planted=data[["participant_id", "age"]], progress=False)
+
+
+def test_fits_in_memory_and_folders_alike_and_the_survival_spec(full_run, unadjusted_run, cohort_csv, tmp_path):
+    in_memory = replace(full_run, out=None)  # as fit_model(..., out=None) returns it
+    rep = build_report([in_memory, unadjusted_run.out], cohort_csv[0], out=tmp_path / "rep", survival_spec=full_run.spec,
+                       progress=False)
+    manifest = json.loads((rep.out / "report.json").read_text())
+    assert [(r["name"], r["path"]) for r in manifest["runs"]] == [("full", None), ("unadjusted", str(unadjusted_run.out))]
+    assert "in memory (not saved)" in rep.index.read_text(encoding="utf-8")
+    assert "model_comparison" in rep.tables  # compared in memory
+    survival = json.loads((rep.out / "survival" / "survival.json").read_text())
+    assert survival["spec"] == "full" and (rep.out / "survival" / "km_by_tertile.png").is_file()

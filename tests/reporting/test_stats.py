@@ -62,7 +62,7 @@ def test_density_by_outcome_on_one_grid():
 def _run(name, terms):
     summary = pd.DataFrame([{"term": t, "kind": k, "label": t, "or_median": 1.0} for t, k in terms])
     spec = SimpleNamespace(exposures=[t for t, k in terms if k == "exposure"])
-    return SimpleNamespace(name=name, summary=summary, result=SimpleNamespace(spec=spec))
+    return SimpleNamespace(name=name, summary=summary, spec=spec)
 
 
 def test_odds_ratio_tables_keep_term_and_model_order():

@@ -6,7 +6,7 @@ display text. Every function is pure: it reads its arguments and returns new dat
 
 - participants: :func:`participant_flow`;
 - odds ratios and the activity curve: :func:`odds_ratio_long`, :func:`exposure_odds_ratios`,
-  :func:`all_terms`, :func:`activity_long`;
+  :func:`all_terms`, :func:`truth_coverage`, :func:`activity_long`;
 - exposures by outcome: :func:`density_by_outcome`;
 - the posterior predictive check: :func:`ppc_by_decile`;
 - segmentation: :func:`qc_counts`, and the agreement of measured with planted exposures
@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from scipy import special
+from scipy.stats import gaussian_kde
 
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
+from ..modelling.results import linear_predictor_draws
+from ..segmentation.exposures import qc_failures
 
 if TYPE_CHECKING:
-    from .tables import RunTables
+    from .runs import ReportRun
 
 #: Groups of predicted risk in the posterior predictive check.
 N_DECILES = 10
@@ -40,7 +43,7 @@ CURVE_COLUMNS = ["model", "basis", "met_min_week", "reference_met", "or_median",
 # --------------------------------------------------------------------------- participants
 
 
-def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: DataDictionary,
+def participant_flow(data: pd.DataFrame, runs: list[ReportRun], dictionary: DataDictionary,
                      segmentation_failed: set[str] | None = None) -> pd.DataFrame:
     """STROBE-style participant flow, one column per model.
 
@@ -69,17 +72,17 @@ def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: Data
     BackpainEpiError
         A run's analysed count differs from the one this table gives for its spec.
     """
-    id_col = dictionary.names(role="id")[0]
+    id_col = dictionary.id_column
     rows = {}
     for run in runs:
-        spec = run.result.spec
+        spec = run.spec
         left = pd.Series(True, index=data.index)
         counts = {"Participants in the table": len(data)}
         if segmentation_failed is not None:
             hit = left & data[id_col].astype(str).isin(segmentation_failed)
             counts["Excluded: segmentation failed (no usable scan)"] = int(hit.sum())
             left &= ~hit
-        if "qc_flag" in data.columns and not run.provenance["data"].get("qc_flagged_included", False):
+        if "qc_flag" in data.columns and not run.provenance.data.qc_flagged_included:
             hit = left & (pd.to_numeric(data["qc_flag"], errors="coerce") == 1)
             counts["Excluded: segmentation QC flag"] = int(hit.sum())
             left &= ~hit
@@ -93,9 +96,9 @@ def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: Data
         left &= ~hit
         counts["Analysed"] = int(left.sum())
         counts["  with CBP"] = int(data.loc[left, spec.outcome].astype(int).sum())
-        if counts["Analysed"] != run.provenance["data"]["n_analysed"]:
+        if counts["Analysed"] != run.provenance.data.n_analysed:
             raise BackpainEpiError(
-                f"run {run.path} analysed {run.provenance['data']['n_analysed']:,} participants, but this table gives "
+                f"run {run.name} analysed {run.provenance.data.n_analysed:,} participants, but this table gives "
                 f"{counts['Analysed']:,} for its spec; was it fit on another version of the data?"
             )
         rows[run.name] = counts
@@ -107,7 +110,7 @@ def participant_flow(data: pd.DataFrame, runs: list[RunTables], dictionary: Data
 # --------------------------------------------------------------------------- odds ratios and the activity curve
 
 
-def odds_ratio_long(runs: list[RunTables], kinds: tuple[str, ...] | None = ("exposure",)) -> pd.DataFrame:
+def odds_ratio_long(runs: list[ReportRun], kinds: tuple[str, ...] | None = ("exposure",)) -> pd.DataFrame:
     """The runs' summary rows of ``kinds`` (all with ``None``) stacked, with a ``model`` column first.
 
     All numbers are as in the runs' ``summary.csv``; runs keep their order.
@@ -122,14 +125,14 @@ def odds_ratio_long(runs: list[RunTables], kinds: tuple[str, ...] | None = ("exp
     return out[["model", *[c for c in out.columns if c != "model"]]]
 
 
-def exposure_odds_ratios(runs: list[RunTables]) -> pd.DataFrame:
+def exposure_odds_ratios(runs: list[ReportRun]) -> pd.DataFrame:
     """The exposure rows of every run, term by term (in the order the specs name them), models in run order within a term."""
     long = odds_ratio_long(runs)
-    order = {t: i for i, t in enumerate(dict.fromkeys(t for run in runs for t in run.result.spec.exposures))}
+    order = {t: i for i, t in enumerate(dict.fromkeys(t for run in runs for t in run.spec.exposures))}
     return long.assign(_t=long["term"].map(order)).sort_values("_t", kind="stable").drop(columns="_t").reset_index(drop=True)
 
 
-def all_terms(runs: list[RunTables]) -> pd.DataFrame:
+def all_terms(runs: list[ReportRun]) -> pd.DataFrame:
     """Every term of every run, model by model (in run order), exposures first, then covariates, then activity terms."""
     long = odds_ratio_long(runs, kinds=None)
     kind_order = {"exposure": 0, "covariate": 1, "activity": 2}
@@ -139,14 +142,37 @@ def all_terms(runs: list[RunTables]) -> pd.DataFrame:
     return long.reset_index(drop=True)
 
 
-def activity_long(runs: list[RunTables]) -> pd.DataFrame:
+def activity_long(runs: list[ReportRun]) -> pd.DataFrame:
     """The runs' activity curves stacked, with ``model`` and ``basis`` columns first (no rows when no run has one)."""
-    frames = [run.result.curve.assign(model=run.name, basis=run.result.spec.activity.basis)
+    frames = [run.result.curve.assign(model=run.name, basis=run.spec.activity.basis)
               for run in runs if run.result.curve is not None]
     if not frames:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     return out[["model", "basis", *[c for c in out.columns if c not in ("model", "basis")]]]
+
+
+def truth_coverage(true_ors: dict[str, float], terms: pd.DataFrame) -> pd.DataFrame:
+    """Each model's estimate of every term with a known true odds ratio, and whether its 95% interval covers it.
+
+    Parameters
+    ----------
+    true_ors
+        True odds ratio by term (of a simulated cohort).
+    terms
+        Odds-ratio rows with a ``model`` column (:func:`all_terms`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``term, label, per, model, true_or, or_median, or_lo95, or_hi95, covered``, terms in the order of ``terms``.
+    """
+    rows = terms[terms["term"].isin(list(true_ors))]
+    out = rows[["term", "label", "per", "model"]].assign(true_or=rows["term"].map(true_ors))
+    out = out.join(rows[["or_median", "or_lo95", "or_hi95"]])
+    out["covered"] = (out["or_lo95"] <= out["true_or"]) & (out["true_or"] <= out["or_hi95"])
+    order = {t: i for i, t in enumerate(dict.fromkeys(out["term"]))}
+    return out.sort_values("term", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- exposures by outcome
@@ -164,8 +190,6 @@ def density_by_outcome(df: pd.DataFrame, column: str, outcome: str = "cbp", *, n
     pandas.DataFrame
         ``outcome`` (0, 1), ``x`` (the grid), ``density`` and ``median`` (the group's median value), ``n_grid`` rows per group.
     """
-    from scipy.stats import gaussian_kde
-
     x = pd.to_numeric(df[column], errors="coerce")
     y = pd.to_numeric(df[outcome], errors="coerce")
     ok = x.notna() & y.isin([0, 1])
@@ -184,7 +208,7 @@ def density_by_outcome(df: pd.DataFrame, column: str, outcome: str = "cbp", *, n
 # --------------------------------------------------------------------------- posterior predictive check
 
 
-def ppc_by_decile(run: RunTables, *, max_draws: int = 400, seed: int = 0) -> pd.DataFrame:
+def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0) -> pd.DataFrame:
     """Observed against predicted CBP by decile of predicted risk, with the replicated proportion's 95% interval.
 
     Predicted risk is each analysed participant's posterior mean probability; the
@@ -206,11 +230,9 @@ def ppc_by_decile(run: RunTables, *, max_draws: int = 400, seed: int = 0) -> pd.
         One row per decile: ``model, decile, n, predicted, observed, rep_lo95, rep_hi95, inside``
         (``inside``: the observed proportion lies in the replicated interval).
     """
-    from ..modelling.results import linear_predictor_draws
-
     df = run.analysed
     p = special.expit(linear_predictor_draws(run.result.idata, run.result.recipe, df, seed=seed, max_draws=max_draws))
-    y = df[run.result.spec.outcome].astype(int).to_numpy()
+    y = df[run.spec.outcome].astype(int).to_numpy()
     p_mean = p.mean(axis=0)
     decile = pd.qcut(pd.Series(p_mean).rank(method="first"), N_DECILES, labels=False).to_numpy() + 1
     rng = np.random.default_rng(seed)
@@ -237,8 +259,6 @@ def qc_counts(exposures: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         ``Step`` (text; reasons and rules indented under their count) and ``Participants`` (int).
     """
-    from ..segmentation.exposures import qc_failures
-
     rows = [("Scans in the manifest", len(exposures) + len(failures)), ("Segmented", len(exposures)),
             ("Failed (no exposures)", len(failures))]
     if len(failures):

@@ -13,46 +13,32 @@ rounded to two decimals; the ``*_numeric.csv`` companions carry them unrounded.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..dictionary import DataDictionary
-from ..errors import BackpainEpiError
+from ..formatting import format_int, format_or, format_p, format_prob
 from ..tableio import write_text
+
+if TYPE_CHECKING:
+    from .runs import ReportRun
 
 #: Activity levels (MET-min/week) reported in the supplementary activity table; 600 is the WHO minimum.
 ACTIVITY_TABLE_MET = (0.0, 600.0, 3000.0, 5000.0, 10_000.0)
-WHO_MIN_MET = 600.0
 
 
-# --------------------------------------------------------------------------- formatting
+# --------------------------------------------------------------------------- writing
 
 
-def fmt_or(mid: float, lo: float, hi: float, digits: int = 2) -> str:
-    """``1.30 (1.20–1.41)``: an estimate and its 95% interval."""
-    return f"{mid:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
-
-
-def fmt_prob(p: float) -> str:
-    """A posterior probability to three decimals, with ``<0.001`` / ``>0.999`` at the ends (never 0 or 1)."""
-    if p < 0.0005:
-        return "<0.001"
-    if p > 0.9995:
-        return ">0.999"
-    return f"{p:.3f}"
-
-
-def fmt_int(n: float) -> str:
-    return f"{int(n):,}"
-
-
-def write_formats(df: pd.DataFrame, out_dir: str | os.PathLike, stem: str, *, caption: str = "", index: bool = False,
+def write_formats(frame: pd.DataFrame, out_dir: str | os.PathLike, stem: str, *, caption: str = "",
                   numeric: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write ``df`` as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` (and ``numeric`` as ``<stem>_numeric.csv``)."""
+    """Write ``frame`` as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` (and ``numeric`` as ``<stem>_numeric.csv``).
+
+    Returns the paths by kind: ``csv``, ``md``, ``tex`` and ``numeric_csv``.
+    """
     out_dir = Path(out_dir)
-    frame = df.reset_index() if index else df
     paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "tex": out_dir / f"{stem}.tex"}
     write_text(frame.to_csv(index=False), paths["csv"])
     md = frame.to_markdown(index=False, disable_numparse=True)
@@ -82,101 +68,12 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class RunTables:
-    """What the report needs of one run folder (read by :func:`backpain_epi.reporting.report.load_runs`)."""
-
-    name: str
-    path: Path
-    result: object  # FitResult
-    analysed: pd.DataFrame  # the cohort rows this run analysed, in its order
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        return self.result.summary
-
-    @property
-    def provenance(self) -> dict:
-        return self.result.provenance
-
-
 # --------------------------------------------------------------------------- participant flow
 
 
 def format_flow(flow: pd.DataFrame) -> pd.DataFrame:
     """The participant flow (:func:`~backpain_epi.reporting.stats.participant_flow`) with thousands separators."""
-    return flow.map(fmt_int).reset_index()
-
-
-# --------------------------------------------------------------------------- Table 1
-
-
-def table1_columns(runs: list[RunTables], dictionary: DataDictionary, data: pd.DataFrame) -> list[str]:
-    """Characteristics for Table 1: every column the models use (raw activity too), outcome and site excepted, in dictionary order."""
-    used: set[str] = set()
-    for run in runs:
-        spec = run.result.spec
-        used |= set(spec.columns()) - {spec.outcome, spec.group}
-        if spec.activity is not None:
-            used |= {"met_min_week", spec.activity.variable} - {None}
-    return [c for c in dictionary.names() if c in used and c in data.columns]
-
-
-def check_columns(columns, data: pd.DataFrame, dictionary: DataDictionary, what: str) -> list[str]:
-    """Refuse columns the dictionary does not know or the data does not have (with did-you-mean)."""
-    from ..errors import unknown_choice
-
-    for c in columns:
-        if c not in dictionary:
-            raise BackpainEpiError(f"{what}: " + unknown_choice("column", c, dictionary.columns))
-        if c not in data.columns:
-            raise BackpainEpiError(f"{what}: the data has no column '{c}'.")
-    return list(columns)
-
-
-def table1(df: pd.DataFrame, columns: list[str], dictionary: DataDictionary, *, outcome: str = "cbp") -> pd.DataFrame:
-    """Characteristics by outcome (Table 1) with tableone: n, median [Q1, Q3] or n (%), missing counts and SMD.
-
-    Binary columns show the count with the condition; categorical ones every level in
-    dictionary order. Labels carry units from the dictionary.
-    """
-    from tableone import TableOne
-
-    frame = df[[*columns, outcome]].copy()
-    categorical, nonnormal, order, limit, rename = [], [], {}, {}, {}
-    for c in columns:
-        col = dictionary[c]
-        rename[c] = col.label_with_unit()
-        if col.type == "binary":
-            frame[c] = frame[c].map({1: "yes", 0: "no", 1.0: "yes", 0.0: "no"})
-            categorical.append(c)
-            order[c], limit[c] = ["yes", "no"], 1
-        elif col.type in ("category", "string"):
-            categorical.append(c)
-            present = [str(v) for v in frame[c].dropna().unique()]
-            order[c] = [lv for lv in (col.levels or ()) if lv in present] or sorted(present)
-        else:
-            nonnormal.append(c)
-    labels = {0: "No CBP", 1: "CBP"}
-    frame[outcome] = frame[outcome].astype(int).map(labels)
-    t1 = TableOne(frame, columns=columns, categorical=categorical, nonnormal=nonnormal, groupby=outcome, order={**order, outcome: list(labels.values())},
-                  limit=limit, rename=rename, overall=True, missing=True, pval=False, smd=True, decimals=1,
-                  include_null=False, label_suffix=True)
-    table = t1.tableone.copy()
-    table.columns = [c[1] if isinstance(c, tuple) else c for c in table.columns]
-    table = table.rename(columns={"SMD (CBP,No CBP)": "SMD", "SMD (No CBP,CBP)": "SMD"})
-    n = frame[outcome].value_counts()
-    table = table.rename(columns={"Overall": f"Overall (n = {len(frame):,})", "No CBP": f"No CBP (n = {n.get('No CBP', 0):,})",
-                                  "CBP": f"CBP (n = {n.get('CBP', 0):,})"})
-    table = table.reset_index()
-    table.columns = ["Characteristic", "Level", *table.columns[2:]]
-    table["Level"] = table["Level"].replace({"yes": ""})
-    table = table[table["Characteristic"] != "n"].reset_index(drop=True)
-    table["Characteristic"] = table["Characteristic"].where(~table["Characteristic"].duplicated(), "")
-    return table.fillna("")
+    return flow.map(format_int).reset_index()
 
 
 # --------------------------------------------------------------------------- odds ratios
@@ -204,7 +101,7 @@ def format_odds_ratios(ors: pd.DataFrame, dictionary: DataDictionary) -> pd.Data
         same_per = sub["per"].nunique() == 1  # the analysed rows, so the SD, can differ between models
         for i, r in enumerate(sub.itertuples()):
             rows.append({"Exposure": label if i == 0 else "", "Per": r.per if i == 0 or not same_per else "", "Model": r.model,
-                         "OR (95% CrI)": fmt_or(r.or_median, r.or_lo95, r.or_hi95), "P(OR > 1)": fmt_prob(r.p_or_gt_1)})
+                         "OR (95% CrI)": format_or(r.or_median, r.or_lo95, r.or_hi95), "P(OR > 1)": format_prob(r.p_or_gt_1)})
     return pd.DataFrame(rows, columns=["Exposure", "Per", "Model", "OR (95% CrI)", "P(OR > 1)"])
 
 
@@ -215,12 +112,27 @@ def format_all_terms(terms: pd.DataFrame) -> pd.DataFrame:
     """
     table = pd.DataFrame({
         "Model": terms["model"], "Term": terms["label"], "Per": terms["per"],
-        "OR (95% CrI)": [fmt_or(m, lo, hi) for m, lo, hi in terms[["or_median", "or_lo95", "or_hi95"]].to_numpy()],
-        "P(OR > 1)": terms["p_or_gt_1"].map(fmt_prob),
-        "R-hat": terms["r_hat"].map(lambda v: f"{v:.3f}"), "ESS (bulk)": terms["ess_bulk"].map(fmt_int),
+        "OR (95% CrI)": [format_or(m, lo, hi) for m, lo, hi in terms[["or_median", "or_lo95", "or_hi95"]].to_numpy()],
+        "P(OR > 1)": terms["p_or_gt_1"].map(format_prob),
+        "R-hat": terms["r_hat"].map(lambda v: f"{v:.3f}"), "ESS (bulk)": terms["ess_bulk"].map(format_int),
     })
     table["Model"] = table["Model"].where(~table["Model"].duplicated(), "")
     return table.reset_index(drop=True)
+
+
+def format_truth(coverage: pd.DataFrame) -> pd.DataFrame:
+    """The true odds ratios of a simulated cohort beside each model's estimate, ✓ where its interval covers the truth.
+
+    ``coverage`` is :func:`~backpain_epi.reporting.stats.truth_coverage`; one row per term, one column per model
+    (``–`` where a model lacks the term).
+    """
+    rows = []
+    for _, sub in coverage.groupby("term", sort=False):
+        row = {"Term": sub["label"].iloc[0], "Per": sub["per"].iloc[0], "True OR": f"{sub['true_or'].iloc[0]:.2f}"}
+        for r in sub.itertuples():
+            row[r.model] = format_or(r.or_median, r.or_lo95, r.or_hi95) + (" ✓" if r.covered else " ✗")
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
 
 
 def format_activity(curves: pd.DataFrame, met=ACTIVITY_TABLE_MET) -> pd.DataFrame:
@@ -237,8 +149,8 @@ def format_activity(curves: pd.DataFrame, met=ACTIVITY_TABLE_MET) -> pd.DataFram
         col = {}
         for m in met:
             if m in c.index:
-                col[f"{m:,.0f}"] = fmt_or(*c.loc[m, ["or_median", "or_lo95", "or_hi95"]])
-        out[f"{model} (vs {ref:,.0f})"] = col
+                col[format_int(m)] = format_or(*c.loc[m, ["or_median", "or_lo95", "or_hi95"]])
+        out[f"{model} (vs {format_int(ref)})"] = col
     table = pd.DataFrame(out)
     table.index.name = "MET-min/week"
     return table.reset_index()
@@ -272,20 +184,20 @@ def comparison_verdict(comparison: pd.DataFrame) -> str:
                              "so the data do not distinguish them."))
 
 
-def format_diagnostics(runs: list[RunTables]) -> pd.DataFrame:
+def format_diagnostics(runs: list[ReportRun]) -> pd.DataFrame:
     """One row per model: the gate verdict and each check's value (R-hat, ESS, divergences, E-BFMI), sampler and time."""
     rows = []
     for run in runs:
         p = run.provenance
-        checks = {c["name"]: c for c in p["diagnostics"]["checks"]}
-        s = p["settings"]
-        row = {"Model": run.name, "Gate": "passed" if p["diagnostics"]["passed"] else "FAILED"}
+        checks = {c.name: c for c in p.diagnostics.checks}
+        s = p.settings
+        row = {"Model": run.name, "Gate": "passed" if p.diagnostics.passed else "FAILED"}
         for name in ("R-hat", "bulk ESS", "divergences", "E-BFMI"):
             c = checks.get(name)
-            row[name] = "" if c is None else c["value"] + ("" if c["passed"] else f" ✗ (allowed: {c['rule']}; {c['worst']})".replace("; )", ")"))
-        row["Sampler"] = p["sampler"]["used"] + (" (fallback)" if p["sampler"].get("fallback_reason") else "")
-        row["Chains × draws"] = f"{s['chains']} × {s['draws']:,} (tune {s['tune']:,})"
-        row["Time (s)"] = f"{p['timings'].get('total_s', float('nan')):.0f}"
+            row[name] = "" if c is None else c.value + ("" if c.passed else f" ✗ (allowed: {c.rule}; {c.worst})".replace("; )", ")"))
+        row["Sampler"] = p.sampler["used"] + (" (fallback)" if p.sampler.get("fallback_reason") else "")
+        row["Chains × draws"] = f"{s['chains']} × {format_int(s['draws'])} (tune {format_int(s['tune'])})"
+        row["Time (s)"] = f"{p.timings.get('total_s', float('nan')):.0f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -296,7 +208,7 @@ def format_diagnostics(runs: list[RunTables]) -> pd.DataFrame:
 def format_ppc(ppc: pd.DataFrame) -> pd.DataFrame:
     """The posterior predictive check by decile (:func:`~backpain_epi.reporting.stats.ppc_by_decile`) in percent."""
     return pd.DataFrame({
-        "Model": ppc["model"].where(~ppc["model"].duplicated(), ""), "Decile": ppc["decile"], "n": ppc["n"].map(fmt_int),
+        "Model": ppc["model"].where(~ppc["model"].duplicated(), ""), "Decile": ppc["decile"], "n": ppc["n"].map(format_int),
         "Predicted (%)": (100 * ppc["predicted"]).map(lambda v: f"{v:.1f}"),
         "Observed (%)": (100 * ppc["observed"]).map(lambda v: f"{v:.1f}"),
         "Replicated 95% interval (%)": [f"{100 * a:.1f}–{100 * b:.1f}" for a, b in ppc[["rep_lo95", "rep_hi95"]].to_numpy()],
@@ -311,30 +223,31 @@ def format_hazard_ratios(hr: pd.DataFrame) -> pd.DataFrame:
     """Cox hazard ratios for a manuscript: term, per, HR (95% CI), p."""
     return pd.DataFrame({
         "Term": hr["label"], "Per": hr["per"],
-        "HR (95% CI)": [fmt_or(h, lo, hi) for h, lo, hi in hr[["hr", "hr_lo95", "hr_hi95"]].to_numpy()],
-        "p": hr["p"].map(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"),
+        "HR (95% CI)": [format_or(h, lo, hi) for h, lo, hi in hr[["hr", "hr_lo95", "hr_hi95"]].to_numpy()],
+        "p": hr["p"].map(format_p),
     })
 
 
 def format_ph_test(ph: pd.DataFrame, hr: pd.DataFrame) -> pd.DataFrame:
+    """The proportional-hazards check for a manuscript: term (labelled as in ``hr``), statistic, p, verdict."""
     labels = dict(zip(hr["term"], hr["label"]))
     return pd.DataFrame({
         "Term": ph["term"].map(lambda t: labels.get(t, t)), "Test statistic": ph["test_statistic"].map(lambda v: f"{v:.2f}"),
-        "p": ph["p"].map(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"),
+        "p": ph["p"].map(format_p),
         "Proportional hazards": ph["ph_violated"].map({True: "violated (p < 0.05)", False: "not rejected"}),
     })
 
 
 def format_qc(counts: pd.DataFrame) -> pd.DataFrame:
     """Segmentation QC counts (:func:`~backpain_epi.reporting.stats.qc_counts`) with thousands separators."""
-    return counts.assign(Participants=counts["Participants"].map(fmt_int))
+    return counts.assign(Participants=counts["Participants"].map(format_int))
 
 
 def format_agreement(table: pd.DataFrame, dictionary: DataDictionary) -> pd.DataFrame:
     """The agreement of measured with planted exposures (:func:`~backpain_epi.reporting.stats.agreement_table`) for a manuscript."""
     return pd.DataFrame({
         "Exposure": table["exposure"].map(dictionary.label),
-        "n": table["n"].map(lambda v: f"{v:,}"),
+        "n": table["n"].map(format_int),
         "Planted, median": table["planted_median"].map(lambda v: f"{v:,.1f}"),
         "Measured, median": table["measured_median"].map(lambda v: f"{v:,.1f}"),
         "Mean difference (95% LoA)": [f"{d:+,.1f} ({lo:+,.1f} to {hi:+,.1f})"

@@ -9,7 +9,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ..dictionary import DataDictionary
-from .tables import RunTables, fmt_or, fmt_prob
+from ..formatting import format_int, format_or, format_prob
+from ..records import package_version
+from .runs import ReportRun
+from .tables import comparison_verdict
 
 _BASIS = {
     "bands": "in bands ({levels}; reference {reference})",
@@ -37,8 +40,8 @@ def _labels(cols, dd: DataDictionary) -> list[str]:
     return [lower(dd.label(c, unit=False)) if c in dd else c for c in cols]
 
 
-def _activity_text(run: RunTables, dd: DataDictionary) -> str:
-    a = run.result.spec.activity
+def _activity_text(run: ReportRun, dd: DataDictionary) -> str:
+    a = run.spec.activity
     if a is None:
         return ""
     transform = {"log1p": "log(1 + ", "none": ""}.get(getattr(a, "transform", "none") or "none", "")
@@ -47,18 +50,18 @@ def _activity_text(run: RunTables, dd: DataDictionary) -> str:
         levels = run.result.recipe.levels.get(a.variable, [])
         return _BASIS["bands"].format(levels=", ".join(levels), reference=a.reference)
     if a.basis == "spline":
-        text = _BASIS["spline"].format(transform=t, k=getattr(a, "df", "?"), smooth=run.result.spec.priors.get("smooth_sd", "default"))
+        text = _BASIS["spline"].format(transform=t, k=getattr(a, "df", "?"), smooth=run.spec.priors.get("smooth_sd", "default"))
     else:
         text = _BASIS["hsgp"].format(transform=t, m=getattr(a, "m", "?"))
     return text.replace("log(1 + MET-min/week", "log(1 + MET-min/week)") if t else text
 
 
-def methods_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival, dd: DataDictionary,
+def methods_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival, dd: DataDictionary,
                       *, segmentation: bool = False) -> str:
     """The statistical-methods paragraph: models, priors, sampler, checks, comparison, sensitivity analysis, software."""
     p0 = runs[0].provenance
-    v = p0.get("versions", {})
-    s = p0["settings"]
+    v = p0.versions
+    s = p0.settings
     parts = []
     if segmentation:
         parts.append("Lean muscle volume, intermuscular adipose tissue (InterMAT) volume and intramuscular fat fraction of the "
@@ -67,7 +70,7 @@ def methods_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.
                      "checks were excluded.")
     model_texts = []
     for r in runs:
-        spec = r.result.spec
+        spec = r.spec
         adj = _labels(spec.covariates, dd)
         act = _activity_text(r, dd)
         t = f"{r.name} ({_list(_labels(spec.exposures, dd))}"
@@ -75,7 +78,7 @@ def methods_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.
         t += f", with physical activity {act}" if act else ""
         t += f" and a random intercept per {dd.label(spec.group, unit=False).lower()}" if spec.group else ""
         model_texts.append(t + ")")
-    outcome = lower(dd.label(runs[0].result.spec.outcome, unit=False))
+    outcome = lower(dd.label(runs[0].spec.outcome, unit=False))
     parts.append(f"We related {outcome} to back-muscle composition with Bayesian hierarchical logistic regression models: "
                  + "; ".join(model_texts) + ".")
     parts.append("Exposures and continuous covariates were centred and divided by two standard deviations (Gelman 2008), so that "
@@ -83,18 +86,18 @@ def methods_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.
                  "with a missing value in a model's variables were excluded from that model.")
     priors: dict[str, str] = {}
     for r in runs:
-        for k, val in r.provenance["priors"].items():
+        for k, val in r.provenance.priors.items():
             priors.setdefault(k, val)
     prior_text = "; ".join(f"{_PRIOR_NAMES.get(k, k.replace('_', ' '))} {val}" for k, val in priors.items())
     parts.append(f"Priors were weakly informative ({prior_text}).")
-    samplers = sorted({r.provenance["sampler"]["used"] for r in runs})
+    failed = [r.name for r in runs if not r.provenance.diagnostics.passed]
+    samplers = sorted({r.provenance.sampler["used"] for r in runs})
     sampler_v = {"nutpie": f"nutpie {v.get('nutpie')}", "pymc": f"PyMC {v.get('pymc')}"}
     parts.append(f"Posteriors were sampled with the No-U-Turn sampler ({', '.join(sampler_v.get(x, x) for x in samplers)}; "
-                 f"{s['chains']} chains of {s['draws']:,} draws after {s['tune']:,} tuning steps, target acceptance "
+                 f"{s['chains']} chains of {format_int(s['draws'])} draws after {format_int(s['tune'])} tuning steps, target acceptance "
                  f"{s['target_accept']}, seed {s['seed']}). Convergence required R-hat ≤ 1.01, bulk effective sample size ≥ 400 "
                  "for every reported parameter, no divergent transitions and E-BFMI ≥ 0.3 in every chain"
-                 + (f"; {_list([r.name for r in runs if not r.provenance['diagnostics']['passed']])} did not meet these criteria"
-                    if any(not r.provenance["diagnostics"]["passed"] for r in runs) else "; all models met them") + ".")
+                 + (f"; {_list(failed)} did not meet these criteria" if failed else "; all models met them") + ".")
     parts.append("We report posterior medians with 95% equal-tailed credible intervals (CrI) and the posterior probability that "
                  "the odds ratio exceeds 1.")
     if comparison is not None:
@@ -102,65 +105,63 @@ def methods_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.
                      f"{v.get('arviz')}) with stacking weights, and calibration was checked by comparing observed and "
                      "posterior-predicted proportions with chronic back pain across deciles of predicted risk.")
     if survival is not None:
-        surv_terms = [t for t in survival.hazard_ratios["term"] if t not in runs[0].result.spec.exposures]
+        surv_terms = [t for t in survival.hazard_ratios["term"] if t not in runs[0].spec.exposures]
         parts.append("In a sensitivity analysis, a Cox proportional-hazards model with age as the time scale took the age at onset "
                      "of chronic back pain as the event and censored participants without it at their current age; it was "
                      "stratified by study site and adjusted as the paper model, age at examination entering as a "
                      f"birth-cohort term ({len(surv_terms)} covariate terms). Proportional hazards were checked with scaled Schoenfeld residuals, and "
                      "Kaplan–Meier curves of CBP-free survival were drawn by exposure tertile (lifelines "
-                     f"{_version('lifelines')}).")
+                     f"{package_version('lifelines')}).")
     parts.append(f"Analyses used Python {v.get('python')}, PyMC {v.get('pymc')}, ArviZ {v.get('arviz')} and backpain-epi "
                  f"{v.get('backpain-epi')}.")
     return " ".join(parts)
 
 
-def results_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival,
+def results_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival,
                       dd: DataDictionary) -> str:
     """The headline results: participants, exposure odds ratios of the primary model, activity, comparison, survival."""
     primary = runs[0]
     f = flow[primary.name]
     n, events = int(f["Analysed"]), int(f["  with CBP"])
     excluded = int(f["Participants in the table"]) - n
-    parts = [f"Of {int(f['Participants in the table']):,} participants, {n:,} were analysed"
-             + (f" ({excluded:,} excluded)" if excluded else "")
-             + f"; {events:,} ({100 * events / n:.1f}%) reported chronic back pain."]
+    parts = [f"Of {format_int(f['Participants in the table'])} participants, {format_int(n)} were analysed"
+             + (f" ({format_int(excluded)} excluded)" if excluded else "")
+             + f"; {format_int(events)} ({100 * events / n:.1f}%) reported chronic back pain."]
     s = primary.summary.set_index("term")
     sentences = []
-    for term in primary.result.spec.exposures:
+    for term in primary.spec.exposures:
         r = s.loc[term]
         label = lower(dd.label(term, unit=False))
         per = str(r["per"]).replace("2 SD = ", "")
         direction = ("higher odds of chronic back pain" if r["or_lo95"] > 1 else
                      "lower odds of chronic back pain" if r["or_hi95"] < 1 else "no clear difference in the odds of chronic back pain")
         sentences.append(f"each 2 SD ({per}) higher {label} was associated with {direction} (OR {_or_text(r)}; "
-                         f"P(OR > 1) {fmt_prob(r['p_or_gt_1'])})")
+                         f"P(OR > 1) {format_prob(r['p_or_gt_1'])})")
     parts.append(f"In the {primary.name} model, " + "; ".join(sentences) + ".")
     for other in runs[1:]:
         o = other.summary.set_index("term")
-        common = [t for t in primary.result.spec.exposures if t in o.index]
+        common = [t for t in primary.spec.exposures if t in o.index]
         if common:
             parts.append(f"In the {other.name} model the corresponding odds ratios were "
                          + _list([f"{_or_text(o.loc[t])} for {lower(dd.label(t, unit=False))}" for t in common]) + ".")
-    curve_run = next((r for r in runs if r.result.curve is not None and r.result.spec.activity.basis != "bands"), None)
+    curve_run = next((r for r in runs if r.result.curve is not None and r.spec.activity.basis != "bands"), None)
     if curve_run is not None:
         c = curve_run.result.curve.set_index("met_min_week")
         ref = c["reference_met"].iloc[0]
         ends = [m for m in (0.0, 10_000.0) if m in c.index]
         if ends:
             parts.append(f"Physical activity was related to chronic back pain non-linearly ({curve_run.name}): relative to "
-                         f"{ref:,.0f} MET-min/week, the OR was "
-                         + _list([f"{fmt_or(*c.loc[m, ['or_median', 'or_lo95', 'or_hi95']])} at {m:,.0f}" for m in ends]) + ".")
+                         f"{format_int(ref)} MET-min/week, the OR was "
+                         + _list([f"{format_or(*c.loc[m, ['or_median', 'or_lo95', 'or_hi95']])} at {format_int(m)}" for m in ends]) + ".")
     if comparison is not None and len(comparison) >= 2:
-        from .tables import comparison_verdict
-
         parts.append(comparison_verdict(comparison))
     if survival is not None:
         hr = survival.hazard_ratios.set_index("term")
-        common = [t for t in primary.result.spec.exposures if t in hr.index]
+        common = [t for t in primary.spec.exposures if t in hr.index]
         if common:
             parts.append("With age as the time scale, the hazard ratios of chronic back pain onset per 2 SD were "
-                         + _list([f"{fmt_or(*hr.loc[t, ['hr', 'hr_lo95', 'hr_hi95']])} for {lower(dd.label(t, unit=False))}" for t in common])
-                         + f" ({int(survival.counts.get('n_events', 0)):,} onsets among {int(survival.counts.get('n_analysed', 0)):,} "
+                         + _list([f"{format_or(*hr.loc[t, ['hr', 'hr_lo95', 'hr_hi95']])} for {lower(dd.label(t, unit=False))}" for t in common])
+                         + f" ({format_int(survival.counts.get('n_events', 0))} onsets among {format_int(survival.counts.get('n_analysed', 0))} "
                          "participants).")
     return " ".join(parts)
 
@@ -168,11 +169,3 @@ def results_paragraph(runs: list[RunTables], flow: pd.DataFrame, comparison: pd.
 def _or_text(r) -> str:
     return f"{r['or_median']:.2f}, 95% CrI {r['or_lo95']:.2f}–{r['or_hi95']:.2f}"
 
-
-def _version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None

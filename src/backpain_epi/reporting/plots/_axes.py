@@ -142,11 +142,6 @@ def legend_ncol(names: Sequence[str], width_in: float, fontsize: float = 7.0) ->
     return max(ncol, 1)
 
 
-def thousands(v: float) -> str:
-    """A tick label with thousands separators (``1,500``)."""
-    return f"{v:,.0f}"
-
-
 # --------------------------------------------------------------------------- text overlaps
 
 

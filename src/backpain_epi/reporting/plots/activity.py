@@ -10,10 +10,13 @@ from matplotlib import ticker
 
 from ...derived import ACTIVITY_BAND_EDGES
 from ...dictionary import DataDictionary
+from ...formatting import format_int
 from ..stats import CURVE_COLUMNS
 from ..style import DOUBLE_COLUMN_IN, model_colour
-from ._axes import in_order, legend, legend_ncol, or_limits, own_grid, require, set_log_or_axis, thousands
+from ._axes import in_order, legend, legend_ncol, or_limits, own_grid, require, set_log_or_axis
 
+#: The WHO guideline minimum of physical activity (MET-min/week), drawn as a dashed line.
+WHO_MIN_MET = 600.0
 #: Scale constant of the activity axis: x is drawn as log10(1 + MET/c), linear near 0, logarithmic above c.
 MET_AXIS_C = 100.0
 
@@ -46,7 +49,7 @@ def _band_steps(grid: pd.DataFrame, edges: Sequence[float], x_max: float):
     return np.asarray(xs), {c: np.asarray(v) for c, v in cols.items()}
 
 
-def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = 600.0, dictionary: DataDictionary | None = None,
+def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = WHO_MIN_MET, dictionary: DataDictionary | None = None,
                         band_edges: Sequence[float] = ACTIVITY_BAND_EDGES, axes=None) -> np.ndarray:
     """Odds ratio of CBP against physical activity, one curve per model, above the activity distribution.
 
@@ -84,7 +87,7 @@ def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = 600.0, di
     met = pd.to_numeric(pd.Series(np.asarray(met).ravel()), errors="coerce").dropna().to_numpy(float)
     models = in_order(curves["model"])
     refs = in_order(curves["reference_met"].dropna())
-    ref_text = thousands(refs[0]) if len(refs) == 1 else "reference"
+    ref_text = format_int(refs[0]) if len(refs) == 1 else "reference"
     xlabel = dictionary.label("met_min_week") if dictionary is not None and "met_min_week" in dictionary \
         else "Physical activity (MET-min/week)"
     x_max = max(curves["met_min_week"].max(), met.max() if met.size else 0.0)
@@ -108,11 +111,11 @@ def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = 600.0, di
         ax.axhline(1.0, color="0.3", lw=0.7, zorder=1)
         for r in refs:
             ref, = ax.plot([r], [1.0], "o", ms=4.5, mfc="white", mec="black", mew=1.0, zorder=5,
-                           label=f"Reference ({thousands(r)} MET-min/week)")
+                           label=f"Reference ({format_int(r)} MET-min/week)")
         handles.append(ref)
         for a in (ax, hx):
             a.axvline(who_met, color="0.2", lw=0.8, ls=(0, (4, 2)), zorder=1)
-        ax.text(who_met, 0.98, f" WHO minimum ({thousands(who_met)})", transform=ax.get_xaxis_transform(),
+        ax.text(who_met, 0.98, f" WHO minimum ({format_int(who_met)})", transform=ax.get_xaxis_transform(),
                 ha="left", va="top", fontsize=7, color="0.2")
         ax.set_yscale("log")
         y0, y1 = or_limits(curves["or_lo95"].to_numpy(float), curves["or_hi95"].to_numpy(float), pad=1.04)
@@ -129,7 +132,7 @@ def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = 600.0, di
             a.set_xlim(0, x_max)
         for a in (ax, hx):
             a.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-            a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: thousands(v)))
+            a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: format_int(v)))
             a.xaxis.set_minor_locator(ticker.FixedLocator(minor))
             a.xaxis.set_minor_formatter(ticker.NullFormatter())
 
@@ -138,7 +141,7 @@ def plot_activity_curve(curves: pd.DataFrame, met, *, who_met: float = 600.0, di
             hx.hist(np.clip(met, 0, x_max), bins=bins, color="0.6", edgecolor="white", lw=0.3)
         hx.set_ylabel("Participants")
         hx.yaxis.set_major_locator(ticker.MaxNLocator(3, integer=True))
-        hx.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: thousands(v)))
+        hx.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: format_int(v)))
         hx.set_xlabel(xlabel)
         legend(ax, own, legend_ncol([h.get_label() for h in handles], DOUBLE_COLUMN_IN), handles=handles,
                handletextpad=0.4, columnspacing=1.2)

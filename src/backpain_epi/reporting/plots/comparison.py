@@ -7,8 +7,9 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.axes import Axes
 
+from ...formatting import format_int
 from ..style import SINGLE_COLUMN_IN
-from ._axes import legend, own_axes, require, thousands
+from ._axes import legend, own_axes, require
 
 COMPARISON_COLUMNS = ("model", "rank", "elpd_loo", "se", "elpd_diff", "dse")
 
@@ -50,7 +51,7 @@ def plot_loo(comparison: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.set_ylim(y[-1] - 0.6, 0.45)
         ax.tick_params(axis="y", length=0)
         ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: thousands(v).replace("-", "\u2212")))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: format_int(v).replace("-", "\u2212")))
         ax.set_xlabel("ELPD (LOO, higher is better)")
         right = ax.twinx()
         right.set_ylim(ax.get_ylim())

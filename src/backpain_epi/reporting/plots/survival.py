@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from ...dictionary import DataDictionary
+from ...formatting import format_p
 from ..style import SINGLE_COLUMN_IN, TERTILE_COLOURS
 from ._axes import own_axes
 
@@ -73,6 +74,5 @@ def plot_km(km: pd.DataFrame, km_groups: pd.DataFrame, logrank_p: float, diction
         # curves fall from the top left to the bottom right: the legend goes bottom left, the test top right
         ax.legend(title=f"{title} tertile (events/n)", loc="lower left", title_fontsize=7, handlelength=1.5,
                   alignment="left")
-        p_text = "log-rank p < 0.001" if logrank_p < 0.001 else f"log-rank p = {logrank_p:.3f}"
-        ax.text(0.98, 0.98, p_text, transform=ax.transAxes, ha="right", va="top")
+        ax.text(0.98, 0.98, f"log-rank {format_p(logrank_p, prefix=True)}", transform=ax.transAxes, ha="right", va="top")
     return ax
