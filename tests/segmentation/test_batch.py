@@ -117,6 +117,22 @@ def test_a_bad_manifest_is_refused_before_any_work(scans, tmp_path, tiny_weights
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"workers": 0}, "^workers 0: must be at least 1."),
+    ({"erode": -1}, "^erode -1: a whole number of voxels"),
+    ({"erode": 1.5}, "^erode 1.5: a whole number of voxels"),
+    ({"batch_size": 0}, "^batch_size 0: must be at least 1."),
+])
+def test_bad_settings_name_the_parameter(scans, tmp_path, tiny_weights, kw, message):
+    from backpain_epi.errors import BackpainEpiError
+
+    with pytest.raises(BackpainEpiError, match=message):
+        _run(scans, tmp_path / "out", tiny_weights, **kw)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputFileError, match=f"^out {tmp_path / 'file'}: is a file; give a folder."):
+        _run(scans, tmp_path / "file", tiny_weights)
+
+
 @pytest.mark.slow
 def test_a_local_dask_cluster_gives_the_same_result(scans, tmp_path, tiny_weights):
     serial = _run(scans, tmp_path / "serial", tiny_weights)

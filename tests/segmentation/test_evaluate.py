@@ -58,5 +58,9 @@ def test_evaluation_scores_both_families_against_their_own_targets(tmp_path):
     written = pd.read_csv(tmp_path / "evaluation_summary.csv")
     assert list(written.columns) == ["family", "n", "metric", "statistic", "target", "value", "result"] and len(written) == 10
     assert scores["participant_id"].str.startswith("IN5-").sum() == 1
-    with pytest.raises(BackpainEpiError, match="did you mean 'independent'"):
+    with pytest.raises(BackpainEpiError, match="^family: unknown phantom family 'independant'; did you mean 'independent'"):
         evaluate_segmenter(tmp_path / "x", n=1, family="independant", engine="labels", progress=False)
+    with pytest.raises(BackpainEpiError, match="^n 0: draw at least one phantom"):
+        evaluate_segmenter(tmp_path / "x", n=0, engine="labels", progress=False)
+    with pytest.raises(BackpainEpiError, match="^truth: give the true exposures .* with manifest=FILE"):
+        evaluate_segmenter(tmp_path / "x", manifest=tmp_path / "m.csv", engine="labels", progress=False)

@@ -8,7 +8,7 @@ from backpain_epi.segmentation.network import WEIGHTS_ENV, default_weights_path,
 
 @pytest.mark.parametrize("name, hint", [("cdua", "did you mean 'cuda'"), ("CPUU", "did you mean 'cpu'"), ("atuo", "did you mean 'auto'"), ("gpu", "did you mean 'cuda'")])
 def test_a_wrong_device_says_did_you_mean(name, hint):
-    with pytest.raises(BackpainEpiError, match=hint):
+    with pytest.raises(BackpainEpiError, match=f"^device.*{hint}"):
         resolve_device(name)
 
 
@@ -24,19 +24,21 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(BackpainEpiError, match="CUDA is not available"):
+    with pytest.raises(BackpainEpiError, match="^device cuda: CUDA is not available.*use device=cpu or auto"):
         resolve_device("cuda")
 
 
-def test_missing_weights_name_the_option(tmp_path):
-    with pytest.raises(InputFileError, match="--weights"):
+def test_missing_weights_name_the_parameter(tmp_path):
+    with pytest.raises(InputFileError, match=f"^weights {tmp_path / 'none.pt'}: segmentation weights not found"):
         load_weights(tmp_path / "none.pt")
+    with pytest.raises(InputFileError, match="^init_weights "):
+        load_weights(tmp_path / "none.pt", param="init_weights")
 
 
 def test_a_file_that_is_not_weights_is_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_text("hello")
-    with pytest.raises(InputFileError, match="not a segmentation weights file"):
+    with pytest.raises(InputFileError, match=f"^weights {bad}: not a segmentation weights file"):
         load_weights(bad)
 
 

@@ -1,6 +1,7 @@
 """Phantoms: planted targets are recovered, seeds reproduce, files follow the manifest contract."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from backpain_epi.segmentation.exposures import compute_exposures
@@ -101,6 +102,18 @@ def test_targets_from_a_cohort_table(tmp_path):
         assert float(truth.loc[r.participant_id, "lmm_ml"]) == pytest.approx(r.lmm_ml, rel=0.10)
         assert float(truth.loc[r.participant_id, "intermat_ml"]) == pytest.approx(r.intermat_ml, rel=0.10)
         assert float(truth.loc[r.participant_id, "imf_pct"]) == pytest.approx(r.imf_pct, rel=0.10)
+
+
+def test_a_wrong_family_or_targets_for_the_independent_family_name_the_parameter(tmp_path):
+    from backpain_epi.errors import BackpainEpiError
+    from backpain_epi.segmentation.phantom import write_phantoms
+
+    with pytest.raises(BackpainEpiError, match="^family: unknown phantom family 'indep'; did you mean 'independent'"):
+        write_phantoms(tmp_path, 1, 0, family="indep", progress=False)
+    targets = pd.DataFrame({"participant_id": ["a"], "lmm_ml": [900.0], "intermat_ml": [90.0], "imf_pct": [5.0]})
+    with pytest.raises(BackpainEpiError, match="^targets: the independent phantom family .* family=training"):
+        write_phantoms(tmp_path, 1, 0, family="independent", targets=targets, progress=False)
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_body_too_small_for_the_planted_muscle_is_enlarged():

@@ -142,5 +142,5 @@ def test_anatomy_variant_2_adds_intermat_geometry_and_leaves_variant_1_alone():
     assert not np.array_equal(one.tissue, two.tissue)
     fat = [np.isin(a.tissue, (TISSUES["intermat_left"], TISSUES["intermat_right"])).sum() for a in (one, two)]
     assert fat[0] != fat[1]
-    with pytest.raises(BackpainEpiError, match="anatomy variant"):
+    with pytest.raises(BackpainEpiError, match="^variant: unknown anatomy variant 3"):
         anatomy_bank(1, 1, progress=False, variant=3)

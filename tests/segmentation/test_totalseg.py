@@ -81,6 +81,7 @@ def test_missing_weights_refused_without_download(tmp_path, monkeypatch, no_netw
     with pytest.raises(InputFileError) as err:
         SPEC.check()
     message = str(err.value)
+    assert message.startswith("engine totalsegmentator: ") and err.value.param == "engine"
     assert str(totalseg.totalseg_weights_dir()) in message and "Dataset850" in message and "Dataset851" in message
     assert "TOTALSEG_HOME_DIR" in message and "\n" not in message
     assert not any(p.name.startswith("Dataset") for p in tmp_path.rglob("*"))  # nothing fetched or created

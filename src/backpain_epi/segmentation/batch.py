@@ -86,7 +86,7 @@ def read_manifest(path, *, require_label: bool | str = False, dictionary=None) -
         raise InputFileError(f"{path}: participant_id {', '.join(map(repr, bad[:5]))} cannot be used as a file name; "
                              "use letters, digits, '.', '_' and '-' only (starting with a letter or digit).")
     if require_label == "column" and "label" not in df.columns:
-        raise InputFileError(f"{path}: --engine labels needs a 'label' column with each participant's label map.")
+        raise InputFileError(f"{path}: engine=labels needs a 'label' column with each participant's label map.")
     if require_label is True and ("label" not in df.columns or df["label"].isna().any()):
         missing = df["participant_id"][df["label"].isna()].tolist() if "label" in df.columns else "all rows"
         raise InputFileError(f"{path}: a 'label' path (a reference label map) is needed in every row; missing for {missing}.")
@@ -152,11 +152,11 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
 
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputFileError(f"--out {out}: is a file; give a folder.")
+        raise InputFileError(f"{out}: is a file; give a folder.", param="out")
     if workers is not None and workers < 1:
-        raise BackpainEpiError(f"--workers {workers}: must be at least 1.")
+        raise BackpainEpiError(f"{workers}: must be at least 1.", param="workers")
     if erode < 0 or int(erode) != erode:
-        raise BackpainEpiError(f"--erode {erode}: a whole number of voxels, 0 or more.")
+        raise BackpainEpiError(f"{erode}: a whole number of voxels, 0 or more.", param="erode")
     if not isinstance(engine, EngineSpec):
         engine = EngineSpec(engine=str(engine), weights=str(weights) if weights else None, model=str(model) if model else None,
                             label_scheme=str(label_scheme) if label_scheme else None, device=device, batch_size=batch_size)
@@ -166,8 +166,9 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
         engine = replace(engine, weights=str(Path(engine.weights) if engine.weights else default_weights_path()))
     engine.check()  # a missing weights file, model folder or scheme fails here, before any work
     if engine.engine == "totalsegmentator" and workers:
-        raise BackpainEpiError("--engine totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
-                               "run it without --workers (on a cluster, set distributed.worker.daemon: False and use --scheduler).")
+        raise BackpainEpiError("totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
+                               "run it without workers=N (on a cluster, set distributed.worker.daemon: False and use "
+                               "scheduler=ADDRESS).", param="engine")
     rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary)
     if not (out / MANIFEST_FILE).exists() or not (out / MANIFEST_FILE).samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
@@ -330,7 +331,7 @@ def _run_dask(rows, spec, bar, *, workers, scheduler) -> None:
         try:
             client, cluster = Client(scheduler, timeout="20s"), None
         except (OSError, TimeoutError) as exc:
-            raise BackpainEpiError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler ({exc}).") from None
+            raise BackpainEpiError(f"{scheduler}: cannot connect to a Dask scheduler ({exc}).", param="scheduler") from None
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)

@@ -16,7 +16,7 @@ resume, Dask and ``failures.csv``.
 An :class:`EngineSpec` is plain data (picklable for Dask workers, and the key
 recorded with each participant's result); :func:`make_engine` builds the engine
 once per process and spec. :meth:`EngineSpec.check` fails before any work, with a
-message naming the option and the fix.
+message naming the parameter (``param``) and the fix.
 """
 
 from __future__ import annotations
@@ -80,15 +80,15 @@ class EngineSpec:
 
     def __post_init__(self):
         if self.engine not in ENGINES:
-            raise BackpainEpiError(f"--engine: {unknown_choice('engine', self.engine, ENGINES)}")
+            raise BackpainEpiError(f": {unknown_choice('engine', self.engine, ENGINES)}", param="engine")
         if self.batch_size < 1:
-            raise BackpainEpiError(f"--batch-size {self.batch_size}: must be at least 1.")
+            raise BackpainEpiError(f"{self.batch_size}: must be at least 1.", param="batch_size")
         if self.folds is not None and not isinstance(self.folds, tuple):
             object.__setattr__(self, "folds", tuple(self.folds))
         for name, engines in _OPTIONS.items():
             if getattr(self, name) not in (None, ()) and self.engine not in engines:
-                option = "--" + name.replace("_", "-")
-                raise BackpainEpiError(f"{option}: not an option of --engine {self.engine}; it is for --engine {' or '.join(engines)}.")
+                raise BackpainEpiError(f": not an option of engine={self.engine}; it is for engine={' or '.join(engines)}.",
+                                       param=name)
 
     def engine_class(self):
         module, name = ENGINES[self.engine].split(":")
@@ -96,8 +96,8 @@ class EngineSpec:
             return getattr(importlib.import_module(module), name)
         except ImportError as exc:
             extra = {"nnunet": "nnunet", "totalsegmentator": "totalseg"}.get(self.engine, "")
-            raise BackpainEpiError(f"--engine {self.engine} needs an optional dependency that is not installed ({exc.name}); "
-                                   f"install it with: pip install 'backpain-epi[{extra}]'.") from None
+            raise BackpainEpiError(f"{self.engine} needs an optional dependency that is not installed ({exc.name}); "
+                                   f"install it with: pip install 'backpain-epi[{extra}]'.", param="engine") from None
 
     def check(self) -> None:
         """Fail now, before any scan is read, if the engine cannot run (missing weights, model folder, scheme)."""
@@ -164,7 +164,7 @@ class Engine(ABC):
 
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
-        """Raise :class:`~backpain_epi.errors.BackpainEpiError` (naming the option and the fix) if ``spec`` cannot run."""
+        """Raise :class:`~backpain_epi.errors.BackpainEpiError` (naming the parameter and the fix) if ``spec`` cannot run."""
 
     @abstractmethod
     def predict(self, pair: DixonPair, row: dict) -> np.ndarray:
@@ -193,7 +193,7 @@ class BuiltinEngine(Engine):
     def check(cls, spec: EngineSpec) -> None:
         from .network import load_weights
 
-        load_weights(spec.weights, "cpu")  # a missing or wrong file fails here, naming --weights
+        load_weights(spec.weights, "cpu")  # a missing or wrong file fails here, naming weights
 
     def predict(self, pair, row):
         return self.segmenter.segment(pair)

@@ -121,14 +121,15 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
 
     out = Path(out)
     if manifest is None and n < 1:
-        raise BackpainEpiError(f"--n {n}: draw at least one phantom per family.")
+        raise BackpainEpiError(f"{n}: draw at least one phantom per family.", param="n")
     if manifest is not None:
         if truth is None:
-            raise BackpainEpiError("--truth: give the true exposures (CSV with participant_id, lmm_ml, intermat_ml, imf_pct) with --manifest.")
+            raise BackpainEpiError(": give the true exposures (CSV with participant_id, lmm_ml, intermat_ml, imf_pct) "
+                                   "with manifest=FILE.", param="truth")
         sets = [("manifest", Path(manifest), Path(truth), TARGETS)]
     else:
         if family not in (*FAMILY_TARGETS, "both"):
-            raise BackpainEpiError(f"--family: {unknown_choice('phantom family', family, (*FAMILY_TARGETS, 'both'))}")
+            raise BackpainEpiError(f": {unknown_choice('phantom family', family, (*FAMILY_TARGETS, 'both'))}", param="family")
         sets = []
         for fam in FAMILY_TARGETS if family == "both" else (family,):
             folder = out / fam / "phantoms"

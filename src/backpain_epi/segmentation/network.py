@@ -73,29 +73,31 @@ def save_weights(path, model, config: dict, info: dict) -> Path:
     return path
 
 
-def load_weights(path=None, device="cpu"):
+def load_weights(path=None, device="cpu", *, param: str = "weights"):
     """Load a weights file; returns ``(model in eval mode on device, config, info)``.
+
+    ``param`` names the caller's parameter that gave ``path``, for the errors.
 
     Raises
     ------
     InputFileError
-        The file is missing (the message names ``--weights``) or not a weights file.
+        The file is missing or not a weights file.
     """
     import torch
 
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
         raise InputFileError(
-            f"segmentation weights not found: {path}. Pass a weights file with --weights PATH (Python: weights=...), "
-            f"set {WEIGHTS_ENV}, or train them with `backpain-epi train-segmenter --out {path}`."
-        )
+            f"{path}: segmentation weights not found; pass a weights file, set {WEIGHTS_ENV}, or train them "
+            f"with `backpain-epi train-segmenter --out {path}`.", param=param)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         config = {**DEFAULT_CONFIG, **LEGACY_CONFIG, **saved["config"]}
         model = build_network(config)
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # torch raises many types for a wrong file
-        raise InputFileError(f"{path}: not a segmentation weights file of this package ({type(exc).__name__}: {exc}).") from None
+        raise InputFileError(f"{path}: not a segmentation weights file of this package ({type(exc).__name__}: {exc}).",
+                             param=param) from None
     return model.to(device).eval(), config, saved.get("info", {})
 
 
@@ -105,19 +107,21 @@ def resolve_device(name: str):
     Raises
     ------
     BackpainEpiError
-        Unknown name (with "did you mean ...?"), or CUDA asked for but not available.
+        Unknown name (with "did you mean ...?"), or CUDA asked for but not available; the error names
+        the parameter ``device``, as every caller calls it.
     """
     import torch
 
     key = str(name).strip().lower()
     if key == "gpu":
-        raise BackpainEpiError("--device gpu: unknown device; did you mean 'cuda'? (cuda:N picks a GPU).")
+        raise BackpainEpiError("gpu: unknown device; did you mean 'cuda'? (cuda:N picks a GPU).", param="device")
     if key not in DEVICES and not (key.startswith("cuda:") and key[5:].isdigit()):
-        raise BackpainEpiError(f"--device: {unknown_choice('device', key, DEVICES)} (cuda:N picks a GPU).")
+        raise BackpainEpiError(f": {unknown_choice('device', key, DEVICES)} (cuda:N picks a GPU).", param="device")
     if key == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if key.startswith("cuda") and not torch.cuda.is_available():
-        raise BackpainEpiError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto.")
+        raise BackpainEpiError(f"{name}: CUDA is not available on this machine (torch {torch.__version__}); "
+                               "use device=cpu or auto.", param="device")
     return torch.device(key)
 
 

@@ -1,6 +1,6 @@
 """nnU-Net v2 behind the engine interface, and training one on the package's data.
 
-- :class:`NnunetEngine` (``--engine nnunet --model FOLDER``) segments with a
+- :class:`NnunetEngine` (``engine="nnunet"``, ``model=FOLDER``) segments with a
   trained nnU-Net v2 model folder (``dataset.json``, ``plans.json``,
   ``fold_*/checkpoint_final.pth``), in memory (``predict_single_npy_array``),
   without worker processes, so it also runs inside Dask workers.
@@ -113,7 +113,7 @@ def read_model_folder(spec: EngineSpec) -> dict:
     Raises
     ------
     BackpainEpiError
-        nnunetv2 not installed, or no ``--model``.
+        nnunetv2 not installed, or no ``model``.
     InputFileError
         A missing or unreadable file (named, with the fix), channels other than
         water and fat, labels the scheme cannot map, no fold with the checkpoint.
@@ -121,54 +121,58 @@ def read_model_folder(spec: EngineSpec) -> dict:
     import importlib.util
 
     if importlib.util.find_spec("nnunetv2") is None:
-        raise BackpainEpiError(f"--engine nnunet needs nnU-Net v2, which is not installed; install it with: {INSTALL}.")
+        raise BackpainEpiError(f"nnunet needs nnU-Net v2, which is not installed; install it with: {INSTALL}.",
+                               param="engine")
     if not spec.model:
-        raise BackpainEpiError("--engine nnunet needs --model FOLDER: a trained nnU-Net v2 model folder "
-                               "(dataset.json, plans.json, fold_*/checkpoint_final.pth).")
+        raise BackpainEpiError("nnunet needs model=FOLDER: a trained nnU-Net v2 model folder "
+                               "(dataset.json, plans.json, fold_*/checkpoint_final.pth).", param="engine")
     folder = Path(spec.model).expanduser()
     if not folder.is_dir():
-        raise InputFileError(f"--model {folder}: folder not found; give a trained nnU-Net v2 model folder "
-                             "(nnUNet_results/DatasetXXX_Name/<trainer>__<plans>__<configuration>).")
+        raise InputFileError(f"{folder}: folder not found; give a trained nnU-Net v2 model folder "
+                             "(nnUNet_results/DatasetXXX_Name/<trainer>__<plans>__<configuration>).", param="model")
     docs = {}
     for name in ("dataset.json", "plans.json"):
         path = folder / name
         if not path.is_file():
             inner = sorted(p.parent.name for p in folder.glob(f"*__*__*/{name}"))
-            hint = (f"did you mean --model {folder / inner[0]}?" if inner else
-                    "--model must be the model folder that nnU-Net training wrote "
+            hint = (f"did you mean model={folder / inner[0]}?" if inner else
+                    "give the model folder that nnU-Net training wrote "
                     "(nnUNet_results/DatasetXXX_Name/<trainer>__<plans>__<configuration>)")
-            raise InputFileError(f"--model {folder}: {name} not found; {hint}.")
+            raise InputFileError(f"{folder}: {name} not found; {hint}.", param="model")
         try:
             docs[name] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputFileError(f"--model {path}: not readable JSON ({type(exc).__name__}); "
-                                 "copy it again from the nnU-Net results folder.") from None
+            raise InputFileError(f"{path}: not readable JSON ({type(exc).__name__}); "
+                                 "copy it again from the nnU-Net results folder.", param="model") from None
     dataset_json, plans = docs["dataset.json"], docs["plans.json"]
-    channels = model_channels(dataset_json, f"--model {folder / 'dataset.json'}")
+    channels = model_channels(dataset_json, folder / "dataset.json", param="model")
     if spec.label_scheme:
         scheme = load_scheme(spec.label_scheme)
     else:
         labels = dataset_json.get("labels")
         if not isinstance(labels, dict):
-            raise InputFileError(f"--model {folder / 'dataset.json'}: no 'labels' mapping; pass --label-scheme.")
-        scheme = scheme_from_label_names(labels, name=f"nnunet:{folder.name}",
-                                         source=f"--model {folder / 'dataset.json'} labels (or pass --label-scheme)")
+            raise InputFileError(f"{folder / 'dataset.json'}: no 'labels' mapping; pass label_scheme=SCHEME.", param="model")
+        scheme = scheme_from_label_names(labels, name=f"nnunet:{folder.name}", param="model",
+                                         source=f"{folder / 'dataset.json'} labels (or pass label_scheme=SCHEME)")
     return {"dataset_json": dataset_json, "plans": plans, "channels": channels, "scheme": scheme,
             "folds": model_folds(folder, spec.folds, spec.checkpoint)}
 
 
-def model_channels(dataset_json: dict, source: str) -> tuple[str, ...]:
+def model_channels(dataset_json: dict, source, param: str | None = None) -> tuple[str, ...]:
     """The images a model takes, in channel order (``("water",)``, ``("water", "fat")``, ...), from ``channel_names``.
 
-    Names are matched loosely (``Water``, ``dixon_water``, ``W`` are water).
+    Names are matched loosely (``Water``, ``dixon_water``, ``W`` are water). Errors start with
+    ``source`` (the file) and name the parameter ``param`` that gave it.
     """
     names = dataset_json.get("channel_names", dataset_json.get("modality"))
     if not isinstance(names, dict) or not names:
-        raise InputFileError(f"{source}: no 'channel_names'; expected e.g. {{\"0\": \"water\", \"1\": \"fat\"}}.")
+        raise InputFileError(f"{source}: no 'channel_names'; expected e.g. {{\"0\": \"water\", \"1\": \"fat\"}}.",
+                             param=param)
     try:
         ordered = [names[k] for k in sorted(names, key=int)]
     except ValueError:
-        raise InputFileError(f"{source}: channel_names keys {list(names)} are not channel numbers 0, 1, ...") from None
+        raise InputFileError(f"{source}: channel_names keys {list(names)} are not channel numbers 0, 1, ...",
+                             param=param) from None
     found = []
     for name in ordered:
         key = re.sub(r"[^a-z]", "", str(name).lower())
@@ -177,7 +181,7 @@ def model_channels(dataset_json: dict, source: str) -> tuple[str, ...]:
     if None in found or len(set(found)) != len(found) or sorted(names, key=int) != [str(i) for i in range(len(names))]:
         raise InputFileError(f"{source}: channels {ordered} cannot be fed from a Dixon pair; this engine gives "
                              "water and/or fat images (channel_names such as {\"0\": \"water\", \"1\": \"fat\"}): "
-                             "use a model trained on them.")
+                             "use a model trained on them.", param=param)
     return tuple(found)
 
 
@@ -188,8 +192,8 @@ def model_folds(folder: Path, folds, checkpoint: str) -> list:
         wanted = [f if str(f) == "all" else int(f) for f in folds]
         missing = [folder / f"fold_{f}" / checkpoint for f in wanted if not (folder / f"fold_{f}" / checkpoint).is_file()]
         if missing:
-            raise InputFileError(f"--folds: {missing[0]} not found; choose folds that hold {checkpoint} "
-                                 f"({_fold_summary(folder, checkpoint)}).")
+            raise InputFileError(f": {missing[0]} not found; choose folds that hold {checkpoint} "
+                                 f"({_fold_summary(folder, checkpoint)}).", param="folds")
         return wanted
     numbered = sorted(int(p.parent.name[5:]) for p in folder.glob(f"fold_*/{checkpoint}") if p.parent.name[5:].isdigit())
     if numbered:
@@ -197,9 +201,9 @@ def model_folds(folder: Path, folds, checkpoint: str) -> list:
     if (folder / "fold_all" / checkpoint).is_file():
         return ["all"]
     others = sorted({p.name for p in folder.glob("fold_*/checkpoint_*.pth")})
-    hint = f"; found {', '.join(others)}: pass --checkpoint {others[0]} (or finish the training)" if others else \
+    hint = f"; found {', '.join(others)}: pass checkpoint={others[0]} (or finish the training)" if others else \
         "; train the model first or copy its fold_N folders here"
-    raise InputFileError(f"--model {folder}: no fold_N/{checkpoint}{hint}.")
+    raise InputFileError(f"{folder}: no fold_N/{checkpoint}{hint}.", param="model")
 
 
 def _fold_summary(folder: Path, checkpoint: str) -> str:
@@ -222,15 +226,15 @@ def _build_predictor(folder: Path, info: dict, checkpoint_name: str, device):
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             parameters.append(ckpt["network_weights"])
         except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-            raise InputFileError(f"--model {path}: not an nnU-Net checkpoint ({type(exc).__name__}: {exc}); "
-                                 "copy the fold folder again or pass --checkpoint.") from None
+            raise InputFileError(f"{path}: not an nnU-Net checkpoint ({type(exc).__name__}: {exc}); "
+                                 "copy the fold folder again or pass checkpoint=NAME.", param="model") from None
         first = first or ckpt
     try:
         configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
     except (KeyError, RuntimeError) as exc:
-        raise InputFileError(f"--model {folder}: plans.json and the checkpoint do not match ({exc}); "
-                             "copy plans.json from the same training.") from None
-    trainer = trainer_class(first["trainer_name"], source=f"--model {folder}")
+        raise InputFileError(f"{folder}: plans.json and the checkpoint do not match ({exc}); "
+                             "copy plans.json from the same training.", param="model") from None
+    trainer = trainer_class(first["trainer_name"], param="model", value=folder)
     dataset_json = info["dataset_json"]
     channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     heads = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
@@ -255,8 +259,11 @@ def _build_predictor(folder: Path, info: dict, checkpoint_name: str, device):
 # --------------------------------------------------------------------------- trainers
 
 
-def trainer_class(name: str, source: str = "--trainer"):
-    """The nnU-Net trainer class called ``name``: ours, nnU-Net's plain and ``variants`` ones, then nnU-Net's search."""
+def trainer_class(name: str, param: str = "trainer", value=None):
+    """The nnU-Net trainer class called ``name``: ours, nnU-Net's plain and ``variants`` ones, then nnU-Net's search.
+
+    An error names the parameter ``param`` that asked for it (with ``value``, when that is not the name itself).
+    """
     import nnunetv2
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
@@ -274,10 +281,11 @@ def trainer_class(name: str, source: str = "--trainer"):
 
         return recursive_find_trainer_class_by_name(name)
     except Exception as exc:  # noqa: BLE001 - an import deep in nnU-Net or its dependencies failed
-        raise InputFileError(f"{source}: nnU-Net trainer {name!r} not found or not importable ({type(exc).__name__}: "
+        raise InputFileError(f"{'' if value is None else value}: nnU-Net trainer {name!r} not found or not importable "
+                             f"({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); set nnUNet_extTrainer to the folder "
                              "of its module, or repair the install (a torchvision that does not match torch breaks "
-                             "nnU-Net's trainer search).") from None
+                             "nnU-Net's trainer search).", param=param) from None
 
 
 def _tiny_trainers() -> dict:
@@ -385,17 +393,18 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
 
     channels = tuple(channels)
     if channels not in (("water",), ("water", "fat"), ("fat", "water")):
-        raise BackpainEpiError(f"--channels {','.join(channels)}: use water,fat or water.")
+        raise BackpainEpiError(f"{channels}: use ('water', 'fat') or ('water',).", param="channels")
     if not 1 <= int(dataset_id) <= 999:
-        raise BackpainEpiError(f"--dataset-id {dataset_id}: nnU-Net dataset IDs are 1–999.")
+        raise BackpainEpiError(f"{dataset_id}: nnU-Net dataset IDs are 1–999.", param="dataset_id")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-        raise BackpainEpiError(f"--dataset-name {name!r}: use letters, digits, '_' and '-' only.")
+        raise BackpainEpiError(f"{name!r}: use letters, digits, '_' and '-' only.", param="name")
     if (manifest is None) == (phantoms is None):
-        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--n-phantoms N), not both or neither.")
+        raise BackpainEpiError("give either an annotated manifest (manifest=FILE) or phantoms (phantoms=(N, SEED)), "
+                               "not both or neither.")
     raw_dir = Path(raw_dir)
     taken = [p.name for p in raw_dir.glob(f"Dataset{int(dataset_id):03d}_*")]
     if taken:
-        raise InputFileError(f"--dataset-id {dataset_id}: {raw_dir / taken[0]} exists; choose another ID or remove it.")
+        raise InputFileError(f"{dataset_id}: {raw_dir / taken[0]} exists; choose another ID or remove it.", param="dataset_id")
     with tempfile.TemporaryDirectory(prefix="backpain_phantoms_") as tmp:
         if phantoms is not None:
             from .phantom import write_phantoms
@@ -431,14 +440,14 @@ def _write_cases(out: Path, rows: list, manifest, channels, scheme) -> None:
         labels = scheme.apply(ids) if scheme else ids
         if labels.min() < 0 or labels.max() > 4:
             raise InputFileError(f"{manifest}: participant {pid}: label IDs {sorted(np.unique(labels).tolist())[:8]} "
-                                 "are not the package's 0–4; pass --label-scheme to map them.")
+                                 "are not the package's 0–4; pass label_scheme=SCHEME to map them.")
         images = {"water": pair.water, "fat": pair.fat}
         for i, channel in enumerate(channels):
             save_nifti(out / "imagesTr" / f"{pid}_{i:04d}.nii.gz", images[channel], pair.affine)
         save_nifti(out / "labelsTr" / f"{pid}.nii.gz", labels.astype(np.uint8), pair.affine)
 
 
-def train_nnunet(out_model_dir, *, manifest=None, n_phantoms: int | None = None, phantom_seed: int = 0,
+def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_seed: int = 0,
                  phantom_protocol="train", channels=CHANNELS, configuration: str = "3d_fullres", fold=0,
                  trainer: str = "nnUNetTrainer", device: str = "cpu", work_dir=None, dataset_id: int = 777,
                  label_scheme=None, gpu_memory_target_gb: float | None = None, base_features: int | None = None,
@@ -448,11 +457,11 @@ def train_nnunet(out_model_dir, *, manifest=None, n_phantoms: int | None = None,
     Writes the raw dataset (:func:`write_nnunet_dataset`), extracts the fingerprint,
     plans (``ExperimentPlanner``) and preprocesses ``configuration`` with one
     process each, trains ``fold``, and copies ``dataset.json``, ``plans.json``,
-    ``dataset_fingerprint.json`` and ``fold_<fold>/`` to ``out_model_dir``.
+    ``dataset_fingerprint.json`` and ``fold_<fold>/`` to ``out``.
 
     Parameters
     ----------
-    out_model_dir
+    out
         Where the model folder goes (must not hold a model yet).
     manifest, n_phantoms, phantom_seed, phantom_protocol, channels, label_scheme
         The training data (see :func:`write_nnunet_dataset`).
@@ -480,25 +489,26 @@ def train_nnunet(out_model_dir, *, manifest=None, n_phantoms: int | None = None,
 
     from .network import resolve_device
 
-    out = Path(out_model_dir)
+    out = Path(out)
     if (out / "plans.json").exists():
-        raise InputFileError(f"--out {out}: already holds an nnU-Net model; choose another folder or remove it.")
+        raise InputFileError(f"{out}: already holds an nnU-Net model; choose another folder or remove it.", param="out")
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index:
-        raise BackpainEpiError(f"--device {device}: nnU-Net training uses the first visible GPU; "
-                               f"set CUDA_VISIBLE_DEVICES={dev.index} and pass --device cuda.")
+        raise BackpainEpiError(f"{device}: nnU-Net training uses the first visible GPU; "
+                               f"set CUDA_VISIBLE_DEVICES={dev.index} and pass device=cuda.", param="device")
     if configuration not in CONFIGURATIONS:
-        raise BackpainEpiError(f"--configuration: {unknown_choice('configuration', configuration, CONFIGURATIONS)}")
+        raise BackpainEpiError(f": {unknown_choice('configuration', configuration, CONFIGURATIONS)}", param="configuration")
     fold = "all" if str(fold) == "all" else int(fold)
     if (manifest is None) == (n_phantoms is None):
-        raise BackpainEpiError("give either an annotated manifest (--manifest) or phantoms (--n-phantoms N), not both or neither.")
+        raise BackpainEpiError("give either an annotated manifest (manifest=FILE) or phantoms (n_phantoms=N), "
+                               "not both or neither.")
     if fold != "all":
         from .batch import read_manifest
 
         n_cases = int(n_phantoms) if manifest is None else len(read_manifest(manifest, require_label=True))
         if n_cases < 5:
-            raise BackpainEpiError(f"--fold {fold}: nnU-Net's 5-fold split needs at least 5 cases ({n_cases} given); "
-                                   "pass --fold all (train on all cases) or add cases.")
+            raise BackpainEpiError(f"{fold}: nnU-Net's 5-fold split needs at least 5 cases ({n_cases} given); "
+                                   "pass fold=all (train on all cases) or add cases.", param="fold")
     cls = trainer_class(trainer)
     owned = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="backpain_nnunet_") if owned else work_dir)
@@ -553,8 +563,8 @@ def _plan_and_train(dataset_id, configuration, fold, cls, device, validate, gpu_
     base = Path(os.fspath(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id)
     plans = load_json(str(base / f"{plans_name}.json"))
     if configuration not in plans["configurations"]:
-        raise BackpainEpiError(f"--configuration {configuration}: nnU-Net did not plan it for these images "
-                               f"(planned: {', '.join(plans['configurations'])}).")
+        raise BackpainEpiError(f"{configuration}: nnU-Net did not plan it for these images "
+                               f"(planned: {', '.join(plans['configurations'])}).", param="configuration")
     plans["continue_training"] = False
     trainer = cls(plans=plans, configuration=configuration, fold=fold, dataset_json=load_json(str(base / "dataset.json")),
                   device=device)

@@ -536,9 +536,10 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
 
     out = Path(out)
     if family not in FAMILIES:
-        raise BackpainEpiError(f"--family: {unknown_choice('phantom family', family, FAMILIES)}")
+        raise BackpainEpiError(f": {unknown_choice('phantom family', family, FAMILIES)}", param="family")
     if family == "independent" and targets is not None:
-        raise BackpainEpiError("--targets: the independent phantom family draws its own anatomy; plant targets in training-family phantoms.")
+        raise BackpainEpiError(": the independent phantom family draws its own anatomy; plant targets in phantoms of "
+                               "family=training.", param="targets")
     if targets is not None:
         ids = [str(p) for p in targets["participant_id"]]
         planted = [PhantomTargets(float(r.lmm_ml), float(r.intermat_ml), float(r.imf_pct)) for r in targets.itertuples()]

@@ -55,8 +55,11 @@ class LabelScheme:
     mapping: tuple[tuple[int, int], ...]
 
     @classmethod
-    def from_names(cls, name: str, names: dict, source: str = "") -> "LabelScheme":
-        """A scheme from ``{source ID: structure name}`` (package names or the aliases of :data:`ALIASES`)."""
+    def from_names(cls, name: str, names: dict, source: str = "", param: str | None = None) -> "LabelScheme":
+        """A scheme from ``{source ID: structure name}`` (package names or the aliases of :data:`ALIASES`).
+
+        Errors start with ``source`` (default ``name``) and name the parameter ``param`` that gave the scheme.
+        """
         pairs, problems = [], []
         for key, structure in names.items():
             if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit())):
@@ -75,7 +78,7 @@ class LabelScheme:
         if missing and not problems:
             problems.append(f"no source ID for {', '.join(missing)}")
         if problems:
-            raise InputFileError(f"{source or name}: label scheme: " + "; ".join(problems) + ".")
+            raise InputFileError(f"{source or name}: label scheme: " + "; ".join(problems) + ".", param=param)
         return cls(name, tuple(sorted(pairs)))
 
     def apply(self, labels: np.ndarray) -> np.ndarray:
@@ -93,8 +96,10 @@ BUILTIN = {
 }
 
 
-def load_scheme(scheme: str | Path | LabelScheme | None, option: str = "--label-scheme") -> LabelScheme:
+def load_scheme(scheme: str | Path | LabelScheme | None, param: str = "label_scheme") -> LabelScheme:
     """A built-in scheme by name, a scheme YAML file, or a :class:`LabelScheme` (``None``: ``backpain-epi``).
+
+    ``param`` is the name of the caller's parameter that gave ``scheme``, for the errors.
 
     Raises
     ------
@@ -111,20 +116,21 @@ def load_scheme(scheme: str | Path | LabelScheme | None, option: str = "--label-
         return BUILTIN[str(scheme)]
     path = Path(scheme)
     if path.suffix.lower() not in (".yaml", ".yml"):
-        raise InputFileError(f"{option} {scheme}: {unknown_choice('label scheme', scheme, BUILTIN)} A scheme .yaml file works too.")
+        raise InputFileError(f"{scheme}: {unknown_choice('label scheme', scheme, BUILTIN)} A scheme .yaml file works too.",
+                             param=param)
     if not path.is_file():
-        raise InputFileError(f"{option} {path}: file not found.")
+        raise InputFileError(f"{path}: file not found.", param=param)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise InputFileError(f"{option} {path}: not valid YAML ({exc.__class__.__name__}).") from None
+        raise InputFileError(f"{path}: not valid YAML ({exc.__class__.__name__}).", param=param) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
-        raise InputFileError(f"{option} {path}: expected a mapping with 'labels: {{ID: structure}}' "
-                             f"(structures: {', '.join(STRUCTURES)}).")
-    return LabelScheme.from_names(str(doc.get("name", path.stem)), doc["labels"], source=f"{option} {path}")
+        raise InputFileError(f"{path}: expected a mapping with 'labels: {{ID: structure}}' "
+                             f"(structures: {', '.join(STRUCTURES)}).", param=param)
+    return LabelScheme.from_names(str(doc.get("name", path.stem)), doc["labels"], source=str(path), param=param)
 
 
-def scheme_from_label_names(labels: dict, name: str, source: str) -> LabelScheme:
+def scheme_from_label_names(labels: dict, name: str, source: str, param: str | None = None) -> LabelScheme:
     """A scheme from a ``{structure name: ID}`` list such as an nnU-Net ``dataset.json``'s ``labels``.
 
     Names are matched to the package's structures directly or through :data:`ALIASES`;
@@ -135,4 +141,4 @@ def scheme_from_label_names(labels: dict, name: str, source: str) -> LabelScheme
         target = ALIASES.get(str(structure), str(structure))
         if target in STRUCTURES and not isinstance(sid, (list, tuple)):
             names[int(sid)] = target
-    return LabelScheme.from_names(name, names, source=source)
+    return LabelScheme.from_names(name, names, source=source, param=param)

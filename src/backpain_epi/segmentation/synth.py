@@ -160,7 +160,7 @@ def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cac
     if variant not in ANATOMY_VARIANTS:
         from ..errors import BackpainEpiError, unknown_choice
 
-        raise BackpainEpiError(f"--anatomy-variant: {unknown_choice('anatomy variant', variant, ANATOMY_VARIANTS)}")
+        raise BackpainEpiError(f": {unknown_choice('anatomy variant', variant, ANATOMY_VARIANTS)}", param="variant")
     stem = "anatomy" if variant == 1 else f"anatomy-v{variant}"
     paths = [Path(cache) / f"{stem}-{seed}-{i}.npz" for i in range(n)] if cache else [None] * n
     out: list = [None] * n

@@ -94,15 +94,15 @@ class TotalSegEngine(Engine):
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
         if importlib.util.find_spec("totalsegmentator") is None:
-            raise InputFileError(f"--engine totalsegmentator needs TotalSegmentator, which is not installed; "
-                                 f"install it with: {INSTALL}.")
+            raise InputFileError(f"totalsegmentator needs TotalSegmentator, which is not installed; "
+                                 f"install it with: {INSTALL}.", param="engine")
         missing = missing_total_mr_weights()
         if missing:
             raise InputFileError(
-                f"--engine totalsegmentator: TotalSegmentator {TASK} weights not found in {totalseg_weights_dir()} "
+                f"totalsegmentator: TotalSegmentator {TASK} weights not found in {totalseg_weights_dir()} "
                 f"(missing: {', '.join(missing)}); nothing is downloaded: copy those folders there (from a machine where "
                 f"`TotalSegmentator --task {TASK}` has run once), or set TOTALSEG_HOME_DIR (weights in its nnunet/results) "
-                "or TOTALSEG_WEIGHTS_PATH to a folder that holds them.")
+                "or TOTALSEG_WEIGHTS_PATH to a folder that holds them.", param="engine")
 
     def predict(self, pair, row):
         import nibabel as nib
@@ -130,9 +130,9 @@ def offline(python_api):
         folders, _ = total_mr_models()
         name = folders.get(task_id)
         if name is None or not (totalseg_weights_dir() / name).exists():
-            raise InputFileError(f"--engine totalsegmentator: TotalSegmentator asked for the weights of task {task_id} "
+            raise InputFileError(f"totalsegmentator: TotalSegmentator asked for the weights of task {task_id} "
                                  f"({name or 'not a total_mr model'}), which are not in {totalseg_weights_dir()}; "
-                                 "nothing is downloaded: copy them there.")
+                                 "nothing is downloaded: copy them there.", param="engine")
 
     _, trainer = total_mr_models()
     saved_env = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
@@ -141,7 +141,7 @@ def offline(python_api):
     custom = getattr(ts_nnunet, "custom_trainers", None)
     added = isinstance(custom, dict) and trainer not in custom
     if added:
-        custom[trainer] = trainer_class(trainer, source="--engine totalsegmentator")
+        custom[trainer] = trainer_class(trainer, param="engine", value="totalsegmentator")
     python_api.download_pretrained_weights = no_download
     python_api.send_usage_stats = lambda *args, **kwargs: None
     try:

@@ -179,7 +179,7 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     set_determinism(seed=settings.seed)
     config = dict(settings.config)
     if init_weights is not None:
-        network, config, _ = load_weights(init_weights, device)
+        network, config, _ = load_weights(init_weights, device, param="init_weights")
         network.train()
     else:
         network = build_network(config).to(device)
@@ -233,8 +233,8 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
     if not soft:
         from ..errors import BackpainEpiError
 
-        raise BackpainEpiError("domain-randomised training (synth_fraction > 0) needs partial-volume targets: "
-                               "use --label-resampling area.")
+        raise BackpainEpiError(f"{settings.synth_fraction}: domain-randomised training needs partial-volume targets; "
+                               "use label_resampling=area.", param="synth_fraction")
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
                         cache=settings.anatomy_cache, variant=settings.anatomy_variant)
     data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z)
