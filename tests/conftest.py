@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
+import os
 from pathlib import Path
+
+import pytest
 
 from backpain_epi import CohortTruth, load_dictionary, simulate_cohort
 from backpain_epi.tableio import read_table
@@ -60,29 +61,52 @@ def edited_csv(small_raw, tmp_path):
 
 
 # --------------------------------------------------------------------------- quick fits shared by modelling and reporting tests
+#
+# `make test` runs the quick tests on two pytest-xdist workers. A session fixture runs once per
+# worker, so the expensive ones (the fits) are made once per test run, under a file lock, in a
+# folder both workers share, and read back by the other worker (load_run reads a run folder
+# without refitting). Without xdist they are made as before.
+
+
+def shared(tmp_path_factory, name: str, make, read):
+    """``make(path)`` once per test run (``read(path)`` for a worker that finds it made), in a folder the workers share."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / "shared" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / (path.name + ".lock"))):
+        done = path.parent / (path.name + ".done")
+        if done.exists():
+            return read(path)
+        result = make(path)
+        done.touch()
+        return result
 
 
 @pytest.fixture(scope="session")
 def cohort_csv(tmp_path_factory):
     """A 3,000-participant cohort with the default truth, as CSV, and its simulation (truth included)."""
-    path = tmp_path_factory.mktemp("data") / "cohort.csv"
     sim = simulate_cohort(n=3000, seed=7)
-    sim.write(path)
+    path = shared(tmp_path_factory, "cohort.csv", lambda p: sim.write(p) or p, lambda p: p)
     return path, sim
+
+
+def _shared_fit(tmp_path_factory, cohort_csv, spec: str):
+    from backpain_epi.modelling import fit_model, load_run
+
+    return shared(tmp_path_factory, f"runs/{spec}", lambda out: fit_model(cohort_csv[0], MODELS / f"{spec}.yaml", out=out, **QUICK),
+                  load_run)
 
 
 @pytest.fixture(scope="session")
 def full_run(cohort_csv, tmp_path_factory):
     """models/full.yaml fit to the 3,000-row cohort, written to a run folder."""
-    from backpain_epi.modelling import fit_model
-
-    out = tmp_path_factory.mktemp("runs") / "full"
-    return fit_model(cohort_csv[0], MODELS / "full.yaml", out=out, **QUICK)
+    return _shared_fit(tmp_path_factory, cohort_csv, "full")
 
 
 @pytest.fixture(scope="session")
 def unadjusted_run(cohort_csv, tmp_path_factory):
-    from backpain_epi.modelling import fit_model
-
-    out = tmp_path_factory.mktemp("runs") / "unadjusted"
-    return fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", out=out, **QUICK)
+    """models/unadjusted.yaml fit to the 3,000-row cohort, written to a run folder."""
+    return _shared_fit(tmp_path_factory, cohort_csv, "unadjusted")

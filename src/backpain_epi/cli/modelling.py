@@ -108,8 +108,7 @@ def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
     # lazy: lifelines, pandas and matplotlib; --help must not import them
     from ..dictionary import load_dictionary
     from ..modelling.survival import survival_analysis
-    from ..reporting.plots import plot_km
-    from ..reporting.style import save_figure
+    from ..reporting.sections import save_km_figure
     from ..tableio import check_output_dir
 
     dd = load_dictionary(dictionary_path)
@@ -117,8 +116,7 @@ def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
     result = survival_analysis(data, spec, exposure=exposure, birth_cohort=not no_birth_cohort, dictionary=dd)
     click.echo(result.format())
     paths = result.save(out)
-    ax = plot_km(result.km, result.km_groups, result.logrank_p, dd, exposure=result.exposure)
-    paths |= {p.name: p for p in save_figure(ax.figure, out, "km_by_tertile").values()}
+    paths |= save_km_figure(result, out, dd)
     click.echo(f"Wrote {out}/ ({', '.join(p.name for p in paths.values())}).")
 
 

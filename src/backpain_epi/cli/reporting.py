@@ -18,15 +18,19 @@ from .options import DICTIONARY
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder to write (index.html, tables/, figures/, ...).")
 @click.option("--segmentation", type=click.Path(path_type=Path), default=None, help="Output folder of `backpain-epi segment`: adds the QC section.")
 @click.option("--title", default="Back-muscle composition and chronic back pain", show_default=True, help="Title of the report.")
-@click.option("--table1", "table1", default=None, metavar="COL,COL,...", help="Columns of Table 1 [every column the models use].")
-@click.option("--km-exposure", default="intermat_ml", show_default=True, help="Exposure whose tertiles split the Kaplan–Meier curves.")
+@click.option("--table1", "table1_columns", default=None, metavar="COL,COL,...", help="Columns of Table 1 [every column the models use].")
+@click.option("--km-exposure", default=None, help="Exposure whose tertiles split the Kaplan–Meier curves [the dictionary's survival "
+              "exposure: intermat_ml].")
+@click.option("--survival-spec", type=click.Path(path_type=Path), default=None,
+              help="Model spec whose exposures and covariates the Cox model takes [models/paper.yaml].")
 @click.option("--truth", type=click.Path(path_type=Path), default=None, help="truth.json of a simulated cohort: show the true ORs beside the estimates.")
 @click.option("--planted", type=click.Path(path_type=Path), default=None,
               help="Exposures planted in phantom scans (participant_id + exposure columns): adds their agreement with the measured ones.")
 @click.option("--no-survival", is_flag=True, help="Leave out the survival sensitivity analysis.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @DICTIONARY
-def report(runs, more_runs, data, out, segmentation, title, table1, km_exposure, truth, planted, no_survival, quiet, dictionary_path):
+def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_exposure, survival_spec, truth, planted, no_survival, quiet,
+           dictionary_path):
     """Build the publication report from saved runs (no refitting).
 
     Writes a self-contained index.html (figures embedded; opens offline), every table as
@@ -40,9 +44,10 @@ def report(runs, more_runs, data, out, segmentation, title, table1, km_exposure,
     from ..reporting.report import build_report
 
     dd = load_dictionary(dictionary_path)
-    columns = [c.strip() for c in table1.split(",") if c.strip()] if table1 else None
+    columns = [c.strip() for c in table1_columns.split(",") if c.strip()] if table1_columns else None
     result = build_report([*runs, *more_runs], data, out=out, segmentation=segmentation, title=title, table1_columns=columns,
-                          survival=not no_survival, km_exposure=km_exposure, truth=truth, planted=planted, dictionary=dd, progress=not quiet)
+                          survival=not no_survival, km_exposure=km_exposure, survival_spec=survival_spec, truth=truth, planted=planted,
+                          dictionary=dd, progress=not quiet)
     for note in result.notes:
         click.secho(f"note: {note}", fg="yellow")
     if result.failed_gates:
