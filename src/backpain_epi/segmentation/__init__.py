@@ -18,9 +18,10 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "batch": ["segment_manifest"],
-    "engines": ["EngineSpec"],
+    "engines": ["EngineSpec", "make_engine"],
     "evaluate": ["evaluate_segmenter"],
+    "io": ["load_dixon"],
     "output": ["SegmentationOutput"],
-    "phantom": ["make_phantom", "write_phantoms"],
+    "phantom": ["PhantomTargets", "make_phantom", "write_phantoms"],
     "train": ["train_segmenter"],
 })
