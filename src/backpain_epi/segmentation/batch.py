@@ -25,14 +25,20 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..errors import BackpainEpiError, InputFileError
-from .exposures import EXPOSURE_COLUMNS
+from ..tableio import read_table, write_table
+from ..validation import validate_table
+from .engines import EngineSpec, engine_key, file_stamp, make_engine
+from .exposures import EXPOSURE_COLUMNS, compute_exposures, fat_fraction
+from .io import ScanError, load_dixon, load_volume, save_nifti
+from .network import default_weights_path
 from .output import EXPOSURES_FILE, FAILURE_COLUMNS, FAILURES_FILE, MANIFEST_FILE, label_path, record_path
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -75,9 +81,6 @@ def read_manifest(path, *, require_label: bool | str = False, dictionary=None) -
         The manifest breaks the dictionary's ``manifest`` table (missing column,
         duplicate id, ...); the report lists every problem.
     """
-    from ..tableio import read_table
-    from ..validation import validate_table
-
     path = Path(path)
     df = read_table(path)
     validate_table(df, "manifest", dictionary, source=str(path)).raise_for_errors()
@@ -145,11 +148,6 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
     -------
     BatchResult
     """
-    from tqdm.auto import tqdm
-
-    from .engines import EngineSpec
-    from .network import default_weights_path
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: is a file; give a folder.", param="out")
@@ -161,8 +159,6 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
         engine = EngineSpec(engine=str(engine), weights=str(weights) if weights else None, model=str(model) if model else None,
                             label_scheme=str(label_scheme) if label_scheme else None, device=device, batch_size=batch_size)
     if engine.engine == "builtin":  # the weights used are recorded, so a changed default is seen
-        from dataclasses import replace
-
         engine = replace(engine, weights=str(Path(engine.weights) if engine.weights else default_weights_path()))
     engine.check()  # a missing weights file, model folder or scheme fails here, before any work
     if engine.engine == "totalsegmentator" and workers:
@@ -192,8 +188,6 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
 def record_key(engine, row: dict, erode: int = 0) -> dict:
     """What a participant's result depends on: the engine and what it reads (see :func:`.engines.engine_key`), the
     erosion, and the size and modification time of each input file."""
-    from .engines import engine_key, file_stamp
-
     files = {col: file_stamp(row.get(col)) for col in ("water", "fat") + (("label",) if engine.engine == "labels" else ())}
     return {"engine": engine_key(engine), "erode": int(erode), "files": files}
 
@@ -204,15 +198,7 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
     ``engine`` is an :class:`~backpain_epi.segmentation.engines.EngineSpec`; without
     it, the builtin engine with ``weights``, ``device`` and ``batch_size``.
     """
-    from dataclasses import replace
-
-    from .engines import EngineSpec, make_engine
-    from .exposures import compute_exposures, fat_fraction
-    from .io import ScanError, load_dixon, save_nifti
-
     if engine is None:
-        from .network import default_weights_path
-
         engine = EngineSpec("builtin", weights=str(weights or default_weights_path()), device=device, batch_size=batch_size)
     out, pid = Path(out), row["participant_id"]
     start = time.perf_counter()
@@ -221,8 +207,6 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
     try:
         pair = load_dixon(row.get("water") or "", row.get("fat") or "")
         if row.get("_reuse_labels") and labels_file.is_file():
-            from .io import load_volume
-
             labels = np.rint(load_volume(labels_file, "label")[0]).astype(np.uint8)
         else:
             labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
@@ -244,9 +228,6 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
 
 def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild the exposures and failures tables of ``ids`` (manifest order) from the per-participant records."""
-    from ..tableio import write_table
-    from ..validation import validate_table
-
     out = Path(out)
     ok, failed = [], []
     for pid in ids:
@@ -296,11 +277,13 @@ def _worker_device(device: str) -> str:
     """On a Dask worker with several GPUs, worker ``i`` takes GPU ``i mod n``."""
     if device not in ("auto", "cuda"):
         return device
+    # lazy: torch takes seconds to import; only a run on CUDA asks it for the GPUs
     import torch
 
     if not torch.cuda.is_available():
         return device
     try:
+        # lazy: distributed is an optional extra and takes 0.7 s to import; only a run on Dask needs it
         from distributed import get_worker
 
         name = get_worker().name
@@ -311,8 +294,6 @@ def _worker_device(device: str) -> str:
 
 
 def _write_manifest_copy(out: Path, rows: list[dict]) -> None:
-    from ..tableio import write_table
-
     cols = ["participant_id", "water", "fat"] + (["label"] if any(r.get("label") for r in rows) else [])
     write_table(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), out / MANIFEST_FILE)
 
@@ -325,6 +306,7 @@ def _write_json(path: Path, record: dict) -> None:
 
 
 def _run_dask(rows, spec, bar, *, workers, scheduler) -> None:
+    # lazy: distributed is an optional extra and takes 0.7 s to import; only a run on Dask needs it
     from distributed import Client, LocalCluster, as_completed
 
     if scheduler:
@@ -347,9 +329,11 @@ def _run_dask(rows, spec, bar, *, workers, scheduler) -> None:
 
 
 def _process_remote(row, spec):
+    # lazy: torch takes seconds to import; only a Dask worker sets its threads here
     import torch
 
     try:
+        # lazy: distributed is an optional extra and takes 0.7 s to import; only a run on Dask needs it
         from distributed import get_worker
 
         torch.set_num_threads(max(1, get_worker().state.nthreads))

@@ -22,13 +22,18 @@ message naming the parameter (``param``) and the fix.
 from __future__ import annotations
 
 import importlib
+import json
+from importlib import metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackpainEpiError, unknown_choice
+from .infer import Segmenter
 from .io import DixonPair, ScanError, load_label_map
+from .network import default_weights_path, load_weights, make_inferer, resolve_device
 from .schemes import LabelScheme, load_scheme
 
 #: engine name -> "module:Class" (imported only when used: nnU-Net and TotalSegmentator are optional extras)
@@ -101,8 +106,6 @@ class EngineSpec:
 
     def check(self) -> None:
         """Fail now, before any scan is read, if the engine cannot run (missing weights, model folder, scheme)."""
-        from .network import resolve_device
-
         resolve_device(self.device)
         self.engine_class().check(self)
 
@@ -113,8 +116,6 @@ class EngineSpec:
 
 def file_stamp(path) -> list:
     """``[absolute path, size, mtime in ns]`` of a file (``None`` for the last two when it does not exist)."""
-    from pathlib import Path
-
     p = Path(path or "").expanduser().absolute()
     st = p.stat() if p.is_file() else None
     return [str(p), st.st_size, st.st_mtime_ns] if st else [str(p), None, None]
@@ -123,12 +124,8 @@ def file_stamp(path) -> list:
 def engine_key(spec: EngineSpec) -> dict:
     """The engine and what changes its label maps: the weights or model files (by size and mtime), the folds, the
     label scheme's mapping; not the device or batch size."""
-    from pathlib import Path
-
     key: dict = {"engine": spec.engine}
     if spec.engine == "builtin":
-        from .network import default_weights_path
-
         key["weights"] = file_stamp(spec.weights or default_weights_path())
     if spec.engine == "nnunet":
         folder = Path(spec.model or "").expanduser()
@@ -136,11 +133,9 @@ def engine_key(spec: EngineSpec) -> dict:
         key["checkpoints"] = [file_stamp(p) for p in sorted(folder.glob(f"fold_*/{spec.checkpoint}"))
                               if spec.folds is None or p.parent.name.removeprefix("fold_") in {str(f) for f in spec.folds}]
     if spec.engine == "totalsegmentator":
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
-            key["version"] = version("TotalSegmentator")
-        except PackageNotFoundError:
+            key["version"] = metadata.version("TotalSegmentator")
+        except metadata.PackageNotFoundError:
             key["version"] = None
     if spec.engine in ("labels", "nnunet") and (spec.engine == "labels" or spec.label_scheme):
         key["label_scheme"] = [list(pair) for pair in load_scheme(spec.label_scheme).mapping]
@@ -149,8 +144,6 @@ def engine_key(spec: EngineSpec) -> dict:
 
 def make_engine(spec: EngineSpec) -> "Engine":
     """The engine of ``spec``, built once per process (and again when the files it reads have changed)."""
-    import json
-
     key = (spec, json.dumps(engine_key(spec)))
     if key not in _CACHE:
         _CACHE[key] = spec.engine_class()(spec)
@@ -182,17 +175,12 @@ class BuiltinEngine(Engine):
     """The package's MONAI UNet (:class:`~backpain_epi.segmentation.infer.Segmenter`)."""
 
     def __init__(self, spec: EngineSpec):
-        from .infer import Segmenter
-        from .network import make_inferer
-
         self.segmenter = Segmenter.load(spec.weights, spec.device)
         self.segmenter.inferer = make_inferer(self.segmenter.config, sw_batch_size=spec.batch_size)
         self.scheme = load_scheme("backpain-epi")
 
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
-        from .network import load_weights
-
         load_weights(spec.weights, "cpu")  # a missing or wrong file fails here, naming weights
 
     def predict(self, pair, row):

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import BackpainEpiError, unknown_choice
+from ..tableio import read_table, write_table
+from .batch import read_manifest, segment_manifest
+from .infer import dice
+from .io import load_volume
 from .output import SegmentationOutput
+from .phantom import TRUTH_EXPOSURES_FILE, write_phantoms
 
 #: (metric, statistic over scans, direction, threshold) on the training generator's held-out phantoms
 TARGETS = (
@@ -58,15 +64,10 @@ def score(predicted: SegmentationOutput, truth_labels: dict, truth: pd.DataFrame
         ``dice_autochthon`` is the mean of the left and right Dice, ``dice_psoas`` likewise;
         ``*_rel_err`` are absolute relative errors, ``imf_abs_err`` in percentage points.
     """
-    import nibabel as nib
-
-    from .infer import dice
-
     merged = predicted.exposures.merge(truth, on="participant_id", suffixes=("", "_true"))
     rows = []
     for r in merged.itertuples():
-        pred = np.asanyarray(nib.load(predicted.label_path(r.participant_id)).dataobj)
-        ref = np.rint(np.asanyarray(nib.load(truth_labels[r.participant_id]).dataobj)).astype(np.uint8)
+        pred, ref = _label_map(predicted.label_path(r.participant_id)), _label_map(truth_labels[r.participant_id])
         rows.append({
             "participant_id": r.participant_id,
             "dice_autochthon": np.mean([dice(pred, ref, [1]), dice(pred, ref, [2])]),
@@ -77,6 +78,10 @@ def score(predicted: SegmentationOutput, truth_labels: dict, truth: pd.DataFrame
             "qc_flag": r.qc_flag,
         })
     return pd.DataFrame(rows)
+
+
+def _label_map(path) -> np.ndarray:
+    return np.rint(load_volume(path, "label")[0]).astype(np.uint8)
 
 
 def summarise(scores: pd.DataFrame, n_failed: int = 0, targets=TARGETS) -> pd.DataFrame:
@@ -114,11 +119,6 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     -------
     (scores, summary) : tuple of pandas.DataFrame
     """
-    from ..errors import BackpainEpiError, unknown_choice
-    from ..tableio import read_table, write_table
-    from .batch import read_manifest, segment_manifest
-    from .phantom import TRUTH_EXPOSURES_FILE, write_phantoms
-
     out = Path(out)
     if manifest is None and n < 1:
         raise BackpainEpiError(f"{n}: draw at least one phantom per family.", param="n")

@@ -134,6 +134,7 @@ def _core(mask: np.ndarray, erode: int, slice_axis: int) -> np.ndarray:
     """``mask`` eroded by ``erode`` voxels in-plane; the whole mask when that would leave nothing."""
     if erode == 0 or not mask.any():
         return mask
+    # lazy: scipy.ndimage takes about 0.4 s to import and only an erosion (erode > 0, rarely used) needs it
     from scipy import ndimage
 
     structure = np.zeros((3, 3, 3), bool)

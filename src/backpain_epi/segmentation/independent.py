@@ -4,8 +4,8 @@ The network is trained on phantoms of :mod:`.phantom` (and on a domain-randomise
 generator). A score on phantoms of the same generator can reward learning the
 generator rather than the anatomy, so this module draws a second family with
 its own geometry and its own image model; it shares only the output containers
-(:class:`~.phantom.Phantom`, :class:`~.phantom.PhantomTargets`, the
-:class:`~.phantom.Protocol` ranges) and :func:`~.exposures.compute_exposures`.
+(:class:`~.phantom_types.Phantom`, :class:`~.phantom_types.PhantomTargets`, the
+:class:`~.phantom_types.Protocol` ranges) and :func:`~.exposures.compute_exposures`.
 Never train on it.
 
 *Geometry.* An internal grid (z, y, x), in millimetres on RAS world axes, is
@@ -55,7 +55,7 @@ import numpy as np
 from scipy import ndimage
 
 from .exposures import compute_exposures
-from .phantom import PROTOCOLS, Phantom, PhantomTargets, Protocol
+from .phantom_types import PROTOCOLS, Phantom, PhantomTargets, Protocol
 
 FAMILY = "independent"
 
@@ -623,8 +623,8 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
         phantom.
     protocol
         ``None`` (:data:`DEFAULT_PROTOCOL`: pixels 1.0-2.0 mm, slices 3-5 mm,
-        any slice axis), a :class:`~.phantom.Protocol` or a name of
-        :data:`~.phantom.PROTOCOLS`: its pixel and slice ranges, slice axes and
+        any slice axis), a :class:`~.phantom_types.Protocol` or a name of
+        :data:`~.phantom_types.PROTOCOLS`: its pixel and slice ranges, slice axes and
         int16 probability are used.
 
     Returns
@@ -638,7 +638,7 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
         and ``ff``; ``meta["pdff_exposures"]`` the same from the tissues'
         proton-density fat fraction (what a calibrated, T1-corrected protocol
         would measure); ``targets`` those exposures clipped to the limits of
-        :class:`~.phantom.PhantomTargets`; ``meta`` with ``family``,
+        :class:`~.phantom_types.PhantomTargets`; ``meta`` with ``family``,
         ``spacing_mm`` (stored axis order), ``axcodes``, ``dtype``,
         ``slice_axis``, the acquisition settings and ``vertebral_body_mm``
         (world RAS centroid of the vertebral bodies).

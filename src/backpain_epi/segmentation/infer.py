@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from .exposures import compute_exposures, fat_fraction
 from .io import DixonPair, Grid, network_input, resize
+from .network import load_weights, make_inferer, resolve_device
 
 
 @dataclass
@@ -42,21 +43,18 @@ class Segmenter:
 
     def __post_init__(self):
         if self.inferer is None:
-            from .network import make_inferer
-
             self.inferer = make_inferer(self.config)
 
     @classmethod
     def load(cls, weights=None, device="auto", inferer=None) -> "Segmenter":
         """Load weights (default: the shipped ones) onto ``device`` (``auto``, ``cpu``, ``cuda``)."""
-        from .network import load_weights, resolve_device
-
         dev = resolve_device(device) if isinstance(device, str) else device
         network, config, _ = load_weights(weights, dev)
         return cls(network, config, dev, inferer)
 
     def probabilities(self, pair: DixonPair, grid: Grid):
         """Class probabilities ``(5, X, Y, Z)`` on the canonical (RAS) input grid, float32 torch tensor on the CPU."""
+        # lazy: torch takes seconds to import; the engines and the evaluation import this module (Segmenter, dice)
         import torch
 
         x = network_input(grid.to_canonical(pair.water), grid.to_canonical(pair.fat), grid,

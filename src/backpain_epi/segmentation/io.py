@@ -52,6 +52,7 @@ def load_volume(path: str | os.PathLike, what: str = "image"):
 
     A 4-D image with one volume (last axis of size 1) is accepted as 3-D.
     """
+    # lazy: nibabel takes 0.5 s to import; importing batch, engines or phantom stays quick until a scan is read
     import nibabel as nib
 
     path = Path(path)
@@ -109,6 +110,7 @@ def load_label_map(path, pair: DixonPair) -> np.ndarray:
 
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     """Write ``data`` with ``affine`` (as sform and qform) to ``path`` atomically: a temporary file, then a rename."""
+    # lazy: nibabel takes 0.5 s to import; importing batch, engines or phantom stays quick until a scan is read
     import nibabel as nib
 
     path = Path(path)
@@ -152,6 +154,7 @@ class Grid:
 
     @classmethod
     def plan(cls, shape, affine, target_spacing) -> "Grid":
+        # lazy: nibabel takes 0.5 s to import; importing batch, engines or phantom stays quick until a scan is read
         import nibabel as nib
 
         ornt = nib.orientations.io_orientation(affine)
@@ -164,6 +167,7 @@ class Grid:
 
     def to_canonical(self, arr: np.ndarray) -> np.ndarray:
         """``arr`` (input axes) reoriented to RAS, exactly."""
+        # lazy: nibabel takes 0.5 s to import; importing batch, engines or phantom stays quick until a scan is read
         import nibabel as nib
 
         ras = nib.orientations.axcodes2ornt("RAS")
@@ -171,6 +175,7 @@ class Grid:
 
     def from_canonical(self, arr: np.ndarray) -> np.ndarray:
         """``arr`` (RAS axes) back to the input's axes, exactly."""
+        # lazy: nibabel takes 0.5 s to import; importing batch, engines or phantom stays quick until a scan is read
         import nibabel as nib
 
         ras = nib.orientations.axcodes2ornt("RAS")
@@ -187,6 +192,7 @@ def resize(x, shape, mode: str):
     the voxels (exact partial volume, for any ratio): resizing one-hot labels
     with it gives the fraction of each output voxel that a structure covers.
     """
+    # lazy: torch takes seconds to import; reading and checking scans (the batch, every engine) must not need it
     import torch.nn.functional as F
 
     if tuple(x.shape[1:]) == tuple(shape):
@@ -205,6 +211,7 @@ def resize(x, shape, mode: str):
 
 def _area_resize_axis(x, axis: int, n_out: int):
     """Exact overlap-weighted mean along one axis, in O(n): differences of the running integral at the output edges."""
+    # lazy: torch takes seconds to import; reading and checking scans (the batch, every engine) must not need it
     import torch
 
     n_in = x.shape[axis]
@@ -228,6 +235,7 @@ def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid, mode: str 
     of its whole footprint (partial volume, so a layer thinner than a voxel,
     such as the fascia, is never skipped), ``"trilinear"`` samples at its centre.
     """
+    # lazy: torch takes seconds to import; reading and checking scans (the batch, every engine) must not need it
     import torch
 
     x = torch.from_numpy(np.stack([np.clip(water_c, 0, None), np.clip(fat_c, 0, None)]).astype(np.float32))
@@ -236,6 +244,7 @@ def network_input(water_c: np.ndarray, fat_c: np.ndarray, grid: Grid, mode: str 
 
 def signal_scale(total):
     """The robust signal scale of a ``water + fat`` tensor: its 99.5th percentile over the positive voxels."""
+    # lazy: torch takes seconds to import; reading and checking scans (the batch, every engine) must not need it
     import torch
 
     sample = total.flatten()[:: max(1, total.numel() // 200_000)]
@@ -248,6 +257,7 @@ def network_channels(x, scale=None):
     ``scale`` defaults to :func:`signal_scale` of water + fat; the domain-randomised
     training (:mod:`.synth`) passes it, as a patch does not see the whole volume.
     """
+    # lazy: torch takes seconds to import; reading and checking scans (the batch, every engine) must not need it
     import torch
 
     total = x[0] + x[1]

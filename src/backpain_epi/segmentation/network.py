@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from ..tableio import atomic_path
 
 DEFAULT_CONFIG = {
     "architecture": "monai.networks.nets.UNet",
@@ -41,6 +42,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def build_network(config: dict | None = None):
     """A MONAI 3-D UNet as described by ``config`` (default :data:`DEFAULT_CONFIG`)."""
+    # lazy: MONAI takes seconds to import (torch with it); only building a network needs it
     from monai.networks.nets import UNet
 
     c = {**DEFAULT_CONFIG, **(config or {})}
@@ -62,9 +64,8 @@ def default_weights_path() -> Path:
 
 def save_weights(path, model, config: dict, info: dict) -> Path:
     """Write ``model``'s weights with their ``config`` and training ``info`` (atomically)."""
+    # lazy: torch takes seconds to import; the batch and the engines import this module (default_weights_path)
     import torch
-
-    from ..tableio import atomic_path
 
     path = Path(path)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -83,6 +84,7 @@ def load_weights(path=None, device="cpu", *, param: str = "weights"):
     InputFileError
         The file is missing or not a weights file.
     """
+    # lazy: torch takes seconds to import; the batch and the engines import this module (default_weights_path)
     import torch
 
     path = Path(path) if path is not None else default_weights_path()
@@ -110,6 +112,7 @@ def resolve_device(name: str):
         Unknown name (with "did you mean ...?"), or CUDA asked for but not available; the error names
         the parameter ``device``, as every caller calls it.
     """
+    # lazy: torch takes seconds to import; the batch and the engines import this module (default_weights_path)
     import torch
 
     key = str(name).strip().lower()
@@ -127,6 +130,7 @@ def resolve_device(name: str):
 
 def make_inferer(config: dict, sw_batch_size: int = 1):
     """The sliding-window inferer for ``config``'s patch size and overlap (Gaussian blending)."""
+    # lazy: MONAI takes seconds to import (torch with it); only making the inferer needs it
     from monai.inferers import SlidingWindowInferer
 
     return SlidingWindowInferer(roi_size=tuple(config["roi_size"]), sw_batch_size=sw_batch_size,

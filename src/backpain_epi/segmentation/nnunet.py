@@ -37,6 +37,7 @@ torchvision build then does not stop plain U-Net models.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import io
 import json
@@ -45,13 +46,20 @@ import re
 import shutil
 import sys
 import tempfile
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from .batch import read_manifest
 from .engines import Engine, EngineSpec
 from .exposures import LABEL_NAMES
+from .io import Grid, ScanError, load_dixon, load_label_map, save_nifti
+from .network import resolve_device
+from .phantom import write_phantoms
 from .schemes import load_scheme, scheme_from_label_names
 
 #: nnU-Net ``labels`` of the datasets written here: the package's structure names and IDs
@@ -73,8 +81,6 @@ class NnunetEngine(Engine):
     """A trained nnU-Net v2 model folder (``spec.model``), its folds ensembled, on ``spec.device``."""
 
     def __init__(self, spec: EngineSpec):
-        from .network import resolve_device
-
         self.info = read_model_folder(spec)
         self.scheme = self.info["scheme"]
         self.channels = self.info["channels"]
@@ -87,8 +93,6 @@ class NnunetEngine(Engine):
         read_model_folder(spec)
 
     def predict(self, pair, row):
-        from .io import Grid
-
         grid = Grid.plan(pair.water.shape, pair.affine, (1.0, 1.0, 1.0))
         images = {"water": pair.water, "fat": pair.fat}
         if self.reorient:
@@ -118,8 +122,6 @@ def read_model_folder(spec: EngineSpec) -> dict:
         A missing or unreadable file (named, with the fix), channels other than
         water and fat, labels the scheme cannot map, no fold with the checkpoint.
     """
-    import importlib.util
-
     if importlib.util.find_spec("nnunetv2") is None:
         raise BackpainEpiError(f"nnunet needs nnU-Net v2, which is not installed; install it with: {INSTALL}.",
                                param="engine")
@@ -213,7 +215,7 @@ def _fold_summary(folder: Path, checkpoint: str) -> str:
 
 def _build_predictor(folder: Path, info: dict, checkpoint_name: str, device):
     """``nnUNetPredictor`` initialised like ``initialize_from_trained_model_folder``, with our trainer lookup."""
-    import torch
+    # lazy: nnU-Net v2 is an optional extra (this module must import without it) and slow to import
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -264,6 +266,7 @@ def trainer_class(name: str, param: str = "trainer", value=None):
 
     An error names the parameter ``param`` that asked for it (with ``value``, when that is not the name itself).
     """
+    # lazy: nnU-Net v2 is an optional extra (this module must import without it) and slow to import
     import nnunetv2
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
@@ -277,6 +280,7 @@ def trainer_class(name: str, param: str = "trainer", value=None):
     if found is not None:
         return found
     try:  # nnU-Net's own search: the Primus trainers (imports timm, torchvision) and nnUNet_extTrainer
+        # lazy: this search imports timm and torchvision; only a trainer found nowhere else needs it
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
         return recursive_find_trainer_class_by_name(name)
@@ -292,7 +296,7 @@ def _tiny_trainers() -> dict:
     """The classes of :data:`TRAINERS` (built on first use: importing nnU-Net is slow)."""
     if _TRAINER_CLASSES:
         return _TRAINER_CLASSES
-    import torch
+    # lazy: nnU-Net v2 is an optional extra (this module must import without it) and slow to import
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     def make(name, epochs, iterations, val_iterations, mirroring):
@@ -389,8 +393,6 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
         ``dataset.json`` (``channel_names``, ``labels`` with our structure names, ``numTraining``,
         ``file_ending``, ``overwrite_image_reader_writer``).
     """
-    from .batch import read_manifest
-
     channels = tuple(channels)
     if channels not in (("water",), ("water", "fat"), ("fat", "water")):
         raise BackpainEpiError(f"{channels}: use ('water', 'fat') or ('water',).", param="channels")
@@ -407,8 +409,6 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
         raise InputFileError(f"{dataset_id}: {raw_dir / taken[0]} exists; choose another ID or remove it.", param="dataset_id")
     with tempfile.TemporaryDirectory(prefix="backpain_phantoms_") as tmp:
         if phantoms is not None:
-            from .phantom import write_phantoms
-
             n, seed = phantoms
             manifest = write_phantoms(tmp, int(n), seed=int(seed), protocol=phantom_protocol, progress=progress)
         rows = read_manifest(manifest, require_label=True)
@@ -428,8 +428,6 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
 
 def _write_cases(out: Path, rows: list, manifest, channels, scheme) -> None:
     """Each row's images and label map, checked, into ``imagesTr``/``labelsTr``."""
-    from .io import ScanError, load_dixon, load_label_map, save_nifti
-
     for row in rows:
         pid = row["participant_id"]
         try:
@@ -485,10 +483,6 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
     quiet
         Send nnU-Net's console output to ``work_dir/nnunet.log``.
     """
-    import torch
-
-    from .network import resolve_device
-
     out = Path(out)
     if (out / "plans.json").exists():
         raise InputFileError(f"{out}: already holds an nnU-Net model; choose another folder or remove it.", param="out")
@@ -503,8 +497,6 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
         raise BackpainEpiError("give either an annotated manifest (manifest=FILE) or phantoms (n_phantoms=N), "
                                "not both or neither.")
     if fold != "all":
-        from .batch import read_manifest
-
         n_cases = int(n_phantoms) if manifest is None else len(read_manifest(manifest, require_label=True))
         if n_cases < 5:
             raise BackpainEpiError(f"{fold}: nnU-Net's 5-fold split needs at least 5 cases ({n_cases} given); "
@@ -539,10 +531,11 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
 def _plan_and_train(dataset_id, configuration, fold, cls, device, validate, gpu_memory_target_gb, base_features,
                     da_processes) -> Path:
     """Fingerprint, plan, preprocess (one process each), train; the trainer's output folder."""
+    # lazy: nnU-Net v2 (and its batchgenerators) is an optional extra; its paths are read inside nnunet_paths()
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                       plan_experiment_dataset, preprocess_dataset)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset, plan_experiment_dataset
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
@@ -591,9 +584,7 @@ def _pools_in_process():
     script, which breaks scripts without an ``if __name__ == "__main__":`` guard
     and daemonic Dask workers. A one-thread ``ThreadPool`` has the same interface.
     """
-    from multiprocessing.pool import ThreadPool
-    from types import SimpleNamespace
-
+    # lazy: nnU-Net v2 is an optional extra (this module must import without it) and slow to import
     from nnunetv2.experiment_planning.dataset_fingerprint import fingerprint_extractor
     from nnunetv2.preprocessing.preprocessors import default_preprocessor
 

@@ -25,18 +25,25 @@ flips in the affine. Everything is drawn from one seed.
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
+from tqdm.auto import tqdm
 
+from ..errors import BackpainEpiError, unknown_choice
+from ..tableio import write_table
 from .exposures import compute_exposures
+from .independent import make_independent_phantom
+from .io import save_nifti
+# what a phantom is (shared with .independent); they are this module's names too, as before
+from .phantom_types import PROTOCOLS, TARGET_LIMITS, Phantom, PhantomTargets, Protocol  # noqa: F401
 
 SLAB_MM = (200.0, 260.0)
-#: What a phantom slab can hold: lean muscle (mL), InterMAT as a fraction of it, intramuscular fat (%).
-TARGET_LIMITS = {"lmm_ml": (150.0, 3000.0), "intermat_per_lmm": 0.6, "imf_pct": (1.0, 40.0)}
 #: Body outline scales tried in turn until the compartments hold :data:`MIN_FIT` of the targets' volume.
 BODY_SCALES = (1.0, 1.15, 1.3, 1.5)
 MIN_FIT = 0.9
@@ -52,85 +59,6 @@ TISSUES = {
 #: the package label (0-4) of each tissue class
 TISSUE_LABEL = {TISSUES["lean_left"]: 1, TISSUES["intermat_left"]: 1, TISSUES["lean_right"]: 2,
                 TISSUES["intermat_right"]: 2, TISSUES["psoas_left"]: 3, TISSUES["psoas_right"]: 4}
-
-
-@dataclass(frozen=True)
-class PhantomTargets:
-    """Exposures to plant in one phantom, for the imaged slab.
-
-    Attributes
-    ----------
-    lmm_ml
-        Lean muscle volume of both autochthonous compartments (mL).
-    intermat_ml
-        InterMAT volume inside them (mL).
-    imf_pct
-        Mean fat fraction of the lean compartment voxels (%), 1–40.
-    """
-
-    lmm_ml: float
-    intermat_ml: float
-    imf_pct: float
-
-    def __post_init__(self):
-        lo, hi = TARGET_LIMITS["lmm_ml"]
-        if not lo <= self.lmm_ml <= hi:
-            raise ValueError(f"lmm_ml={self.lmm_ml}: a phantom slab holds {lo:g}–{hi:g} mL of lean muscle")
-        if not 0 <= self.intermat_ml <= TARGET_LIMITS["intermat_per_lmm"] * self.lmm_ml:
-            raise ValueError(f"intermat_ml={self.intermat_ml}: must be between 0 and {TARGET_LIMITS['intermat_per_lmm']:g} × lmm_ml")
-        lo, hi = TARGET_LIMITS["imf_pct"]
-        if not lo <= self.imf_pct <= hi:
-            raise ValueError(f"imf_pct={self.imf_pct}: must be between {lo:g} and {hi:g}")
-
-    @classmethod
-    def nearest(cls, lmm_ml: float, intermat_ml: float, imf_pct: float) -> "PhantomTargets":
-        """The targets closest to the given exposures that a phantom can hold (each clipped to its limits)."""
-        lmm = float(np.clip(lmm_ml, *TARGET_LIMITS["lmm_ml"]))
-        return cls(lmm, float(np.clip(intermat_ml, 0.0, TARGET_LIMITS["intermat_per_lmm"] * lmm)),
-                   float(np.clip(imf_pct, *TARGET_LIMITS["imf_pct"])))
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Acquisition settings phantoms are drawn from.
-
-    Attributes
-    ----------
-    inplane_mm, slice_mm
-        Ranges of the in-plane pixel size and of the slice spacing (mm).
-    slice_axes
-        Array axes the slice direction may be stored on (0, 1, 2).
-    int16_prob
-        Probability of storing the images as int16 (else float32).
-    """
-
-    inplane_mm: tuple[float, float] = (1.2, 2.5)
-    slice_mm: tuple[float, float] = (2.5, 6.0)
-    slice_axes: tuple[int, ...] = (0, 1, 2)
-    int16_prob: float = 0.5
-
-
-#: ``train`` leaves out the extreme spacings and any slice axis but the last;
-#: ``heldout`` (= ``full``) covers them, so an evaluation on it includes unseen ones.
-PROTOCOLS = {
-    "full": Protocol(),
-    "train": Protocol(inplane_mm=(1.4, 2.2), slice_mm=(3.0, 5.5), slice_axes=(2,)),
-    "heldout": Protocol(),
-}
-
-
-@dataclass
-class Phantom:
-    """One phantom: stored images, truth, affine (all arrays in the stored orientation)."""
-
-    water: np.ndarray
-    fat: np.ndarray
-    labels: np.ndarray
-    ff: np.ndarray
-    affine: np.ndarray
-    exposures: dict
-    targets: PhantomTargets
-    meta: dict = field(default_factory=dict)
 
 
 def draw_targets(rng: np.random.Generator) -> PhantomTargets:
@@ -527,13 +455,6 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
     pathlib.Path
         The manifest's path.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from ..tableio import write_table
-
-    from ..errors import BackpainEpiError, unknown_choice
-
     out = Path(out)
     if family not in FAMILIES:
         raise BackpainEpiError(f": {unknown_choice('phantom family', family, FAMILIES)}", param="family")
@@ -553,8 +474,6 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
     jobs = [j for j in jobs if j[0] not in rows]
     bar = tqdm(total=len(ids), initial=len(rows), desc="phantoms", unit="vol", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for job, row in zip(jobs, pool.map(_write_one, [out] * len(jobs), *zip(*jobs), [protocol] * len(jobs),
                                                [family] * len(jobs), chunksize=4)):
@@ -571,8 +490,6 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
 
 
 def _read_record(out: Path, pid: str) -> tuple[dict, dict] | None:
-    import json
-
     path = _record_path(out, pid)
     if not path.is_file():
         return None
@@ -586,11 +503,7 @@ def _record_path(out: Path, pid: str) -> Path:
 
 def _write_one(out: Path, pid: str, ss, tgt, protocol, family: str = "training") -> tuple[dict, dict]:
     """Draw and save one phantom; its manifest row and truth row."""
-    from .io import save_nifti
-
     if family == "independent":
-        from .independent import make_independent_phantom
-
         ph = make_independent_phantom(ss)
     else:
         ph = make_phantom(ss, tgt, protocol)
@@ -609,8 +522,6 @@ def _write_one(out: Path, pid: str, ss, tgt, protocol, family: str = "training")
 
 def _write_record(out: Path, pid: str, manifest: dict, truth: dict) -> None:
     """The phantom's manifest and truth rows, written atomically after its images (what ``resume`` reads)."""
-    import json
-
     path = _record_path(out, pid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ..errors import InputFileError, unknown_choice
 from .exposures import LABEL_NAMES
@@ -106,8 +107,6 @@ def load_scheme(scheme: str | Path | LabelScheme | None, param: str = "label_sch
     InputFileError
         Unknown name (with "did you mean"), unreadable or malformed file.
     """
-    import yaml
-
     if isinstance(scheme, LabelScheme):
         return scheme
     if scheme is None:

@@ -29,12 +29,20 @@ on the render grid (partial volume), as for the phantom examples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import torch.utils.data
+from monai.transforms import GaussianSmooth
+from tqdm.auto import tqdm
 
-from .phantom import TISSUE_LABEL, TISSUES, draw_targets
+from ..errors import BackpainEpiError, unknown_choice
+from .io import network_channels, resize, signal_scale
+from .phantom import TISSUE_LABEL, TISSUES, _anatomy, draw_targets
 
 #: per tissue class: (proton density range, fat fraction range, texture SD of pd, texture SD of ff)
 APPEARANCE = {
@@ -105,8 +113,6 @@ def label_of_tissue(tissue):
         lut[t] = lab
     if isinstance(tissue, np.ndarray):
         return lut[tissue]
-    import torch
-
     return torch.from_numpy(lut).to(tissue.device)[tissue.long()]
 
 
@@ -128,10 +134,6 @@ def draw_anatomy(seed, spacing=None, variant: int = 1) -> Anatomy:
     ``spacing`` (mm, three values) replaces the drawn grid (coarse grids keep tests quick);
     ``variant`` is one of :data:`ANATOMY_VARIANTS` (variant 1 anatomies stay as they were drawn).
     """
-    from dataclasses import replace
-
-    from .phantom import _anatomy
-
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     rng = np.random.default_rng(ss)
     s_in = rng.uniform(1.2, 1.6)
@@ -152,14 +154,8 @@ def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cac
     ``cache`` (a folder) keeps each anatomy as ``anatomy-<seed>-<i>.npz`` and reads it back
     on the next call, since drawing one takes a few seconds.
     """
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
     seeds = np.random.SeedSequence(seed).spawn(n)
     if variant not in ANATOMY_VARIANTS:
-        from ..errors import BackpainEpiError, unknown_choice
-
         raise BackpainEpiError(f": {unknown_choice('anatomy variant', variant, ANATOMY_VARIANTS)}", param="variant")
     stem = "anatomy" if variant == 1 else f"anatomy-v{variant}"
     paths = [Path(cache) / f"{stem}-{seed}-{i}.npz" for i in range(n)] if cache else [None] * n
@@ -181,8 +177,6 @@ def anatomy_bank(n: int, seed: int, progress: bool = True, workers: int = 1, cac
         bar.update()
 
     if workers > 1 and len(todo) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for i, anat in zip(todo, pool.map(draw_anatomy, [seeds[i] for i in todo], [None] * len(todo), [variant] * len(todo))):
                 keep(i, anat)
@@ -220,8 +214,6 @@ class SynthRenderer:
         self._points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)  # mm, centred
 
     def __call__(self, anat: Anatomy, rng: np.random.Generator) -> dict:
-        import torch
-
         tissue, centre_mm = self._sample_geometry(anat, rng)
         water, fat = self._appearance(tissue, rng)
         labels = label_of_tissue(tissue)
@@ -231,8 +223,6 @@ class SynthRenderer:
         if all(f * n == r for f, n, r in zip(factor, self.roi, self.render_shape)):  # the default: exact 2 x 2 x 2 blocks
             soft = torch.nn.functional.avg_pool3d(onehot[None], factor)[0]
         else:
-            from .io import resize
-
             soft = resize(onehot, self.roi, "area")
         if keep is not None:  # outside the field of view: nothing to see, nothing to find
             soft = soft * keep
@@ -243,9 +233,6 @@ class SynthRenderer:
 
     def _sample_geometry(self, anat: Anatomy, rng):
         """Tissue classes on the render grid, through a random affine and elastic deformation."""
-        import torch
-        import torch.nn.functional as F
-
         tissue = anat.tissue
         # patch centre: 3 of 4 on a muscle voxel, else anywhere in the body
         idx = anat.muscle_voxels if rng.random() < 0.75 and len(anat.muscle_voxels) else anat.body_voxels
@@ -280,8 +267,6 @@ class SynthRenderer:
     # ------------------------------------------------------------------ appearance
 
     def _appearance(self, tissue, rng):
-        import torch
-
         n = len(self._names)
         pd, ff, sd_pd, sd_ff = (np.zeros(n, np.float32) for _ in range(4))
         drawn = {}
@@ -309,10 +294,6 @@ class SynthRenderer:
 
     def _acquire(self, water, fat, rng):
         """Bias, the scan's voxel size (partial volume), noise, field of view; then the network grid and channels."""
-        import torch
-
-        from .io import network_channels, resize
-
         x = torch.stack([water, fat])
         x = x * _bias(rng, self.render_shape)[None]
         s_in = rng.uniform(0.9, 2.6)
@@ -320,8 +301,6 @@ class SynthRenderer:
         acq_shape = tuple(max(2, int(round(e / s))) for e, s in zip(self.extent, acq_mm))
         x = resize(x, acq_shape, "area")
         if rng.random() < 0.5:  # point spread beyond the voxel
-            from monai.transforms import GaussianSmooth
-
             x = GaussianSmooth(sigma=tuple(rng.uniform(0.1, 0.6, 3)))(x)
         sigma = rng.uniform(0.003, 0.04)
         n1, n2 = torch.randn(x.shape, generator=_torch_rng(rng)) * sigma, torch.randn(x.shape, generator=_torch_rng(rng)) * sigma
@@ -338,15 +317,11 @@ class SynthRenderer:
         if keep is not None:
             x = x * keep
         total = x[0] + x[1]
-        from .io import signal_scale
-
         scale = signal_scale(total) * float(rng.uniform(0.75, 1.3))
         return network_channels(x, scale), keep
 
 
 def _torch_rng(rng):
-    import torch
-
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
@@ -365,9 +340,6 @@ def _random_affine(rng) -> np.ndarray:
 
 def _elastic(rng, shape) -> np.ndarray:
     """A smooth displacement field (mm) on ``shape``: coarse Gaussian control points, trilinearly upsampled."""
-    import torch
-    import torch.nn.functional as F
-
     amp = rng.uniform(0, 6)
     coarse = torch.from_numpy(rng.normal(0, amp, (3, 5, 5, 4)).astype(np.float32))
     coarse[2] *= 0.5  # less through-plane
@@ -377,9 +349,6 @@ def _elastic(rng, shape) -> np.ndarray:
 
 def _texture(rng, shape):
     """A smooth zero-mean, unit-SD random field (two scales) on ``shape``."""
-    import torch
-    import torch.nn.functional as F
-
     g = _torch_rng(rng)
     fine = F.interpolate(torch.randn((1, 1, shape[0] // 6, shape[1] // 6, max(2, shape[2] // 4)), generator=g),
                          size=shape, mode="trilinear", align_corners=False)[0, 0]
@@ -391,8 +360,6 @@ def _texture(rng, shape):
 
 def _bias(rng, shape):
     """A smooth multiplicative bias field (log-quadratic with random coefficients, up to about ±40 %)."""
-    import torch
-
     c = [torch.linspace(-1, 1, n) for n in shape]
     xx, yy, zz = torch.meshgrid(*c, indexing="ij")
     k = rng.normal(0, [0.2, 0.2, 0.1, 0.12, 0.12, 0.06, 0.1])
@@ -417,8 +384,6 @@ class SynthPatches(torch.utils.data.IterableDataset):
         self.anatomies, self.config, self.seed, self.flip_z = anatomies, config, seed, flip_z
 
     def __iter__(self):
-        import torch
-
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         render = SynthRenderer(self.config, self.flip_z)

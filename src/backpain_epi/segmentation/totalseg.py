@@ -27,10 +27,13 @@ import io
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from ..errors import InputFileError
 from .engines import Engine, EngineSpec
+from .network import resolve_device
+from .nnunet import trainer_class
 from .schemes import load_scheme
 
 TASK = "total_mr"
@@ -59,6 +62,7 @@ def totalseg_weights_dir() -> Path:
 def total_mr_models() -> tuple[dict, str]:
     """``({task ID: weights folder (relative)}, trainer)`` of ``total_mr``, from the installed TotalSegmentator's tables."""
     try:
+        # lazy: TotalSegmentator is an optional extra, and importing it imports torch and nnU-Net
         from totalsegmentator.map_tasks_config import TASK_CONFIGS, TASK_ID_WEIGHTS_CONFIGS
 
         config = TASK_CONFIGS[TASK]["sub_modes"]["default"]
@@ -84,8 +88,6 @@ class TotalSegEngine(Engine):
     """TotalSegmentator ``total_mr`` on the water image (its IDs; scheme ``totalsegmentator-total_mr``)."""
 
     def __init__(self, spec: EngineSpec):
-        from .network import resolve_device
-
         self.check(spec)
         self.scheme = load_scheme(SCHEME)
         device = resolve_device(spec.device)
@@ -105,8 +107,7 @@ class TotalSegEngine(Engine):
                 "or TOTALSEG_WEIGHTS_PATH to a folder that holds them.", param="engine")
 
     def predict(self, pair, row):
-        import nibabel as nib
-
+        # lazy: TotalSegmentator is an optional extra, and importing it imports torch and nnU-Net
         from totalsegmentator import python_api
 
         image = nib.Nifti1Image(np.asarray(pair.water, np.float32), pair.affine)
@@ -122,9 +123,8 @@ class TotalSegEngine(Engine):
 def offline(python_api):
     """While inside: TotalSegmentator cannot download (missing weights raise :class:`InputFileError`) or send
     usage statistics, finds its ``total_mr`` trainer without importing timm, and leaves ``nnUNet_*`` as they were."""
+    # lazy: TotalSegmentator is an optional extra, and importing it imports torch and nnU-Net
     from totalsegmentator import nnunet as ts_nnunet
-
-    from .nnunet import trainer_class
 
     def no_download(task_id):
         folders, _ = total_mr_models()

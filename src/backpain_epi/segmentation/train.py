@@ -20,10 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai import transforms as T
+from monai.losses import DiceCELoss
+from monai.utils import set_determinism
+from tqdm.auto import tqdm
 
-from .io import Grid, load_dixon, network_input, resize
-from .network import DEFAULT_CONFIG
-from .phantom import Protocol
+from ..errors import BackpainEpiError, InputFileError
+from .batch import read_manifest
+from .infer import Segmenter, dice
+from .io import DixonPair, Grid, ScanError, load_dixon, load_label_map, network_input, resize
+from .network import DEFAULT_CONFIG, build_network, load_weights, resolve_device, save_weights
+from .phantom import make_phantom
+from .phantom_types import Protocol
+from .synth import SynthPatches, anatomy_bank
 
 
 @dataclass(frozen=True)
@@ -90,8 +100,6 @@ def volume_example(water, fat, affine, labels, config) -> dict:
     sub-voxel position, whereas targets sampled at voxel centres only teach a
     boundary quantised to the network grid (see ``tests/segmentation/test_boundary.py``).
     """
-    import torch
-
     grid = Grid.plan(water.shape, affine, config["spacing_mm"])
     x = network_input(grid.to_canonical(water), grid.to_canonical(fat), grid, config.get("input_resampling", "trilinear"))
     canonical = torch.from_numpy(grid.to_canonical(np.asarray(labels, np.float32)))[None]
@@ -105,10 +113,6 @@ def volume_example(water, fat, affine, labels, config) -> dict:
 
 def phantom_examples(settings: TrainSettings, progress: bool = True) -> list[dict]:
     """Training examples from ``settings.n_phantoms`` phantoms of ``settings.phantom_seed``."""
-    from tqdm.auto import tqdm
-
-    from .phantom import make_phantom
-
     seeds = np.random.SeedSequence(settings.phantom_seed).spawn(settings.n_phantoms)
     out = []
     for ss in tqdm(seeds, desc="training phantoms", unit="vol", disable=not progress):
@@ -119,12 +123,6 @@ def phantom_examples(settings: TrainSettings, progress: bool = True) -> list[dic
 
 def manifest_examples(manifest, config, progress: bool = True) -> list[dict]:
     """Training examples from a manifest with ``water``, ``fat`` and ``label`` paths (see ``batch.read_manifest``)."""
-    from tqdm.auto import tqdm
-
-    from ..errors import InputFileError
-    from .batch import read_manifest
-    from .io import ScanError, load_label_map
-
     rows = read_manifest(manifest, require_label=True)
     out = []
     for row in tqdm(rows, desc="training scans", unit="vol", disable=not progress):
@@ -145,8 +143,6 @@ def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: floa
     scale changes of the signal channels, noise and blur; a head-to-foot flip
     with probability ``flip_z``. No left–right flip: the labels are sided.
     """
-    from monai import transforms as T
-
     soft = config.get("label_resampling", "nearest") == "area"
     keys = ["ff", "signal", "label"] + (["soft"] if soft else [])
     roi = tuple(config["roi_size"])
@@ -169,13 +165,6 @@ def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: floa
 
 def train(examples: list[dict], settings: TrainSettings, device, init_weights=None, progress: bool = True):
     """Train (or fine-tune from ``init_weights``) on ``examples``; returns ``(network, info)``."""
-    import torch
-    from monai.losses import DiceCELoss
-    from monai.utils import set_determinism
-    from tqdm.auto import tqdm
-
-    from .network import build_network, load_weights
-
     set_determinism(seed=settings.seed)
     config = dict(settings.config)
     if init_weights is not None:
@@ -226,13 +215,7 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
 
 def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
     """An endless iterator of domain-randomised patches, made by ``settings.synth_workers`` processes."""
-    import torch
-
-    from .synth import SynthPatches, anatomy_bank
-
     if not soft:
-        from ..errors import BackpainEpiError
-
         raise BackpainEpiError(f"{settings.synth_fraction}: domain-randomised training needs partial-volume targets; "
                                "use label_resampling=area.", param="synth_fraction")
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
@@ -245,12 +228,6 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
 
 def validate(network, config, device, n: int, seed: int, protocol: str = "heldout", progress: bool = True) -> dict:
     """Mean Dice (compartment, psoas) of the full inference pipeline on ``n`` phantoms, on their own grids."""
-    from tqdm.auto import tqdm
-
-    from .infer import Segmenter, dice
-    from .io import DixonPair
-    from .phantom import make_phantom
-
     seg = Segmenter(network, config, device)
     scores = {"dice_autochthon": [], "dice_psoas": []}
     for ss in tqdm(np.random.SeedSequence(seed).spawn(n), desc="validation", unit="vol", disable=not progress):
@@ -287,10 +264,6 @@ def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None
     dict
         The ``info`` stored in the weights file (settings, time, loss, validation Dice).
     """
-    import torch
-
-    from .network import resolve_device, save_weights
-
     settings = settings or TrainSettings()
     if threads:
         torch.set_num_threads(threads)
