@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..records import VERSION as __version__
-from ..errors import BackpainEpiError
+from ..errors import BackpainEpiError, DataQualityWarning
 from ..truth import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
 from .modelling import COMMANDS as _MODELLING_COMMANDS
 from .options import DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs, wide_pandas as _wide_pandas
@@ -180,7 +180,6 @@ def describe(table_path, dictionary_path, sep, encoding):
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..cohort import load_cohort
     from ..dictionary import load_dictionary
-    from ..errors import DataQualityWarning
     from ..table1 import describe_cohort
 
     dd = load_dictionary(dictionary_path)

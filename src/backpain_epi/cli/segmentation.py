@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import BackpainEpiError, InputFileError
 from .options import DICTIONARY as _DICTIONARY
 
 _PATH = click.Path(path_type=Path)
@@ -35,17 +36,16 @@ _WORKERS = click.option("--workers", type=int, default=None, help="Run on a loca
 def phantoms(n, seed, out, protocol, family, targets):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
-    from ..tableio import read_table
+    from ..dictionary import load_dictionary
     from ..segmentation.phantom import write_phantoms
+    from ..tableio import read_table
 
     table = None
     if targets is not None:
         table = read_table(targets)
-        missing = [c for c in ("participant_id", "lmm_ml", "intermat_ml", "imf_pct") if c not in table.columns]
+        dd = load_dictionary()
+        missing = [c for c in (dd.id_column, *dd.primary_exposures) if c not in table.columns]
         if missing:
-            # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
-            from ..errors import InputFileError
-
             raise InputFileError(f"--targets {targets}: missing column(s) {', '.join(missing)}.")
     manifest = write_phantoms(out, n, seed, protocol=protocol, targets=table, family=family)
     click.echo(f"Wrote {n if table is None else len(table)} phantoms; manifest {manifest}, truth {out / 'truth_exposures.csv'}.")
@@ -92,9 +92,7 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
                             anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
-
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
-    from ..errors import BackpainEpiError
     from ..segmentation.train import TrainSettings, train_segmenter
 
     if engine == "nnunet":
@@ -224,9 +222,6 @@ def _parse_folds(folds):
 
 
 def _int_option(option: str, value, expected: str = "a whole number"):
-    # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
-    from ..errors import BackpainEpiError
-
     try:
         return int(value)
     except ValueError:
