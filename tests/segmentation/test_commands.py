@@ -67,8 +67,8 @@ NNUNET = importlib.util.find_spec("nnunetv2") is not None
     pytest.param(["segment", "--engine", "nnunet"], "error: --engine nnunet needs --model FOLDER: a trained nnU-Net v2 model folder",
                  marks=pytest.mark.skipif(not NNUNET, reason="nnunetv2 not installed")),
     (["evaluate-segmenter", "--n", 0], "error: --n 0: draw at least one phantom per family."),
-    (["evaluate-segmenter", "--manifest", "m.csv"], "error: --truth: give the true exposures (CSV with participant_id, lmm_ml, "
-                                                    "intermat_ml, imf_pct) with --manifest FILE."),
+    (["evaluate-segmenter", "--manifest", "m.csv"], "error: --truth: give the true exposures (a table with participant_id, "
+                                                    "lmm_ml, intermat_ml, imf_pct) with --manifest FILE."),
 ])
 def test_the_cli_names_the_flag_where_python_names_the_parameter(run, phantom_dir, tmp_path, args, message):
     """The library says ``batch_size 0: ...`` and ``pass model=FOLDER``; the command line, ``--batch-size 0`` and ``--model FOLDER``."""

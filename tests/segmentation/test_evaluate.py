@@ -62,5 +62,17 @@ def test_evaluation_scores_both_families_against_their_own_targets(tmp_path):
         evaluate_segmenter(tmp_path / "x", n=1, family="independant", engine="labels", progress=False)
     with pytest.raises(BackpainEpiError, match="^n 0: draw at least one phantom"):
         evaluate_segmenter(tmp_path / "x", n=0, engine="labels", progress=False)
-    with pytest.raises(BackpainEpiError, match="^truth: give the true exposures .* with manifest=FILE"):
+    with pytest.raises(BackpainEpiError, match=r"^truth: give the true exposures \(a table with participant_id, lmm_ml, "
+                                               r"intermat_ml, imf_pct\) with manifest=FILE"):
         evaluate_segmenter(tmp_path / "x", manifest=tmp_path / "m.csv", engine="labels", progress=False)
+
+
+def test_a_truth_table_without_an_exposure_is_refused_before_segmenting(phantom_dir, tmp_path):
+    from backpain_epi.errors import InputFileError
+    from backpain_epi.segmentation.evaluate import evaluate_segmenter
+
+    pd.read_csv(phantom_dir / "truth_exposures.csv").drop(columns="imf_pct").to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(InputFileError, match=f"^truth {tmp_path / 't.csv'}: missing column.s. imf_pct."):
+        evaluate_segmenter(tmp_path / "e", manifest=phantom_dir / "manifest.csv", truth=tmp_path / "t.csv", engine="labels",
+                           progress=False)
+    assert not (tmp_path / "e" / "segmentation").exists()

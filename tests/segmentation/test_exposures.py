@@ -20,6 +20,14 @@ def _known():
     return labels, ff
 
 
+def test_the_columns_are_the_dictionarys_exposures_table():
+    from backpain_epi.dictionary import load_dictionary
+
+    dd = load_dictionary()
+    assert [dd.id_column, *EXPOSURE_COLUMNS] == dd.names(table="exposures")
+    assert list(EXPOSURE_COLUMNS[:3]) == dd.primary_exposures
+
+
 def test_exposures_are_exact_counts_and_means():
     labels, ff = _known()
     e = compute_exposures(labels, ff, voxel_ml=0.02)

@@ -104,6 +104,14 @@ def test_targets_from_a_cohort_table(tmp_path):
         assert float(truth.loc[r.participant_id, "imf_pct"]) == pytest.approx(r.imf_pct, rel=0.10)
 
 
+def test_the_targets_are_the_dictionarys_primary_exposures():
+    from dataclasses import fields
+
+    from backpain_epi.dictionary import load_dictionary
+
+    assert [f.name for f in fields(PhantomTargets)] == load_dictionary().primary_exposures
+
+
 def test_a_wrong_family_or_targets_for_the_independent_family_name_the_parameter(tmp_path):
     from backpain_epi.errors import BackpainEpiError
     from backpain_epi.segmentation.phantom import write_phantoms
@@ -113,6 +121,8 @@ def test_a_wrong_family_or_targets_for_the_independent_family_name_the_parameter
     targets = pd.DataFrame({"participant_id": ["a"], "lmm_ml": [900.0], "intermat_ml": [90.0], "imf_pct": [5.0]})
     with pytest.raises(BackpainEpiError, match="^targets: the independent phantom family .* family=training"):
         write_phantoms(tmp_path, 1, 0, family="independent", targets=targets, progress=False)
+    with pytest.raises(BackpainEpiError, match="^targets: missing column.s. imf_pct."):
+        write_phantoms(tmp_path, 1, 0, targets=targets.drop(columns="imf_pct"), progress=False)
     assert not list(tmp_path.iterdir())
 
 

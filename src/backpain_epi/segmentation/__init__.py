@@ -3,6 +3,8 @@
 Modules (torch, MONAI and nibabel are imported only where needed):
 
 - :mod:`.phantom`: synthetic lumbar Dixon phantoms with planted exposures (``make_phantom``, ``write_phantoms``).
+- :mod:`.independent`: a second phantom family, for evaluation only; :mod:`.phantom_types`: what both share
+  (``PhantomTargets``, the dictionary's primary exposures; ``Protocol``; ``Phantom``).
 - :mod:`.io`: reading and checking a water/fat pair (``load_dixon``), the input ↔ network grid mapping (``Grid``).
 - :mod:`.network`: the UNet, its weights file, devices, the sliding-window inferer.
 - :mod:`.infer`: ``Segmenter`` (network + inferer + device) and ``segment_pair``.

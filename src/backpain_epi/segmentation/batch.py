@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..dictionary import load_dictionary
 from ..errors import BackpainEpiError, InputFileError
 from ..tableio import read_table, write_table
 from ..validation import validate_table
@@ -227,7 +228,12 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
 
 
 def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rebuild the exposures and failures tables of ``ids`` (manifest order) from the per-participant records."""
+    """Rebuild the exposures and failures tables of ``ids`` (manifest order) from the per-participant records.
+
+    The exposures table has the dictionary's id column, then :data:`~.exposures.EXPOSURE_COLUMNS`; its
+    float columns (by the dictionary's types) are rounded to 4 decimals.
+    """
+    dd = dictionary or load_dictionary()
     out = Path(out)
     ok, failed = [], []
     for pid in ids:
@@ -236,16 +242,16 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         rec = json.loads(path.read_text())
         if rec["status"] == "ok":
-            ok.append({"participant_id": pid, **rec["exposures"]})
+            ok.append({dd.id_column: pid, **rec["exposures"]})
         else:
-            failed.append({"participant_id": pid, "reason": rec["reason"]})
-    exposures = pd.DataFrame(ok, columns=["participant_id", *EXPOSURE_COLUMNS])
-    float_cols = [c for c in EXPOSURE_COLUMNS if c != "qc_flag"]
+            failed.append(dict(zip(FAILURE_COLUMNS, (pid, rec["reason"]))))
+    exposures = pd.DataFrame(ok, columns=[dd.id_column, *EXPOSURE_COLUMNS])
+    float_cols = [c for c in EXPOSURE_COLUMNS if dd[c].type == "float"]
     exposures[float_cols] = exposures[float_cols].astype(float).round(4)
     failures = pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
     if len(exposures):
         as_read = exposures.astype(str).where(exposures.notna())  # what read_table would give back
-        report = validate_table(as_read, "exposures", dictionary)
+        report = validate_table(as_read, "exposures", dd)
         if not report.ok:  # a bug, not a user error: say so loudly
             raise RuntimeError(f"{EXPOSURES_FILE} breaks the data dictionary:\n{report.format()}")
     write_table(exposures, out / EXPOSURES_FILE)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import BackpainEpiError, unknown_choice
+from ..dictionary import load_dictionary
+from ..errors import BackpainEpiError, InputFileError, unknown_choice
 from ..tableio import read_table, write_table
 from .batch import read_manifest, segment_manifest
 from .infer import dice
@@ -56,7 +57,8 @@ def score(predicted: SegmentationOutput, truth_labels: dict, truth: pd.DataFrame
     truth_labels
         ``{participant_id: path of the reference label map}``.
     truth
-        True exposures (``participant_id``, ``lmm_ml``, ``intermat_ml``, ``imf_pct``).
+        True exposures: the id column and the primary exposures of the data dictionary
+        (``participant_id``, ``lmm_ml``, ``intermat_ml``, ``imf_pct``).
 
     Returns
     -------
@@ -64,18 +66,20 @@ def score(predicted: SegmentationOutput, truth_labels: dict, truth: pd.DataFrame
         ``dice_autochthon`` is the mean of the left and right Dice, ``dice_psoas`` likewise;
         ``*_rel_err`` are absolute relative errors, ``imf_abs_err`` in percentage points.
     """
-    merged = predicted.exposures.merge(truth, on="participant_id", suffixes=("", "_true"))
+    id_column = load_dictionary().id_column
+    merged = predicted.exposures.merge(truth, on=id_column, suffixes=("", "_true"))
     rows = []
-    for r in merged.itertuples():
-        pred, ref = _label_map(predicted.label_path(r.participant_id)), _label_map(truth_labels[r.participant_id])
+    for r in merged.to_dict("records"):
+        pid = r[id_column]
+        pred, ref = _label_map(predicted.label_path(pid)), _label_map(truth_labels[pid])
         rows.append({
-            "participant_id": r.participant_id,
+            id_column: pid,
             "dice_autochthon": np.mean([dice(pred, ref, [1]), dice(pred, ref, [2])]),
             "dice_psoas": np.mean([dice(pred, ref, [3]), dice(pred, ref, [4])]),
-            "lmm_rel_err": abs(r.lmm_ml - r.lmm_ml_true) / r.lmm_ml_true,
-            "imf_abs_err": abs(r.imf_pct - r.imf_pct_true),
-            "intermat_rel_err": abs(r.intermat_ml - r.intermat_ml_true) / max(r.intermat_ml_true, 1e-9),
-            "qc_flag": r.qc_flag,
+            "lmm_rel_err": abs(r["lmm_ml"] - r["lmm_ml_true"]) / r["lmm_ml_true"],
+            "imf_abs_err": abs(r["imf_pct"] - r["imf_pct_true"]),
+            "intermat_rel_err": abs(r["intermat_ml"] - r["intermat_ml_true"]) / max(r["intermat_ml_true"], 1e-9),
+            "qc_flag": r["qc_flag"],
         })
     return pd.DataFrame(rows)
 
@@ -119,12 +123,14 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     -------
     (scores, summary) : tuple of pandas.DataFrame
     """
+    dd = load_dictionary()
+    truth_columns = [dd.id_column, *dd.primary_exposures]
     out = Path(out)
     if manifest is None and n < 1:
         raise BackpainEpiError(f"{n}: draw at least one phantom per family.", param="n")
     if manifest is not None:
         if truth is None:
-            raise BackpainEpiError(": give the true exposures (CSV with participant_id, lmm_ml, intermat_ml, imf_pct) "
+            raise BackpainEpiError(f": give the true exposures (a table with {', '.join(truth_columns)}) "
                                    "with manifest=FILE.", param="truth")
         sets = [("manifest", Path(manifest), Path(truth), TARGETS)]
     else:
@@ -138,12 +144,15 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     all_scores, summaries = [], []
     for fam, m, t, targets in sets:
         rows = read_manifest(m, require_label=True)
+        true = read_table(t)
+        missing = [c for c in truth_columns if c not in true.columns]
+        if missing:  # before any scan is segmented
+            raise InputFileError(f"{t}: missing column(s) {', '.join(missing)}.", param="truth")
+        true = true[truth_columns].astype({c: float for c in dd.primary_exposures})
         seg_dir = out / fam / "segmentation" if manifest is None else out / "segmentation"
         segment_manifest(m, seg_dir, engine=engine, weights=weights, erode=erode, device=device, workers=workers,
                          progress=progress)
         predicted = SegmentationOutput.read(seg_dir)
-        true = read_table(t)[["participant_id", "lmm_ml", "intermat_ml", "imf_pct"]]
-        true[["lmm_ml", "intermat_ml", "imf_pct"]] = true[["lmm_ml", "intermat_ml", "imf_pct"]].astype(float)
         scores = score(predicted, {r["participant_id"]: r["label"] for r in rows}, true)
         all_scores.append(scores.assign(family=fam))
         summaries.append(summarise(scores, len(predicted.failures), targets).assign(family=fam, n=len(scores)))

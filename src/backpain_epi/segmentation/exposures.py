@@ -33,6 +33,8 @@ QC_MAX_ASYMMETRY = 0.35
 QC_MAX_UNRELIABLE_FRAC = 0.05
 QC_MIN_STRUCTURE_ML = 5.0  # each of the four structures must be at least this large
 
+#: What :func:`compute_exposures` returns, in the order of the exposures table: the data dictionary's
+#: ``exposures`` table after its id column (``tests/segmentation/test_exposures.py`` checks that they agree).
 EXPOSURE_COLUMNS = (
     "lmm_ml", "intermat_ml", "imf_pct", "autochthon_ml", "psoas_ml",
     "autochthon_left_ml", "autochthon_right_ml", "psoas_left_ml", "psoas_right_ml",

@@ -54,6 +54,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ..dictionary import load_dictionary
 from .exposures import compute_exposures
 from .phantom_types import PROTOCOLS, Phantom, PhantomTargets, Protocol
 
@@ -694,13 +695,14 @@ def make_independent_phantom(seed, protocol=None) -> Phantom:
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     exposures = compute_exposures(labels, ff, voxel_ml)
     tissue_truth = compute_exposures(labels, pdff, voxel_ml)
-    targets = PhantomTargets.nearest(exposures["lmm_ml"], exposures["intermat_ml"], exposures["imf_pct"])
+    planted = load_dictionary().primary_exposures  # the targets (see phantom_types)
+    targets = PhantomTargets.nearest(**{k: exposures[k] for k in planted})
     meta = dict(family=FAMILY, spacing_mm=[float(spacing[w]) for w, _ in axes],
                 axcodes="".join(("RL", "AP", "SI")[w][sgn < 0] for w, sgn in axes), dtype=dtype,
                 slice_axis=[w for w, _ in axes].index(2), slab_mm=float(L), fov_mm=[fov[0], fov[1]],
                 subcut_fat_mm=dict(lateral=float(body["t_lat"]), anterior=float(body["t_ant"]),
                                    posterior=float(body["t_post"])),
                 vertebral_body_mm=[float(v) for v in centres.mean(0) + shift], intensity_scale=float(scale),
-                pdff_exposures={k: float(tissue_truth[k]) for k in ("lmm_ml", "intermat_ml", "imf_pct")}, **acq)
+                pdff_exposures={k: float(tissue_truth[k]) for k in planted}, **acq)
     return Phantom(water=water, fat=fat, labels=labels, ff=ff, affine=affine, exposures=exposures, targets=targets,
                    meta=meta)

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from ..dictionary import load_dictionary
 from ..errors import BackpainEpiError, unknown_choice
 from ..tableio import write_table
 from .exposures import compute_exposures
@@ -433,9 +434,9 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
     protocol
         A :class:`Protocol` or a name of ``PROTOCOLS``.
     targets
-        Optional table (DataFrame) with ``participant_id``, ``lmm_ml``,
-        ``intermat_ml``, ``imf_pct``: one phantom per row (``n`` is then
-        ignored), carrying those exposures.
+        Optional table (DataFrame) with the id column and the primary exposures
+        of the data dictionary (``participant_id``, ``lmm_ml``, ``intermat_ml``,
+        ``imf_pct``): one phantom per row (``n`` is then ignored), carrying those exposures.
     progress
         Show a progress bar.
     workers
@@ -461,9 +462,13 @@ def write_phantoms(out: str | os.PathLike, n: int, seed: int, protocol: str | Pr
     if family == "independent" and targets is not None:
         raise BackpainEpiError(": the independent phantom family draws its own anatomy; plant targets in phantoms of "
                                "family=training.", param="targets")
+    dd = load_dictionary()
     if targets is not None:
-        ids = [str(p) for p in targets["participant_id"]]
-        planted = [PhantomTargets(float(r.lmm_ml), float(r.intermat_ml), float(r.imf_pct)) for r in targets.itertuples()]
+        missing = [c for c in (dd.id_column, *dd.primary_exposures) if c not in targets.columns]
+        if missing:
+            raise BackpainEpiError(f": missing column(s) {', '.join(missing)}.", param="targets")
+        ids = [str(p) for p in targets[dd.id_column]]
+        planted = [PhantomTargets(**{k: float(r[k]) for k in dd.primary_exposures}) for r in targets.to_dict("records")]
     else:
         ids = [f"{'PH' if family == 'training' else 'IN'}{seed}-{i:04d}" for i in range(n)]
         planted = [None] * n
@@ -511,9 +516,9 @@ def _write_one(out: Path, pid: str, ss, tgt, protocol, family: str = "training")
              "label": f"truth/{pid}_label.nii.gz", "ff": f"truth/{pid}_ff.nii.gz"}
     for key, arr in (("water", ph.water), ("fat", ph.fat), ("label", ph.labels), ("ff", ph.ff)):
         save_nifti(out / paths[key], arr, ph.affine)
-    manifest = {"participant_id": pid, "water": paths["water"], "fat": paths["fat"], "label": paths["label"]}
-    truth = {"participant_id": pid, **ph.exposures, "target_lmm_ml": ph.targets.lmm_ml,
-             "target_intermat_ml": ph.targets.intermat_ml, "target_imf_pct": ph.targets.imf_pct,
+    dd = load_dictionary()
+    manifest = {dd.id_column: pid, "water": paths["water"], "fat": paths["fat"], "label": paths["label"]}
+    truth = {dd.id_column: pid, **ph.exposures, **{f"target_{k}": getattr(ph.targets, k) for k in dd.primary_exposures},
              "spacing_mm": "x".join(f"{s:g}" for s in ph.meta["spacing_mm"]),
              "axis_order": "".join(map(str, ph.meta.get("axis_order", ph.meta.get("axcodes", "")))), "dtype": ph.meta["dtype"]}
     _write_record(out, pid, manifest, truth)

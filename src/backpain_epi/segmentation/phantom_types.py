@@ -18,7 +18,7 @@ TARGET_LIMITS = {"lmm_ml": (150.0, 3000.0), "intermat_per_lmm": 0.6, "imf_pct": 
 
 @dataclass(frozen=True)
 class PhantomTargets:
-    """Exposures to plant in one phantom, for the imaged slab.
+    """Exposures to plant in one phantom, for the imaged slab: the dictionary's primary exposures, by name.
 
     Attributes
     ----------
