@@ -4,7 +4,7 @@ Every engine turns a checked :class:`~backpain_epi.segmentation.io.DixonPair` (a
 its manifest row) into a label map on the input's own grid; the batch
 (:mod:`.batch`) does everything else the same way for all of them: reading and
 checking the scans, the fat fraction, the exposures and QC, atomic writing,
-resume, Dask and ``failures.csv``.
+resume, Dask and the failures table (the folder's layout: :mod:`.output`).
 
 =====================  ======================================================================
 ``builtin``            the package's MONAI UNet (``weights``; default the shipped weights)
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import importlib
 import json
-from importlib import metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Reading Dixon image pairs and moving arrays between the input grid and the network grid.
 
 Every check of an input raises :class:`ScanError` with a one-line reason, which
-the batch writes to ``failures.csv``. The way to the network grid is two exact
+the batch records as that participant's failure. The way to the network grid is two exact
 or separable steps, each undone on the way back: reorientation to RAS by axis
 permutation and flips (no interpolation), then a per-axis rescaling to the
 network's voxel spacing. Oblique affines are treated as their closest
@@ -22,7 +22,7 @@ from ..errors import BackpainEpiError
 
 
 class ScanError(BackpainEpiError):
-    """One input cannot be processed; the message is the reason written to ``failures.csv``."""
+    """One input cannot be processed; the message is the reason in the batch's failures table."""
 
 
 @dataclass(frozen=True)
