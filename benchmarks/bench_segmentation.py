@@ -76,26 +76,28 @@ def main() -> None:
         import torch
 
         from backpain_epi.segmentation import batch
+        from backpain_epi.segmentation.engines import EngineSpec, make_engine
         from backpain_epi.segmentation.network import default_weights_path, resolve_device
+        from backpain_epi.segmentation.output import record_path
 
         if args.threads:
             torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
         t0 = time.perf_counter()
         weights = args.weights or str(default_weights_path())
-        seg = batch._segmenter(weights, str(device), args.batch_size)
+        engine_spec = EngineSpec("builtin", weights=weights, device=str(device), batch_size=args.batch_size)
+        seg = make_engine(engine_spec).segmenter
         load_s = time.perf_counter() - t0
         # warm-up on the first volume (first CUDA call, allocator); it is segmented again below
         rows = batch.read_manifest(tmp / "in" / "manifest.csv")
-        batch.process_one(rows[0], out=tmp / "warm", weights=weights,
-                          device=str(device), batch_size=args.batch_size)
+        batch.process_one(rows[0], out=tmp / "warm", engine=engine_spec)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         result = batch.segment_manifest(tmp / "in" / "manifest.csv", tmp / "out", weights=weights, device=str(device),
                                         batch_size=args.batch_size, progress=False)
         wall = time.perf_counter() - t0
-        per_scan = [json.loads((tmp / "out" / batch.PARTS / f"{r['participant_id']}.json").read_text())["seconds"] for r in rows]
+        per_scan = [json.loads(record_path(tmp / "out", r["participant_id"]).read_text())["seconds"] for r in rows]
         assert len(result.exposures) == args.n, result.failures
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {

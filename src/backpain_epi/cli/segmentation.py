@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import BackpainEpiError, InputFileError
-from .options import DICTIONARY as _DICTIONARY
+from .options import DICTIONARY as _DICTIONARY, wide_pandas
 
 _PATH = click.Path(path_type=Path)
 _DEVICE = click.option("--device", default="auto", show_default=True,
@@ -37,7 +37,7 @@ def phantoms(n, seed, out, protocol, family, targets):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
-    from ..segmentation.phantom import write_phantoms
+    from ..segmentation.phantom import TRUTH_EXPOSURES_FILE, write_phantoms
     from ..tableio import read_table
 
     table = None
@@ -48,7 +48,7 @@ def phantoms(n, seed, out, protocol, family, targets):
         if missing:
             raise InputFileError(f"--targets {targets}: missing column(s) {', '.join(missing)}.")
     manifest = write_phantoms(out, n, seed, protocol=protocol, targets=table, family=family)
-    click.echo(f"Wrote {n if table is None else len(table)} phantoms; manifest {manifest}, truth {out / 'truth_exposures.csv'}.")
+    click.echo(f"Wrote {n if table is None else len(table)} phantoms; manifest {manifest}, truth {out / TRUTH_EXPOSURES_FILE}.")
 
 
 @click.command("train-segmenter")
@@ -164,6 +164,7 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
     from ..dictionary import load_dictionary
     from ..segmentation.batch import segment_manifest
     from ..segmentation.engines import EngineSpec
+    from ..segmentation.output import EXPOSURES_FILE, FAILURES_FILE
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
                       folds=_parse_folds(folds), checkpoint=checkpoint, label_scheme=label_scheme, device=device,
@@ -172,8 +173,8 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
                               scheduler=scheduler, dictionary=load_dictionary(dictionary_path))
     flagged = int(result.exposures["qc_flag"].sum()) if len(result.exposures) else 0
     click.echo(f"Segmented {result.n_processed} scan(s), skipped {result.n_skipped} already done: "
-               f"{len(result.exposures)} in {out / 'exposures.csv'} ({flagged} QC-flagged), "
-               f"{len(result.failures)} in {out / 'failures.csv'}.")
+               f"{len(result.exposures)} in {out / EXPOSURES_FILE} ({flagged} QC-flagged), "
+               f"{len(result.failures)} in {out / FAILURES_FILE}.")
 
 
 @click.command("evaluate-segmenter")
@@ -198,7 +199,6 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
     partial volume and noise leave in the exposures.
     """
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
-    from .options import wide_pandas
     from ..segmentation.engines import EngineSpec
     from ..segmentation.evaluate import evaluate_segmenter
 

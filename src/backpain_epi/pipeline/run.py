@@ -43,7 +43,7 @@ from ..reporting.report import build_report
 from ..segmentation.batch import segment_manifest
 from ..segmentation.network import default_weights_path
 from ..segmentation.output import EXPOSURES_FILE, FAILURES_FILE, SegmentationOutput
-from ..segmentation.phantom import PhantomTargets, Protocol, write_phantoms
+from ..segmentation.phantom import MANIFEST_FILE as PHANTOM_MANIFEST, TRUTH_EXPOSURES_FILE, PhantomTargets, Protocol, write_phantoms
 from ..simulate import simulate_cohort
 from ..tableio import read_table, write_table
 from ..validation import validate_table
@@ -134,7 +134,7 @@ def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool
         Stage("simulate", lambda: _simulate(cfg, d, dd), d.cohort, params={"cohort": cfg.cohort}),
         Stage("phantoms", lambda: _phantoms(cfg, d, dd, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
               params={"phantoms": {k: v for k, v in cfg.phantoms.items() if k != "workers"}}),
-        Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / "manifest.csv", d.phantoms / "images"],
+        Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / PHANTOM_MANIFEST, d.phantoms / "images"],
               params={"weights": fingerprint(_weights(cfg))}),
         Stage("merge", lambda: _merge(d, dd), d.analysis, inputs=[d.questionnaire, *seg_files]),
     ]
@@ -180,7 +180,7 @@ def _phantoms(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bo
     write_phantoms(d.phantoms, len(targets), p["seed"], protocol=protocol, targets=targets, progress=progress, workers=p["workers"],
                    resume=True)  # the stage's folder is emptied whenever its inputs change
     # what the images hold, from each phantom's true label map and fat fraction (the targets to within a few percent)
-    truth = read_table(d.phantoms / "truth_exposures.csv")
+    truth = read_table(d.phantoms / TRUTH_EXPOSURES_FILE)
     planted = truth[[id_col, *exposures]].astype({c: float for c in exposures})
     write_table(planted, d.planted)
     lean = exposures[0]
@@ -198,7 +198,7 @@ def _weights(cfg: PipelineConfig) -> Path:
 
 def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
     s = cfg.segmentation
-    res = segment_manifest(d.phantoms / "manifest.csv", d.seg, weights=_weights(cfg), device=s["device"], batch_size=s["batch_size"],
+    res = segment_manifest(d.phantoms / PHANTOM_MANIFEST, d.seg, weights=_weights(cfg), device=s["device"], batch_size=s["batch_size"],
                            workers=s["workers"] if s["workers"] > 1 else None, progress=progress, dictionary=dd)
     flagged = int((res.exposures["qc_flag"] == 1).sum()) if len(res.exposures) else 0
     return (f"{len(res.exposures):,} segmented ({res.n_skipped:,} of them done before), {len(res.failures):,} failed, "

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import BackpainEpiError
+
 #: What a phantom slab can hold: lean muscle (mL), InterMAT as a fraction of it, intramuscular fat (%).
+
+class PhantomTargetError(BackpainEpiError, ValueError):
+    """Exposures a phantom slab cannot hold."""
+
 TARGET_LIMITS = {"lmm_ml": (150.0, 3000.0), "intermat_per_lmm": 0.6, "imf_pct": (1.0, 40.0)}
 
 
@@ -37,12 +43,12 @@ class PhantomTargets:
     def __post_init__(self):
         lo, hi = TARGET_LIMITS["lmm_ml"]
         if not lo <= self.lmm_ml <= hi:
-            raise ValueError(f"lmm_ml={self.lmm_ml}: a phantom slab holds {lo:g}–{hi:g} mL of lean muscle")
+            raise PhantomTargetError(f"lmm_ml={self.lmm_ml}: a phantom slab holds {lo:g}–{hi:g} mL of lean muscle")
         if not 0 <= self.intermat_ml <= TARGET_LIMITS["intermat_per_lmm"] * self.lmm_ml:
-            raise ValueError(f"intermat_ml={self.intermat_ml}: must be between 0 and {TARGET_LIMITS['intermat_per_lmm']:g} × lmm_ml")
+            raise PhantomTargetError(f"intermat_ml={self.intermat_ml}: must be between 0 and {TARGET_LIMITS['intermat_per_lmm']:g} × lmm_ml")
         lo, hi = TARGET_LIMITS["imf_pct"]
         if not lo <= self.imf_pct <= hi:
-            raise ValueError(f"imf_pct={self.imf_pct}: must be between {lo:g} and {hi:g}")
+            raise PhantomTargetError(f"imf_pct={self.imf_pct}: must be between {lo:g} and {hi:g}")
 
     @classmethod
     def nearest(cls, lmm_ml: float, intermat_ml: float, imf_pct: float) -> "PhantomTargets":
