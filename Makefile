@@ -11,6 +11,8 @@ VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
 DEMO_OUT    ?= demo_output
 TESTS       ?= quick
+# pytest-xdist workers (the fits are made once per run and shared between them); JOBS=0 runs in one process
+JOBS        ?= 2
 PYTEST_ARGS ?=
 # the test tools and the optional segmentation engines (nnU-Net v2, TotalSegmentator); EXTRAS=test skips the engines
 EXTRAS      ?= test,nnunet,totalseg
@@ -41,7 +43,7 @@ demo: $(STAMP)
 
 # TESTS=quick (default) skips tests marked slow; TESTS=all runs them too (CI does).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(if $(filter quick,$(TESTS)),-m "not slow") $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter quick,$(TESTS)),-m "not slow") $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist worksteal) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache build src/*.egg-info

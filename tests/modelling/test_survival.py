@@ -52,6 +52,7 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_exposure_hazard_ratios_have_the_planted_directions_on_a_large_cohort():
     data = simulate_cohort(n=27_518, seed=2025).data
     hr = _quiet(survival_analysis, data, PAPER).hazard_ratios.set_index("term")

@@ -46,6 +46,7 @@ def test_the_independent_targets_each_fail_on_their_own():
         assert result[metric] == "FAIL" and (result.drop(metric) == "pass").all()
 
 
+@pytest.mark.slow
 def test_evaluation_scores_both_families_against_their_own_targets(tmp_path):
     from backpain_epi.errors import BackpainEpiError
     from backpain_epi.segmentation.evaluate import INDEPENDENT_TARGETS, evaluate_segmenter

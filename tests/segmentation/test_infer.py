@@ -41,7 +41,8 @@ def test_labels_land_on_the_input_grid_near_the_network_spacing(seed):
         assert dice(pred, ph.labels, [lab]) > 0.95
 
 
-@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_labels_land_on_the_input_grid_at_other_spacings_without_a_shift(seed):
     """Fine grids: labels overlap, and their centroids stay within 0.5 mm in-plane (a half-voxel bug moves them 1 mm)."""
     ph = make_phantom(seed, protocol=Protocol(inplane_mm=(1.2, 1.4), slice_mm=(2.5, 3.0)))

@@ -189,6 +189,7 @@ def test_labels_need_our_structures_or_a_scheme(model_dir, tmp_path):
 # --------------------------------------------------------------------------- trainers and paths
 
 
+@pytest.mark.slow
 def test_trainer_lookup_avoids_timm():
     had_timm = "timm" in sys.modules
     assert nnunet.trainer_class("nnUNetTrainer_Tiny").__name__ == "nnUNetTrainer_Tiny"

@@ -126,6 +126,7 @@ def test_a_wrong_family_or_targets_for_the_independent_family_name_the_parameter
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_body_too_small_for_the_planted_muscle_is_enlarged():
     from backpain_epi.segmentation.phantom import Protocol
 
@@ -142,6 +143,7 @@ def test_a_body_too_small_for_the_planted_muscle_is_enlarged():
     assert drawn.meta["body_scale"] == 1.0
 
 
+@pytest.mark.slow
 def test_an_interrupted_batch_resumes_without_drawing_again(tmp_path, monkeypatch):
     import backpain_epi.segmentation.phantom as P
 

@@ -30,13 +30,13 @@ def _scores(segmenter, ph):
             exposures["lmm_ml"] / ph.exposures["lmm_ml"] - 1)
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_shipped_weights_on_the_training_generators_held_out_phantoms(segmenter, index):
     auto, psoas, lmm = _scores(segmenter, make_phantom(SEEDS[index], protocol="heldout"))
     assert auto >= 0.92 and psoas >= 0.85 and abs(lmm) <= 0.10
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_shipped_weights_on_the_independent_family(segmenter, index):
     # the weights before domain randomisation gave a psoas Dice of about 0.25 on this family
     auto, psoas, lmm = _scores(segmenter, make_independent_phantom(SEEDS[index]))

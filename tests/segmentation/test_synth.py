@@ -116,6 +116,7 @@ def test_without_deformation_a_patch_is_the_anatomy_around_its_centre(anatomy):
     assert (tissue.numpy() == expected).mean() > 0.98  # nearest-neighbour ties at voxel edges aside
 
 
+@pytest.mark.slow
 def test_left_stays_left_through_the_deformations(anatomy):
     render = SynthRenderer(DEFAULT_CONFIG, flip_z=0.5)  # patches wide enough for both sides
     rng = np.random.default_rng(7)
@@ -131,6 +132,7 @@ def test_left_stays_left_through_the_deformations(anatomy):
     assert checked >= 2
 
 
+@pytest.mark.slow
 def test_anatomy_variant_2_adds_intermat_geometry_and_leaves_variant_1_alone():
     from backpain_epi.errors import BackpainEpiError
     from backpain_epi.segmentation.phantom import TISSUES

@@ -18,6 +18,7 @@ def _state(path):
     return load_weights(path)[0].state_dict()
 
 
+@pytest.mark.slow
 def test_tiny_training_writes_loadable_weights_and_reproduces(tmp_path):
     info = train_segmenter(tmp_path / "a.pt", settings=TINY, device="cpu", n_validation=0, progress=False)
     assert info["steps"] == 2 and info["final_loss"] > 0
