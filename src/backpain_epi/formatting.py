@@ -9,8 +9,13 @@ from __future__ import annotations
 import math
 
 
-def format_or(mid: float, lo: float, hi: float, digits: int = 2) -> str:
-    """``1.30 (1.20–1.41)``: an estimate and its 95% interval."""
+def format_or(mid: float, lo: float, hi: float, digits: int = 2, *, interval: str | None = None) -> str:
+    """``1.30 (1.20–1.41)``: an estimate and its 95% interval.
+
+    With ``interval`` (e.g. ``"95% CrI"``), as it reads in a sentence: ``1.30, 95% CrI 1.20–1.41``.
+    """
+    if interval:
+        return f"{mid:.{digits}f}, {interval} {lo:.{digits}f}–{hi:.{digits}f}"
     return f"{mid:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
 
 

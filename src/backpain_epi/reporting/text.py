@@ -167,5 +167,5 @@ def results_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.
 
 
 def _or_text(r) -> str:
-    return f"{r['or_median']:.2f}, 95% CrI {r['or_lo95']:.2f}–{r['or_hi95']:.2f}"
+    return format_or(r["or_median"], r["or_lo95"], r["or_hi95"], interval="95% CrI")
 
