@@ -103,3 +103,102 @@ def test_design_errors_name_the_problem(cohort, dictionary):
         make_design(cohort.assign(cbp=0), spec, dictionary)
     with pytest.raises(BackpainEpiError, match="'diabetes' is constant"):
         make_design(cohort.assign(diabetes=pd.array([0] * len(cohort), dtype="Int64")), spec, dictionary)
+
+
+# --- covariates as users write them: patsy over raw values, per-2-SD scaling after patsy ----------------------
+
+def _with_covariates(dictionary, covariates, name="unadjusted"):
+    from backpain_epi.modelling.spec import ModelSpec
+    import yaml
+
+    raw = yaml.safe_load((MODELS / f"{name}.yaml").read_text())
+    raw["covariates"] = covariates
+    return ModelSpec.from_dict(raw, dictionary)
+
+
+def _per_2sd(x):
+    x = np.asarray(x, dtype=float)
+    return (x - x.mean()) / (2 * x.std(ddof=1))
+
+
+def test_shipped_specs_keep_their_terms_and_scaling(cohort, dictionary):
+    """The move to scaling after patsy leaves the shipped specs' terms, columns and recipe as they were."""
+    d = _design(cohort, dictionary, "full")
+    assert d.terms == ["sex[male]", "intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "diabetes", "dyslipidemia",
+                       "osteoporosis", "osteoarthritis"]
+    assert set(d.recipe.scaling) == {"intermat_ml", "lmm_ml", "imf_pct", "age", "bmi"} and d.recipe.categories == {}
+    rows = cohort.loc[cohort[["bmi", "met_min_week"]].notna().all(axis=1)]
+    for col in ("age", "bmi", "imf_pct"):
+        np.testing.assert_allclose(d.X[:, d.terms.index(col)], _per_2sd(rows[col]))
+    np.testing.assert_array_equal(d.X[:, d.terms.index("diabetes")], rows["diabetes"].astype(float))
+
+
+def test_readme_interaction_and_exposure_interaction(cohort, dictionary):
+    d = make_design(cohort, _with_covariates(dictionary, ["age", "sex", "age:sex", "intermat_ml:sex"]), dictionary)
+    assert set(d.terms) == {"sex[male]", "intermat_ml", "lmm_ml", "age", "age:sex[male]", "intermat_ml:sex[male]"}
+    male = (cohort["sex"] == "male").to_numpy()
+    np.testing.assert_allclose(d.X[:, d.terms.index("age:sex[male]")], _per_2sd(cohort["age"]) * male)
+    np.testing.assert_allclose(d.X[:, d.terms.index("intermat_ml:sex[male]")], _per_2sd(cohort["intermat_ml"]) * male)
+    star = make_design(cohort, _with_covariates(dictionary, ["age*sex"]), dictionary)
+    assert set(star.terms) == {"sex[male]", "intermat_ml", "lmm_ml", "age", "age:sex[male]"}
+    np.testing.assert_array_equal(star.X, d.X[:, [d.terms.index(t) for t in star.terms]])
+
+
+def test_transforms_act_on_raw_values_then_scale(cohort, dictionary):
+    """Issue 16: ``np.log(bmi)`` crashed with a PatsyError, because bmi was scaled (negative) before patsy saw it."""
+    d = make_design(cohort, _with_covariates(dictionary, ["age", "sex", "np.log(bmi)", "I(age**2)"]), dictionary)
+    rows = cohort.loc[cohort["bmi"].notna()]
+    assert set(d.terms) == {"sex[male]", "intermat_ml", "lmm_ml", "age", "np.log(bmi)", "I(age ** 2)"}
+    np.testing.assert_allclose(d.X[:, d.terms.index("np.log(bmi)")], _per_2sd(np.log(rows["bmi"])))
+    np.testing.assert_allclose(d.X[:, d.terms.index("I(age ** 2)")], _per_2sd(rows["age"] ** 2))
+    ref = make_design(cohort, _with_covariates(dictionary, ["age", "C(sex, Treatment('male'))"]), dictionary)
+    assert "C(sex, Treatment('male'))[female]" in ref.terms
+
+
+def test_summary_describes_new_terms(cohort, dictionary):
+    from backpain_epi.modelling.results import describe_term
+
+    spec = _with_covariates(dictionary, ["age", "sex", "age:sex", "np.log(bmi)", "C(sex, Treatment('male'))"])
+    recipe = make_design(cohort, spec, dictionary).recipe
+    age_sd = recipe.scaling["age"][1]
+    assert describe_term("age:sex[male]", recipe, dictionary) == ("covariate", "Age × Sex: male",
+                                                                  f"2 SD = {age_sd:.3g} years; male vs female")
+    kind, label, per = describe_term("np.log(bmi)", recipe, dictionary)
+    assert per == f"2 SD = {recipe.scaling['np.log(bmi)'][1]:.3g}" and label == "np.log(bmi)"
+    assert describe_term("C(sex, Treatment('male'))[female]", recipe, dictionary)[2] == "vs male"
+    assert describe_term("sex[male]", recipe, dictionary) == ("covariate", "Sex: male", "vs female")
+    assert describe_term("intermat_ml", recipe, dictionary)[0] == "exposure"
+
+
+def test_prediction_rebuilds_new_terms(cohort, dictionary):
+    """Predicting on the training rows (recipe read back from JSON) gives the in-sample linear predictor."""
+    import json
+
+    import arviz as az
+
+    from backpain_epi.modelling.params import BETA, GROUP_SD, GROUP_Z, INTERCEPT
+    from backpain_epi.modelling.results import eta_from_arrays, linear_predictor_draws
+
+    spec = _with_covariates(dictionary, ["age*sex", "intermat_ml:sex", "np.log(bmi)", "I(age**2)", "C(age > 50)"])
+    d = make_design(cohort, spec, dictionary)
+    assert "C(age > 50)[True]" in d.terms and d.recipe.categories == {"C(age > 50)": [False, True]}
+    recipe = DesignRecipe.from_dict(spec, json.loads(json.dumps(d.recipe.to_dict())))
+    rows = cohort.loc[cohort["bmi"].notna()]
+    rng = np.random.default_rng(0)
+    idata = az.from_dict(posterior={INTERCEPT: rng.normal(size=(1, 20)), BETA: rng.normal(size=(1, 20, len(d.terms))),
+                                    GROUP_SD: rng.uniform(0.1, 1, size=(1, 20)),
+                                    GROUP_Z: rng.normal(size=(1, 20, len(d.recipe.group_levels)))})
+    np.testing.assert_allclose(linear_predictor_draws(idata, recipe, rows), eta_from_arrays(idata, d.recipe, d.X, d.A, d.group))
+    few = rows[rows["age"] > 60].iloc[:3]   # one level of C(age > 50) only: the fit's columns all the same
+    np.testing.assert_allclose(recipe.transform(few)[0], d.X[np.flatnonzero((rows["age"] > 60).to_numpy())[:3]])
+
+
+def test_transform_errors_name_the_term(cohort, dictionary):
+    from backpain_epi.modelling.spec import SpecError
+
+    zero_bmi = cohort.assign(bmi=cohort["bmi"].where(cohort.index != cohort.index[0], 0.0))
+    with pytest.raises(BackpainEpiError, match=r"term 'np.log\(bmi\)' is not finite \(nan or ±inf\) in 1 of") as err:
+        make_design(zero_bmi, _with_covariates(dictionary, ["age", "sex", "np.log(bmi)"]), dictionary)
+    assert "\n" not in str(err.value)
+    with pytest.raises(SpecError, match=r"cannot build the term 'np.column_stack\(\[age, bmi\]\)'|gives 2 columns"):
+        make_design(cohort, _with_covariates(dictionary, ["np.column_stack([age, bmi])"]), dictionary)

@@ -104,3 +104,51 @@ def test_sampler_overrides_are_checked():
     assert spec.with_sampler(draws=50, chains=None).sampler.draws == 50
     with pytest.raises(SpecError, match="chains must be"):
         spec.with_sampler(chains=0)
+
+
+# --- covariates as users write them (README "Writing a spec", models/*.yaml) --------------------------------
+
+#: Every covariate form the README and the shipped specs show, with the columns it reads.
+FORMS = {
+    "age": ["age"], "sex": ["sex"], "bmi": ["bmi"], "diabetes": ["diabetes"],     # models/*.yaml: bare columns
+    "age:sex": ["age", "sex"],                                                      # README: an interaction
+    "age*sex": ["age", "sex"], "intermat_ml:sex": ["intermat_ml", "sex"],
+    "np.log(bmi)": ["bmi"], "I(age**2)": ["age"], "C(sex, Treatment('male'))": ["sex"],
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_documented_covariate_form_loads(form, dictionary):
+    raw = _raw("unadjusted")
+    raw["covariates"] = ["age", "sex", form] if form not in ("age", "sex") else ["age", "sex"]
+    spec = ModelSpec.from_dict(raw, dictionary)
+    assert set(FORMS[form]) <= set(spec.columns())
+
+
+def test_readme_interaction_next_to_its_main_effects_loads(dictionary):
+    """Issue 16: ``covariates: [age, sex, "age:sex"]`` was refused as 'column age enters the model twice'."""
+    raw = _raw("unadjusted")
+    raw["covariates"] = ["age", "sex", "age:sex"]
+    assert ModelSpec.from_dict(raw, dictionary).covariates == ("age", "sex", "age:sex")
+    raw["covariates"] = ["age", "sex", "I(age**2)", "np.log(bmi)"]
+    assert "bmi" in ModelSpec.from_dict(raw, dictionary).columns()
+
+
+@pytest.mark.parametrize("covariates, message", [
+    (["age", "age"], "covariate 'age' enters the model twice (it is already in the model)"),
+    (["age", "sex", "age:sex", "age*sex"], "covariate 'age*sex' enters the model twice"),
+    (["intermat_ml"], "covariate 'intermat_ml' enters the model twice (it is already an exposure)"),
+    (["bs(age, df=4)"], "covariate 'bs(age, df=4)': patsy's bs() learns from the data"),
+    (["center(age)"], "patsy's center() learns from the data"),
+    (["age - 1"], "the model always has an intercept"),
+    (["np.logg(bmi)"], "unknown numpy function 'logg'; did you mean 'log'?"),
+    (["age +"], "covariate 'age +': not a patsy term"),
+])
+def test_unsupported_covariates_are_named_with_what_is_supported(covariates, message, dictionary):
+    raw = _raw("unadjusted")
+    raw["covariates"] = covariates
+    with pytest.raises(SpecError) as err:
+        ModelSpec.from_dict(raw, dictionary, source="my.yaml")
+    assert message in str(err.value)
+    problem = str(err.value).splitlines()[1]
+    assert "twice" in problem or "a covariate is a column (age), an interaction (age:sex" in problem

@@ -9,20 +9,23 @@ transformation when predicting (:meth:`DesignRecipe.transform`).
 Term names follow the data dictionary: a numeric column keeps its name
 (``intermat_ml``), a level of a categorical one is ``column[level]``
 (``sex[male]``, ``activity_band[<500]``); patsy's ``[T.level]`` is rewritten.
+Covariates are patsy terms over the raw columns, each numeric factor scaled per
+2 SD after patsy has evaluated it (:mod:`~backpain_epi.modelling.formula`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import patsy
 
-from ..cohort import scale_per_2sd
+from ..derived import DERIVED_FROM
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
+from .formula import fixed_effects, learn_factors
+from ..validation import INVALID_ROWS
 from .spec import ModelSpec
 
 #: Activity grid (MET-min/week) of the activity curve written with every fit.
@@ -76,19 +79,23 @@ class DesignRecipe:
     """How the design of a fit was made; JSON-ready via :meth:`to_dict`."""
 
     spec: ModelSpec
-    scaling: dict[str, list[float]]        # column -> [centre, scale (2 SD)]
+    scaling: dict[str, list[float]]        # numeric factor (age, np.log(bmi)) -> [centre, scale (2 SD)]
     levels: dict[str, list[str]]           # categorical column -> levels, reference first
     terms: list[str]
     group_levels: list[str] | None
     activity: dict | None                  # basis parameters (knots, transform matrix, ...)
+    categories: dict[str, list] = field(default_factory=dict)  # other categorical factor (C(age > 50)) -> levels
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Design rows (``X``, ``A``, group index) of a complete table ``df``.
 
         A group level not seen in the fit gets index -1 (a new group).
         """
-        frame = self._prepared(df)
-        X = _fixed_effects(frame, self.spec, self.terms)
+        dm = fixed_effects(self._prepared(df), self.spec, self.scaling, {**self.levels, **self.categories})
+        missing = [t for t in self.terms if t not in dm.columns]
+        if missing:
+            raise BackpainEpiError(f"model '{self.spec.name}': the rows give no column for term(s) {', '.join(missing)} of the fit.")
+        X = dm[self.terms].to_numpy(dtype=np.float64)
         A = _activity_basis(df[self.spec.activity.variable], self.activity, self.spec.activity.transform) if self.activity else None
         group = None
         if self.group_levels is not None:
@@ -98,8 +105,6 @@ class DesignRecipe:
 
     def _prepared(self, df: pd.DataFrame) -> pd.DataFrame:
         out = {}
-        for col, (centre, scale) in self.scaling.items():
-            out[col] = (df[col].astype(float) - centre) / scale
         for col, levels in self.levels.items():
             unknown = set(df[col].dropna().astype(str)) - set(levels)
             if unknown:
@@ -111,13 +116,14 @@ class DesignRecipe:
         return pd.DataFrame(out, index=df.index)
 
     def to_dict(self) -> dict:
-        return {"scaling": self.scaling, "levels": self.levels, "terms": self.terms,
+        return {"scaling": self.scaling, "levels": self.levels, "categories": self.categories, "terms": self.terms,
                 "group_levels": self.group_levels, "activity": self.activity}
 
     @classmethod
     def from_dict(cls, spec: ModelSpec, raw: dict) -> "DesignRecipe":
         return cls(spec=spec, scaling={k: list(v) for k, v in raw["scaling"].items()}, levels=raw["levels"],
-                   terms=list(raw["terms"]), group_levels=raw["group_levels"], activity=raw["activity"])
+                   terms=list(raw["terms"]), group_levels=raw["group_levels"], activity=raw["activity"],
+                   categories=raw.get("categories", {}))
 
     def activity_curve_basis(self, met: np.ndarray, reference: float) -> np.ndarray:
         """Activity basis at ``met`` minus that at ``reference`` (rows of the curve's log odds ratio)."""
@@ -134,10 +140,15 @@ QC_FLAG = "qc_flag"
 def complete_rows(df: pd.DataFrame, spec: ModelSpec, *, include_qc_flagged: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
     """Rows of ``df`` to analyse, and how many were dropped, per reason.
 
-    A row is dropped when the segmentation flagged it (``qc_flag`` = 1, unless
-    ``include_qc_flagged``; key ``"qc_flag"``) or when it is missing a column the
-    model uses (one key per column, counted among the rows not flagged, so a row
-    missing two columns counts under both). ``"any"`` is the number of rows dropped.
+    A row is dropped, in this order, when the segmentation flagged it (``qc_flag`` = 1,
+    unless ``include_qc_flagged``; key ``"qc_flag"``), when validation found an error in
+    it that the analysis lets through (``df.attrs["invalid_rows"]``, set by
+    :func:`~backpain_epi.modelling.fit.read_analysis_table` with ``exclude_invalid_rows``;
+    one key per rule, ``"invalid <column> (<rule>)"``, each counting rows not dropped
+    before), or when it is missing a column the model uses (one key per column, counted
+    among the rows not dropped before, so a row missing two columns counts under both;
+    a derived column is named by its source: ``met_min_week`` for ``activity_band``).
+    ``"any"`` is the number of rows dropped.
     """
     missing_cols = [c for c in spec.columns() if c not in df.columns]
     if missing_cols:
@@ -152,9 +163,17 @@ def complete_rows(df: pd.DataFrame, spec: ModelSpec, *, include_qc_flagged: bool
         flagged = (pd.to_numeric(df[QC_FLAG], errors="coerce") == 1).to_numpy()
         if flagged.any():
             dropped[QC_FLAG] = int(flagged.sum())
+    left = ~flagged
+    for reason, (_, rows) in df.attrs.get(INVALID_ROWS, {}).items():
+        hit = left & df.index.isin(rows)
+        if hit.any():
+            dropped[reason] = int(hit.sum())
+        left &= ~hit
     na = df[cols].isna()
-    dropped |= {c: int(na[c][~flagged].sum()) for c in cols if na[c][~flagged].any()}
-    keep = ~na.any(axis=1).to_numpy() & ~flagged
+    for c in cols:
+        if na[c][left].any():
+            dropped[" / ".join(DERIVED_FROM.get(c, (c,)))] = int(na[c][left].sum())  # activity_band is missing where met_min_week is
+    keep = ~na.any(axis=1).to_numpy() & left
     dropped["any"] = int((~keep).sum())
     return df.loc[keep], dropped
 
@@ -176,15 +195,12 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *
     y = data[spec.outcome].astype(int).to_numpy()
     if y.min() == y.max():
         raise BackpainEpiError(f"outcome '{spec.outcome}' is {y[0]} for every analysed row; a logistic model needs both 0 and 1.")
-    scaling, levels = {}, {}
+    levels = {}
     for col in spec.columns():
         c = dictionary[col]
         if col in (spec.outcome, spec.group) or (spec.activity and col == spec.activity.variable):
             continue
-        if c.type in ("float", "integer"):
-            _, centre, scale = scale_per_2sd(data[col])
-            scaling[col] = [centre, scale]
-        elif c.type in ("category", "string"):
+        if c.type in ("category", "string"):
             levels[col] = _levels(data[col], c.levels)
     activity = None
     if spec.activity:
@@ -194,8 +210,12 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *
         else:
             activity = _learn_activity(data[a.variable], a)
     group_levels = sorted(data[spec.group].astype(str).unique()) if spec.group else None
-    recipe = DesignRecipe(spec=spec, scaling=scaling, levels=levels, terms=[], group_levels=group_levels, activity=activity)
-    recipe.terms = _term_names(recipe._prepared(data), spec)
+    recipe = DesignRecipe(spec=spec, scaling={}, levels=levels, terms=[], group_levels=group_levels, activity=activity)
+    frame = recipe._prepared(data)
+    binary = {c for c in spec.columns() if dictionary[c].type == "binary"}
+    recipe.scaling, categories = learn_factors(frame, spec, binary)
+    recipe.categories = {k: v for k, v in categories.items() if k not in levels}
+    recipe.terms = list(fixed_effects(frame, spec, recipe.scaling, {**levels, **recipe.categories}).columns)
     X, A, group = recipe.transform(data)
     for j, term in enumerate(recipe.terms):
         if np.ptp(X[:, j]) == 0:
@@ -216,28 +236,6 @@ def _levels(s: pd.Series, dictionary_levels, reference: str | None = None) -> li
             raise BackpainEpiError(f"reference level '{reference}' of '{s.name}' does not occur in the analysed rows.")
         ordered = [reference] + [lv for lv in ordered if lv != reference]
     return ordered
-
-
-def _formula(spec: ModelSpec) -> str:
-    terms = list(spec.exposures) + list(spec.covariates)
-    if spec.activity and spec.activity.basis == "bands":
-        terms.append(spec.activity.variable)
-    return "1 + " + " + ".join(terms)
-
-
-def _fixed_effects(frame: pd.DataFrame, spec: ModelSpec, terms: list[str]) -> np.ndarray:
-    dm = patsy.dmatrix(_formula(spec), frame, NA_action="raise", return_type="dataframe")
-    dm.columns = [_term_name(c) for c in dm.columns]
-    return dm[terms].to_numpy(dtype=np.float64)
-
-
-def _term_names(frame: pd.DataFrame, spec: ModelSpec) -> list[str]:
-    dm = patsy.dmatrix(_formula(spec), frame.iloc[:50] if len(frame) > 50 else frame, NA_action="raise", return_type="dataframe")
-    return [n for n in (_term_name(c) for c in dm.columns) if n != "Intercept"]
-
-
-def _term_name(patsy_name: str) -> str:
-    return re.sub(r"\[T\.([^\]]*)\]", r"[\1]", patsy_name)
 
 
 # --- the activity basis ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..derived import ACTIVITY_REFERENCE_MET
 from ..dictionary import DataDictionary
 from .params import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
 from .design import ACTIVITY_GRID, DesignRecipe
+from .spec import term_variables
 
 SUMMARY_COLUMNS = ["term", "kind", "label", "per", "or_mean", "or_median", "or_lo95", "or_hi95", "log_or_mean", "log_or_sd",
                    "p_or_gt_1", "r_hat", "ess_bulk", "ess_tail"]
@@ -38,21 +39,63 @@ def scale_parameters(recipe: DesignRecipe) -> list[str]:
 
 def describe_term(term: str, recipe, dictionary: DataDictionary) -> tuple[str, str, str]:
     """``(kind, label, per)`` of a design term: ``exposure``/``covariate``/``activity``, its dictionary label
-    (``Sex: male`` for a level), and what a coefficient compares (``2 SD = 41.3 mL``, ``vs female``, ``yes vs no``)."""
+    (``Sex: male`` for a level, ``Age × Sex: male`` for an interaction), and what a coefficient compares
+    (``2 SD = 41.3 mL``, ``vs female``, ``yes vs no``; ``2 SD = 25.1 years; male vs female`` for an interaction)."""
     spec = recipe.spec
-    column, _, level = term.partition("[")
-    level = level.rstrip("]")
-    c = dictionary[column] if column in dictionary else None
-    if column in recipe.scaling:
-        scale = recipe.scaling[column][1]
-        per = f"2 SD = {scale:.3g}{' ' + c.unit if c and c.unit else ''}"
-    elif level:
-        per = f"vs {recipe.levels[column][0]}"
-    else:
-        per = "yes vs no"
-    kind = "exposure" if column in spec.exposures else "activity" if spec.activity and column == spec.activity.variable else "covariate"
-    label = (c.label if c else column) + (f": {level}" if level else "")
-    return kind, label, per
+    parts = [_split_level(p) for p in _split_top(term, ":")]
+    pers, labels, columns = [], [], []
+    for code, level in parts:
+        c = dictionary[code] if code in dictionary else None
+        columns += [code] if c else term_variables(code)
+        labels.append((c.label if c else code) + (f": {level}" if level is not None else ""))
+        if code in recipe.scaling:
+            pers.append(f"2 SD = {recipe.scaling[code][1]:.3g}{' ' + c.unit if c and c.unit else ''}")
+        elif level is not None:
+            ref = _reference(code, recipe)
+            pers.append((f"{level} vs {ref}" if len(parts) > 1 else f"vs {ref}") if ref is not None else f"in {level}")
+        else:
+            pers.append("yes vs no")
+    kind = ("exposure" if set(columns) & set(spec.exposures)
+            else "activity" if spec.activity and spec.activity.variable in columns else "covariate")
+    return kind, " × ".join(labels), "; ".join(pers)
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside brackets and quotes (``C(sex, Treatment('a:b')):age`` in two)."""
+    out, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    return out + [text[start:]]
+
+
+def _split_level(factor: str) -> tuple[str, str | None]:
+    """``sex[male]`` as ``("sex", "male")``; ``age`` as ``("age", None)``."""
+    if factor.endswith("]"):
+        depth = 0
+        for i in range(len(factor) - 1, -1, -1):
+            depth += {"]": 1, "[": -1}.get(factor[i], 0)
+            if depth == 0:
+                return factor[:i], factor[i + 1:-1]
+    return factor, None
+
+
+def _reference(code: str, recipe) -> str | None:
+    """The level of a categorical factor that no term names: its reference (``None`` when every level has a column)."""
+    levels = recipe.levels.get(code) or recipe.categories.get(code) or []
+    seen = {level for t in recipe.terms for c, level in map(_split_level, _split_top(t, ":")) if c == code}
+    unseen = [str(lv) for lv in levels if str(lv) not in seen]
+    return unseen[0] if unseen else None
+
 
 def odds_ratio_summary(idata: az.InferenceData, recipe: DesignRecipe, dictionary: DataDictionary) -> pd.DataFrame:
     """One row per reported term: odds ratio (mean, median, 95% equal-tailed interval), log OR, P(OR > 1), R-hat, ESS.

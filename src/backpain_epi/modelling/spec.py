@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import patsy
 import yaml
 
 from ..dictionary import DataDictionary, load_dictionary
@@ -74,7 +76,12 @@ BASES = ("bands", "spline", "hsgp")
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
 TRANSFORMS = ("log1p", "identity")
 SAMPLERS = ("nutpie", "pymc")
-_PATSY_NAMES = {"C", "Treatment", "Sum", "Poly", "Helmert", "Diff", "I", "np", "center", "standardize", "scale"}
+_PATSY_NAMES = {"C", "Treatment", "Sum", "Poly", "Helmert", "Diff", "I", "np"}
+#: Patsy's stateful transforms: they learn from the data, which the design recipe cannot replay for new rows.
+_STATEFUL = {"center", "standardize", "scale", "bs", "cr", "cc", "te"}
+#: What a covariate may be, for the messages that refuse one.
+SUPPORTED_TERMS = ("a column (age), an interaction (age:sex, age*sex, intermat_ml:sex), a numeric transform of raw values "
+                   "(np.log(bmi), np.sqrt(bmi), I(age**2)) or a categorical with its reference (C(sex, Treatment('male')))")
 
 
 @dataclass(frozen=True)
@@ -272,11 +279,35 @@ def term_variables(term: str) -> list[str]:
         try:
             tree = ast.parse(factor.strip(), mode="eval")
         except SyntaxError:
-            raise SpecError(f"covariate {term!r} is not a patsy term; write a column name, e.g. age, or an interaction, e.g. age:sex.") from None
+            raise SpecError(f"covariate {term!r}: not a patsy term; a covariate is {SUPPORTED_TERMS}.") from None
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id not in _PATSY_NAMES and node.id not in names:
+            if isinstance(node, ast.Name) and node.id not in _PATSY_NAMES | _STATEFUL and node.id not in names:
                 names.append(node.id)
     return names
+
+
+def patsy_terms(term: str) -> list[patsy.Term]:
+    """The model terms a covariate adds (``"age*sex"`` gives age, sex and age:sex); :class:`SpecError` if unsupported."""
+    refuse = f"covariate {term!r}: {{}}; a covariate is {SUPPORTED_TERMS}."
+    try:
+        tree = ast.parse(term.replace(":", "*"), mode="eval")
+    except SyntaxError:
+        raise SpecError(refuse.format("not a patsy term")) from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _STATEFUL:
+            raise SpecError(refuse.format(f"patsy's {node.id}() learns from the data, which the model cannot replay when "
+                                          "predicting (numeric terms are centred and scaled per 2 SD already)"))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "np" and not hasattr(np, node.attr):
+            raise SpecError(refuse.format(unknown_choice("numpy function", node.attr, [n for n in dir(np) if not n.startswith("_")])))
+    try:
+        desc = patsy.ModelDesc.from_formula(term)
+    except patsy.PatsyError as exc:
+        raise SpecError(refuse.format(f"not a patsy term ({str(exc).splitlines()[0]})")) from None
+    if desc.lhs_termlist:
+        raise SpecError(refuse.format("a covariate has no '~'; the outcome is the spec's 'outcome'"))
+    if patsy.INTERCEPT not in desc.rhs_termlist:
+        raise SpecError(refuse.format("the model always has an intercept; remove '- 1' or '0 +'"))
+    return [t for t in desc.rhs_termlist if t != patsy.INTERCEPT]
 
 
 class _SpecReader:
@@ -303,9 +334,7 @@ class _SpecReader:
             group = self._column(group, "group", roles=("group",))
         priors = self._priors(self.raw.get("priors") or {}, activity, group)
         sampler = self._sampler(self.raw.get("sampler") or {})
-        used = [*exposures, *(v for t in covariates for v in _safe_vars(t))]
-        for col in {c for c in used if used.count(c) > 1}:
-            self.problems.append(f"column '{col}' enters the model twice (exposures and covariates); keep it in one place")
+        self._check_twice(exposures, covariates)
         if self.problems:
             raise SpecError(f"{self.source}: {len(self.problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in self.problems))
         return ModelSpec(name=name, outcome=outcome, exposures=exposures, covariates=covariates, activity=activity,
@@ -348,9 +377,23 @@ class _SpecReader:
             self.problems.append(f"{where}: column '{name}' is {c.type}; it must be numeric to enter per 2 SD")
         return name
 
+    def _check_twice(self, exposures: tuple, covariates: tuple) -> None:
+        """A covariate that adds no term the model does not have already (``intermat_ml`` next to the exposure, ``age`` twice)."""
+        present = {patsy.Term([patsy.EvalFactor(e)]) for e in exposures if e}
+        for term in covariates:
+            try:
+                terms = patsy_terms(term)
+            except SpecError:
+                continue  # reported by _covariate
+            if terms and set(terms) <= present:
+                where = "an exposure" if all(len(t.factors) == 1 and t.factors[0].name() in exposures for t in terms) else "in the model"
+                self.problems.append(f"covariate {term!r} enters the model twice (it is already {where}); keep it in one place")
+            present |= set(terms)
+
     def _covariate(self, term: str) -> str:
         try:
             names = term_variables(term)
+            patsy_terms(term)
         except SpecError as exc:
             self.problems.append(str(exc))
             return term
@@ -460,9 +503,3 @@ def _check_sampler(s: SamplerSettings, where: str) -> None:
     if s.sampler not in SAMPLERS:
         raise SpecError(f"{where}: {unknown_choice('sampler', s.sampler, SAMPLERS)}")
 
-
-def _safe_vars(term: str) -> list[str]:
-    try:
-        return term_variables(term)
-    except SpecError:
-        return []
