@@ -340,3 +340,22 @@ def test_fits_in_memory_and_folders_alike_and_the_survival_spec(full_run, unadju
     assert "model_comparison" in rep.tables  # compared in memory
     survival = json.loads((rep.out / "survival" / "survival.json").read_text())
     assert survival["spec"] == "full" and (rep.out / "survival" / "km_by_tertile.png").is_file()
+
+
+def test_a_stale_segmentation_folder_is_refused_before_anything_is_written(full_run, cohort_csv, tmp_path):
+    """Issue 16: a manifest row pointed at another participant's images used to crash the overlays with a traceback."""
+    from backpain_epi.segmentation.batch import segment_manifest
+    from backpain_epi.segmentation.phantom import Protocol, write_phantoms
+    from backpain_epi.tableio import read_table, write_table
+
+    src = tmp_path / "phantoms"
+    write_phantoms(src, 2, seed=3, protocol=Protocol(inplane_mm=(2.4, 2.5), slice_mm=(5.5, 6.0)), progress=False)
+    seg = tmp_path / "seg"
+    segment_manifest(src / "manifest.csv", seg, engine="labels", progress=False)
+    manifest = read_table(seg / "manifest.csv")
+    manifest.loc[0, ["water", "fat"]] = manifest.loc[1, ["water", "fat"]].to_numpy()
+    write_table(manifest, seg / "manifest.csv")
+    with pytest.raises(InputFileError, match="were not made from the scans its manifest names"):
+        build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", segmentation=seg, survival=False, progress=False)
+    assert not (tmp_path / "rep" / "index.html").exists() and not any((tmp_path / "rep").glob("*/*"))
+

@@ -33,3 +33,21 @@ def test_reading_and_batching_import_no_torch():
             + "print(','.join(m for m in ('torch', 'monai', 'nibabel') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_a_manifest_pointed_at_other_scans_makes_the_folder_stale(phantom_dir, tmp_path):
+    """Issue 16: a manifest row pointed at another participant's images, without segmenting again, is caught on reading."""
+    from backpain_epi.segmentation.batch import segment_manifest
+    from backpain_epi.tableio import read_table, write_table
+
+    out = tmp_path / "seg"
+    segment_manifest(phantom_dir / "manifest.csv", out, engine="labels", progress=False)
+    seg = SegmentationOutput.read(out)
+    assert seg.stale() == [] and seg.check_current() is seg
+    manifest = read_table(out / "manifest.csv")
+    first, second = manifest["participant_id"].iloc[:2]
+    manifest.loc[0, ["water", "fat"]] = manifest.loc[1, ["water", "fat"]].to_numpy()  # edited by hand
+    write_table(manifest, out / "manifest.csv")
+    assert SegmentationOutput.read(out).stale() == [first]
+    with pytest.raises(InputFileError, match=rf"^segmentation {out}: the exposures of 1 participant\(s\) \({first}\) were not made"):
+        SegmentationOutput.read(out).check_current()

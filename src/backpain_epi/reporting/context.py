@@ -17,8 +17,9 @@ import pandas as pd
 
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
-from ..modelling.fit import read_analysis_table
+from ..modelling.fit import as_fit_result, read_analysis_table
 from ..modelling.spec import ModelSpec
+from ..modelling.survival import ONSET, TIME_SCALE
 from ..segmentation.output import SegmentationOutput
 from ..tableio import read_table
 from .runs import ReportInputError, ReportRun, load_runs
@@ -44,6 +45,9 @@ class ReportOptions:
         Exposure whose tertiles split the Kaplan–Meier curves; ``None``: the dictionary's ``survival_exposure``.
     survival_spec
         Spec (or its path) whose terms the Cox model takes; ``None``: the survival module's default spec.
+    exclude_invalid_rows
+        Leave out rows with errors in single rows of the columns each analysis uses, counted per rule in the
+        participant flow (the runs must have been fit with the same setting); otherwise such errors refuse the table.
     """
 
     title: str = "Back-muscle composition and chronic back pain"
@@ -51,6 +55,7 @@ class ReportOptions:
     survival: bool = True
     km_exposure: str | None = None
     survival_spec: ModelSpec | str | os.PathLike | None = None
+    exclude_invalid_rows: bool = False
 
 
 @dataclass
@@ -112,8 +117,12 @@ class ReportContext:
     @classmethod
     def load(cls, runs: list, data, dictionary: DataDictionary, *, options: ReportOptions = ReportOptions(),
              segmentation: str | os.PathLike | None = None, truth: str | os.PathLike | dict | None = None,
-             planted: str | os.PathLike | pd.DataFrame | None = None) -> ReportContext:
+             planted: str | os.PathLike | pd.DataFrame | None = None, sep: str | None = None, encoding: str = "utf-8",
+             decimal: str = ".") -> ReportContext:
         """Read and check the report's inputs (see :func:`~backpain_epi.reporting.report.build_report`).
+
+        The table blocks on errors in the columns the report uses only: the runs' columns, Table 1's and,
+        with the survival analysis, ``cbp_onset_age``, ``age`` and the Kaplan–Meier exposure.
 
         Raises
         ------
@@ -123,11 +132,16 @@ class ReportContext:
         """
         if not runs:
             raise ReportInputError(": give at least one run (a run folder from `backpain-epi fit`, or a FitResult).", param="runs")
-        table, source = read_analysis_table(data, dictionary)
+        runs = [as_fit_result(r, dictionary) for r in runs]
+        used = [c for r in runs for c in r.spec.columns()] + list(options.table1_columns or [])
+        if options.survival:
+            used += [ONSET, TIME_SCALE, options.km_exposure or dictionary.survival_exposure]
+        table, source = read_analysis_table(data, dictionary, used, exclude_invalid_rows=options.exclude_invalid_rows,
+                                            sep=sep, encoding=encoding, decimal=decimal)
         if options.table1_columns is not None:
             check_columns(options.table1_columns, table, dictionary, "table1_columns")
         ctx = cls(runs=load_runs(runs, table, source, dictionary), table=table, source=source, dictionary=dictionary,
-                  options=options, segmentation=SegmentationOutput.read(segmentation) if segmentation is not None else None,
+                  options=options, segmentation=SegmentationOutput.read(segmentation).check_current() if segmentation is not None else None,
                   truth=_read_truth(truth), planted=_read_planted(planted) if planted is not None else None)
         if options.survival:
             check_columns([ctx.km_exposure], table, dictionary, "km_exposure")

@@ -36,11 +36,11 @@ from ..dictionary import load_dictionary
 from ..errors import BackpainEpiError, InputFileError
 from ..tableio import read_table, write_table
 from ..validation import validate_table
-from .engines import EngineSpec, engine_key, file_stamp, make_engine
+from .engines import EngineSpec, engine_key, make_engine
 from .exposures import EXPOSURE_COLUMNS, compute_exposures, fat_fraction
 from .io import ScanError, load_dixon, load_volume, save_nifti
 from .network import default_weights_path
-from .output import EXPOSURES_FILE, FAILURE_COLUMNS, FAILURES_FILE, MANIFEST_FILE, label_path, record_path
+from .output import EXPOSURES_FILE, FAILURE_COLUMNS, FAILURES_FILE, MANIFEST_FILE, file_stamp, label_path, record_path
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

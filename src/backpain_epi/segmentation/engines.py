@@ -34,6 +34,7 @@ from ..errors import BackpainEpiError, unknown_choice
 from .infer import Segmenter
 from .io import DixonPair, ScanError, load_label_map
 from .network import default_weights_path, load_weights, make_inferer, resolve_device
+from .output import file_stamp
 from .schemes import LabelScheme, load_scheme
 
 #: engine name -> "module:Class" (imported only when used: nnU-Net and TotalSegmentator are optional extras)
@@ -112,13 +113,6 @@ class EngineSpec:
     def key(self) -> dict:
         """What made a label map, as recorded with each participant's result (see :func:`engine_key`)."""
         return engine_key(self)
-
-
-def file_stamp(path) -> list:
-    """``[absolute path, size, mtime in ns]`` of a file (``None`` for the last two when it does not exist)."""
-    p = Path(path or "").expanduser().absolute()
-    st = p.stat() if p.is_file() else None
-    return [str(p), st.st_size, st.st_mtime_ns] if st else [str(p), None, None]
 
 
 def engine_key(spec: EngineSpec) -> dict:

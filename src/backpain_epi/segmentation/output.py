@@ -14,6 +14,7 @@ evaluation; nothing else spells out these names.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,16 @@ FAILURES_FILE = "failures.csv"
 MANIFEST_FILE = "manifest.csv"
 RECORDS_DIR = ".parts"
 FAILURE_COLUMNS = ("participant_id", "reason")
+
+
+def file_stamp(path) -> list:
+    """``[absolute path, size, mtime in ns]`` of a file (``None`` for the last two when it does not exist).
+
+    A record keeps the stamp of every file it was made from, so that a rerun, and a reader, can tell a changed input.
+    """
+    p = Path(path or "").expanduser().absolute()
+    st = p.stat() if p.is_file() else None
+    return [str(p), st.st_size, st.st_mtime_ns] if st else [str(p), None, None]
 
 
 def label_path(folder: str | os.PathLike, participant_id: str) -> Path:
@@ -81,6 +92,42 @@ class SegmentationOutput:
             failures = pd.read_csv(folder / FAILURES_FILE, dtype=str, keep_default_na=False)
         manifest = read_table(folder / MANIFEST_FILE) if (folder / MANIFEST_FILE).is_file() else None
         return cls(folder=folder, exposures=exposures, failures=failures, manifest=manifest)
+
+    def stale(self) -> list[str]:
+        """Participants whose exposures no longer describe the scans the manifest names.
+
+        One is stale when it is missing from the manifest, or its record was made from other
+        files than the manifest's (another path, or a file changed since: size and
+        modification time). A participant without a record (a folder not written by
+        ``segment_manifest``) cannot be checked and is not counted.
+        """
+        if self.manifest is None:
+            return []
+        rows = self.manifest.set_index("participant_id")
+        stale = []
+        for pid in self.exposures["participant_id"].astype(str):
+            path = record_path(self.folder, pid)
+            if pid not in rows.index:
+                stale.append(pid)
+                continue
+            if not path.is_file():
+                continue
+            files = (json.loads(path.read_text(encoding="utf-8")).get("key") or {}).get("files", {})
+            for column, stamp in files.items():
+                if column in rows.columns and file_stamp(rows.loc[pid, column]) != stamp:
+                    stale.append(pid)
+                    break
+        return stale
+
+    def check_current(self, *, param: str = "segmentation") -> SegmentationOutput:
+        """``self`` when every participant's exposures come from the scans the manifest names; else a clear error."""
+        stale = self.stale()
+        if stale:
+            shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+            raise InputFileError(f"{self.folder}: the exposures of {len(stale)} participant(s) ({shown}) were not made from the "
+                                 "scans its manifest names (the manifest or the images changed since); segment again "
+                                 "(`backpain-epi segment` redoes what changed).", param=param)
+        return self
 
     @property
     def failed_ids(self) -> set[str]:

@@ -38,6 +38,10 @@ def overlay_samples(seg: SegmentationOutput, notes: list[str]) -> list[dict]:
         except ScanError as exc:
             notes.append(f"QC overlay of {pid} skipped: {exc}.")
             continue
+        if labels.shape != water.shape:
+            notes.append(f"QC overlay of {pid} skipped: its label map ({'×'.join(map(str, labels.shape))}) is not on the grid "
+                         f"of its water image ({'×'.join(map(str, water.shape))}); segment it again.")
+            continue
         grid = Grid.plan(water.shape, affine, (1.0, 1.0, 1.0))  # RAS, as the overlays expect
         samples.append({"participant_id": pid, "water": grid.to_canonical(water), "labels": grid.to_canonical(labels),
                         "spacing": grid.spacing, "flagged": pid in flagged, "note": ""})
