@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .derived import activity_band
+from .derived import DERIVED_FROM, activity_band
 from .dictionary import DataDictionary, load_dictionary
 from .errors import BackpainEpiError
 from .validation import ValidationReport, load_table
@@ -20,14 +20,25 @@ def load_cohort(
     *,
     sep: str | None = None,
     encoding: str = "utf-8",
+    decimal: str = ".",
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and validate a cohort table, cast it to the dictionary's types, add derived columns.
 
     Returns the table and its validation report; raises
     :class:`~backpain_epi.errors.DataValidationError` if the table has errors.
     """
-    df, report = load_table(path, "cohort", dictionary, sep=sep, encoding=encoding)
+    df, report = load_table(path, "cohort", dictionary, sep=sep, encoding=encoding, decimal=decimal)
     return add_activity_band(df, dictionary), report
+
+
+def analysis_columns(columns, dictionary: DataDictionary | None = None) -> list[str]:
+    """Every column an analysis of ``columns`` reads: those, the columns derived ones are made from
+    (``met_min_week`` for ``activity_band``), the id column and the segmentation QC flag."""
+    dd = dictionary or load_dictionary()
+    out = [*dd.names(role="id"), *columns]
+    out += [src for c in columns for src in DERIVED_FROM.get(c, ())]
+    out += [c for c in ("qc_flag",) if c in dd]
+    return list(dict.fromkeys(out))
 
 
 def add_activity_band(df: pd.DataFrame, dictionary: DataDictionary | None = None) -> pd.DataFrame:

@@ -10,6 +10,8 @@ ACTIVITY_REFERENCE_MET = 1500.0
 #: first, between the two (both included), above the second. Their labels are the
 #: dictionary's levels of ``activity_band``.
 ACTIVITY_BAND_EDGES = (500.0, 5000.0)
+#: The columns each derived column is made from (an analysis that reads the one reads the others).
+DERIVED_FROM = {"activity_band": ("met_min_week",)}
 
 
 def activity_band(met, levels: list[str]):

@@ -58,12 +58,13 @@ class DictionaryError(BackpainEpiError, KeyError):
 class DataValidationError(BackpainEpiError):
     """A table breaks the data dictionary; ``report`` lists every problem.
 
-    The message is the report: its headline, then one line per problem.
+    The message is the report: its headline, then one line per problem, then
+    ``hint`` (how to get past it), if any.
     """
 
-    def __init__(self, report):
+    def __init__(self, report, hint: str | None = None):
         self.report = report
-        super().__init__(report.format())
+        super().__init__(report.format() + (f"\n{hint}" if hint else ""))
 
 
 class BackpainEpiWarning(UserWarning):

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,7 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SEP_ALIASES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}  # names usable on a command line
 _TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
+_DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*")  # 1,5  -0,25  ,5  1,5e-3
 _OTHER_FORMATS = {  # suffixes of formats epidemiologists often hold, and what they are
     ".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
     ".sav": "an SPSS file", ".dta": "a Stata file", ".sas7bdat": "a SAS file", ".rds": "an R data file",
@@ -35,7 +37,7 @@ _OTHER_FORMATS = {  # suffixes of formats epidemiologists often hold, and what t
 }
 
 
-def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> pd.DataFrame:
     """Read a CSV, TSV or Parquet table.
 
     Parameters
@@ -49,6 +51,11 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
         ``.tsv``). ``"tab"``, ``"semicolon"`` and ``"comma"`` name them.
     encoding
         Text encoding of a text file (for example ``"latin-1"``).
+    decimal
+        Decimal mark of numbers in a text file: ``"."`` or ``","`` (German and
+        French exports: ``1,5``; then the delimiter must be another character,
+        usually ``";"``). Values written with a decimal comma are given a
+        decimal point; nothing else changes.
 
     Returns
     -------
@@ -68,14 +75,28 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
     sep = _SEP_ALIASES.get(sep, sep)
     if sep is not None and len(sep) != 1:
         raise InputFileError(f"{path}: the delimiter must be one character, got {sep!r}.")
+    if decimal not in (".", ","):
+        raise InputFileError(f"{decimal!r}: the decimal mark must be '.' or ','.", param="decimal")
     head = _check_readable(path)
     if path.suffix.lower() in _PARQUET_SUFFIXES or head.startswith(_PARQUET_MAGIC):
         df = _read_parquet(path)
     else:
         _refuse_other_formats(path, head, encoding)
-        df = _read_text(path, sep=sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ","), encoding=encoding)
+        sep = sep or _TEXT_SUFFIXES.get(path.suffix.lower(), ",")
+        if decimal == sep:
+            raise InputFileError(f"',': {path} cannot have decimal commas and comma delimiters; give its delimiter "
+                                 "(sep=';').", param="decimal")
+        df = _read_text(path, sep=sep, encoding=encoding)
+        if decimal == ",":
+            df = df.apply(_decimal_points)
     _refuse_duplicate_names(path, list(df.columns))
     return df
+
+
+def _decimal_points(s: pd.Series) -> pd.Series:
+    """Text values written with a decimal comma (``1,5``), with a decimal point; other values unchanged."""
+    comma = s.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)
+    return s.where(~comma, s.str.replace(",", ".", regex=False)) if comma.any() else s
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -213,6 +234,7 @@ def _read_text(path: Path, *, sep: str, encoding: str) -> pd.DataFrame:
     if not text.strip():
         raise InputFileError(f"{path}: the file is empty.")
     _refuse_duplicate_names(path, next(csv.reader(io.StringIO(text), delimiter=sep)))  # pandas would rename them
+    _check_delimiter(path, sep, text)
     try:
         with warnings.catch_warnings():
             # pandas only warns (and drops the data) when a row has more fields than the header
@@ -227,7 +249,6 @@ def _read_text(path: Path, *, sep: str, encoding: str) -> pd.DataFrame:
             ) from None
         detail = " ".join(str(exc).split())
         raise InputFileError(f"{path}: cannot be parsed as {_sep_name(sep)}-separated text ({detail}).") from None
-    _check_delimiter(df, path, sep, text)
     return _require_rows(df, path)
 
 
@@ -253,20 +274,28 @@ def _refuse_duplicate_names(path: Path, names: list) -> None:
         )
 
 
-def _check_delimiter(df: pd.DataFrame, path: Path, sep: str, text: str) -> None:
-    if df.shape[1] != 1:
+def _check_delimiter(path: Path, sep: str, text: str) -> None:
+    """Refuse a file whose header is one column on ``sep`` but several on another delimiter, naming both the
+    delimiter and, when the values have decimal commas, the decimal mark to give."""
+    lines = text.splitlines()
+    header = lines[0]
+    if len(next(csv.reader([header], delimiter=sep))) != 1:
         return
-    header = text.splitlines()[0]
     try:
         found = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
     except csv.Error:
         return
-    if found != sep:
-        raise InputFileError(
-            f"{path}: the header splits into one column on {_sep_name(sep)} but into "
-            f"{len(header.split(found))} on {_sep_name(found)}; the file looks {_sep_name(found)}-separated. "
-            f"Re-save it with commas, or give the delimiter (sep={_sep_option(found)})."
-        )
+    if found == sep:
+        return
+    sample = [field for row in csv.reader(lines[1:51], delimiter=found) for field in row]
+    commas = found != "," and any(_DECIMAL_COMMA.fullmatch(field) for field in sample)
+    fix = f"sep={_sep_option(found)} decimal=','" if commas else f"sep={_sep_option(found)}"
+    raise InputFileError(
+        f"{path}: the header splits into one column on {_sep_name(sep)} but into "
+        f"{len(header.split(found))} on {_sep_name(found)}; the file looks {_sep_name(found)}-separated"
+        f"{' with decimal commas' if commas else ''}. Re-save it with commas{' and decimal points' if commas else ''}, "
+        f"or give the {'delimiter and decimal mark' if commas else 'delimiter'} ({fix})."
+    )
 
 
 def _require_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -15,6 +15,13 @@ One pass, in this order:
 
 Nothing here changes the caller's data: :func:`validate_table` only reports, and
 :func:`conform_table` turns a table that passed into the dictionary's types.
+
+An analysis that reads only some columns passes them as ``columns=``: errors in
+the other columns then become warnings (:meth:`ValidationReport.scoped`; the
+``validate`` command keeps them as errors), and ``allow_row_errors=True`` lets
+errors confined to single rows of the used columns through, so that the
+analysis can leave those rows out and count them
+(:meth:`ValidationReport.invalid_rows`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import difflib
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -36,6 +43,13 @@ from .rules import RULES
 from .tableio import read_table
 
 MAX_SHOWN = 5  # offending values and row ids shown per problem
+#: Key of ``DataFrame.attrs`` under which an analysis table lists the rows to leave out: :meth:`ValidationReport.invalid_rows`.
+INVALID_ROWS = "invalid_rows"
+#: Rules whose rows cannot be left out one by one (a duplicated id: which copy is right?).
+TABLE_RULES = frozenset({"duplicate", "duplicate_column", "required_column"})
+#: The hint of a refused table whose errors sit in single rows of the columns used.
+EXCLUDE_HINT = ("The errors marked (row) sit in single rows; to leave those rows out of the analysis, counted by rule "
+                "in the participant flow, pass exclude_invalid_rows=True.")
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,9 @@ class Problem:
     """One broken rule: which column, which rule, how many rows, examples.
 
     ``row_ids`` are the first offending rows in table order, as participant ids
-    where those identify rows, else as ``"row N"`` (1-based data rows).
+    where those identify rows, else as ``"row N"`` (1-based data rows); ``rows``
+    are all of them, as 0-based positions. ``outside`` marks an error turned
+    into a warning because the analysis does not use its column.
     """
 
     severity: str
@@ -53,10 +69,18 @@ class Problem:
     n_rows: int = 0
     values: tuple = ()
     row_ids: tuple = ()
+    rows: tuple = field(default=(), repr=False, compare=False)
+    outside: bool = False
+
+    @property
+    def in_rows(self) -> bool:
+        """Whether the problem sits in single rows, which an analysis may leave out (not a missing or duplicated column)."""
+        return bool(self.rows) and self.rule not in TABLE_RULES
 
     def format(self) -> str:
         where = self.column if self.column is not None else "(table)"
-        text = f"{self.severity.upper():7s} {where} [{self.rule}]: {self.message}"
+        kind = " (an error, in a column this analysis does not use)" if self.outside else " (row)" if self.severity == "error" and self.in_rows else ""
+        text = f"{self.severity.upper():7s} {where} [{self.rule}]{kind}: {self.message}"
         if self.values:
             more = len(self.values) == MAX_SHOWN  # values are capped there, so more may exist
             text += f"; values: {', '.join(map(_show, self.values))}{', …' if more else ''}"
@@ -105,10 +129,41 @@ class ValidationReport:
         rows = [{**asdict(p), "values": "; ".join(map(_show, p.values)), "row_ids": "; ".join(map(str, p.row_ids))} for p in self.problems]
         return pd.DataFrame(rows, columns=["severity", "column", "rule", "message", "n_rows", "values", "row_ids"])
 
-    def raise_for_errors(self) -> None:
-        """Raise :class:`DataValidationError` if there is any error."""
-        if not self.ok:
-            raise DataValidationError(self)
+    def raise_for_errors(self, *, allow_row_errors: bool = False) -> None:
+        """Raise :class:`DataValidationError` if there is any error.
+
+        With ``allow_row_errors``, errors that sit in single rows (:attr:`Problem.in_rows`)
+        do not raise: the caller leaves those rows out (:meth:`invalid_rows`). Without it,
+        a refused table with such errors says how to leave them out.
+        """
+        blocking = [p for p in self.errors if not (allow_row_errors and p.in_rows)]
+        if blocking:
+            hint = EXCLUDE_HINT if not allow_row_errors and any(p.in_rows for p in blocking) else None
+            raise DataValidationError(self, hint=hint)
+
+    def scoped(self, columns) -> "ValidationReport":
+        """The report for an analysis that reads only ``columns``: errors in other columns become warnings.
+
+        They stay in the report, marked ``outside``; problems of the table as a whole
+        (no column) keep their severity.
+        """
+        keep = set(columns)
+        problems = [replace(p, severity="warning", outside=True) if p.severity == "error" and p.column is not None
+                    and p.column not in keep else p for p in self.problems]
+        return replace(self, problems=problems)
+
+    def invalid_rows(self) -> dict[str, tuple[str, np.ndarray]]:
+        """The rows of each error that sits in single rows: ``"invalid <column> (<rule>)"`` -> (column, 0-based positions)."""
+        return {f"invalid {p.column} ({p.rule})": (p.column, np.asarray(p.rows, dtype=np.int64)) for p in self.errors if p.in_rows}
+
+    def notices(self) -> list[str]:
+        """One line per problem an analysis lets through: each error outside its columns, then the count of warnings."""
+        name = self.source or "the table"
+        lines = [f"{name}: {p.column} [{p.rule}]: {p.message}; an error, but not in a column this analysis uses, so it does "
+                 "not block it (`backpain-epi validate` refuses the table)" for p in self.warnings if p.outside]
+        if any(not p.outside for p in self.warnings):
+            lines.append(f"{self.headline()} Run `backpain-epi validate {self.source or 'TABLE'}` to list them.")
+        return lines
 
 
 def validate_table(
@@ -117,6 +172,7 @@ def validate_table(
     dictionary: DataDictionary | None = None,
     *,
     source: str | None = None,
+    columns=None,
 ) -> ValidationReport:
     """Check ``df`` against the dictionary's definition of ``table``.
 
@@ -131,6 +187,9 @@ def validate_table(
         Defaults to the package's dictionary.
     source
         Name shown in the report (usually the file path).
+    columns
+        The columns an analysis reads: errors in other columns are reported as
+        warnings (:meth:`ValidationReport.scoped`). ``None``: every column.
 
     Returns
     -------
@@ -138,39 +197,57 @@ def validate_table(
         Every problem, with the column, the rule, the number of rows, the first
         offending values and the first participant ids (or row numbers).
     """
-    return _Checked.run(df, table, dictionary or load_dictionary(), source).report
+    report = _Checked.run(df, table, dictionary or load_dictionary(), source).report
+    return report if columns is None else report.scoped(columns)
 
 
-def conform_table(df: pd.DataFrame, table: str = "cohort", dictionary: DataDictionary | None = None) -> pd.DataFrame:
+def conform_table(df: pd.DataFrame, table: str = "cohort", dictionary: DataDictionary | None = None, *,
+                  columns=None, allow_row_errors: bool = False) -> pd.DataFrame:
     """Return a copy of a table that passed validation, in the dictionary's types.
 
     Missing-value markers and codes become missing; ``float`` columns become
     float64, ``integer`` and ``binary`` nullable Int64, ``category`` a pandas
     Categorical with the dictionary's levels in order, ``string`` Python
     strings (object dtype). Columns the dictionary does not define for
-    ``table`` are kept, unchanged, after the defined ones.
+    ``table`` are kept, unchanged, after the defined ones. ``columns`` and
+    ``allow_row_errors`` as in :func:`load_table`.
 
     Raises
     ------
     DataValidationError
         The table does not pass :func:`validate_table`.
     """
-    checked = _Checked.run(df, table, dictionary or load_dictionary())
-    checked.report.raise_for_errors()
-    return checked.conformed()
+    return load_table(df, table, dictionary, columns=columns, allow_row_errors=allow_row_errors, notify=False)[0]
 
 
 def load_table(
-    path: str | os.PathLike,
+    data: str | os.PathLike | pd.DataFrame,
     table: str = "cohort",
     dictionary: DataDictionary | None = None,
     *,
     sep: str | None = None,
     encoding: str = "utf-8",
+    decimal: str = ".",
+    columns=None,
+    allow_row_errors: bool = False,
+    notify: bool = True,
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """Read, validate and conform a table file in one step.
+    """Read (a file) or take (a DataFrame), validate and conform a table in one step.
 
-    Warnings in the report are also issued as :class:`DataQualityWarning`.
+    Parameters
+    ----------
+    data
+        A table file (read by :func:`backpain_epi.tableio.read_table` with ``sep``,
+        ``encoding`` and ``decimal``) or a DataFrame as read.
+    columns
+        The columns the analysis reads; errors in other columns become warnings
+        (:meth:`ValidationReport.scoped`). ``None``: every column blocks.
+    allow_row_errors
+        Let errors that sit in single rows of ``columns`` through (the caller leaves
+        those rows out: :meth:`ValidationReport.invalid_rows`).
+    notify
+        Issue :meth:`ValidationReport.notices` as :class:`DataQualityWarning` (one per
+        error outside ``columns``, one counting the warnings).
 
     Raises
     ------
@@ -179,12 +256,14 @@ def load_table(
     DataValidationError
         The table breaks the dictionary; its ``report`` lists every problem.
     """
-    raw = read_table(path, sep=sep, encoding=encoding)
-    checked = _Checked.run(raw, table, dictionary or load_dictionary(), str(path))
-    report = checked.report
-    report.raise_for_errors()
-    if report.warnings:
-        warnings.warn(f"{report.headline()} Run `backpain-epi validate {path}` to list them.", DataQualityWarning, stacklevel=2)
+    source = None if isinstance(data, pd.DataFrame) else str(data)
+    raw = data if source is None else read_table(data, sep=sep, encoding=encoding, decimal=decimal)
+    checked = _Checked.run(raw, table, dictionary or load_dictionary(), source)
+    report = checked.report if columns is None else checked.report.scoped(columns)
+    report.raise_for_errors(allow_row_errors=allow_row_errors)
+    if notify:
+        for line in report.notices():
+            warnings.warn(line, DataQualityWarning, stacklevel=2)
     return checked.conformed(), report
 
 
@@ -396,6 +475,7 @@ def _run_schema(schema: pa.DataFrameSchema, df: pd.DataFrame, severity: str, dd:
             n_rows=len(where),
             values=values[:MAX_SHOWN] if check != "not_nullable" else (),
             row_ids=rows(where, column),
+            rows=tuple(int(i) for i in where),
         ))
     return problems
 
@@ -420,7 +500,7 @@ def _column_message(check: str, c: Column, n: int, values: tuple) -> str:
     if check == "type" and c.type == "binary":
         hint = " (code no = 0, yes = 1)"
     elif check == "type" and any(re.fullmatch(r"-?\d+,\d+", str(v)) for v in values):
-        hint = " (decimal commas? write 1.5, not 1,5)"
+        hint = " (decimal commas? give the decimal mark, decimal=',', or write 1.5, not 1,5)"
     elif check == "level" and values:
         close = difflib.get_close_matches(str(values[0]).strip().lower(), c.levels, n=1)
         hint = f" (did you mean '{close[0]}' for '{values[0]}'?)" if close else ""
@@ -477,7 +557,8 @@ def _rule_problems(df, usable: set[str], numbers, dd: DataDictionary, table: str
         where = np.flatnonzero(bad.fillna(False).to_numpy())
         if len(where):
             values = tuple(", ".join(f"{c}={_show(df[c].iloc[i])}" for c in needed) for i in where[:MAX_SHOWN])
-            problems.append(Problem(rule.severity, column, rule.name, f"{len(where):,} row(s): {message}", len(where), values, rows(where, column)))
+            problems.append(Problem(rule.severity, column, rule.name, f"{len(where):,} row(s): {message}", len(where), values, rows(where, column),
+                                    tuple(int(i) for i in where)))
     return problems
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import click
 
 from ..records import VERSION as __version__
-from ..errors import BackpainEpiError, DataQualityWarning
+from ..errors import BackpainEpiError, BackpainEpiWarning, DataQualityWarning
 from ..truth import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
 from .modelling import COMMANDS as _MODELLING_COMMANDS
-from .options import DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs, wide_pandas as _wide_pandas
+from .options import DECIMAL as _DECIMAL, DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs
+from .options import wide_pandas as _wide_pandas
 from .pipeline import COMMANDS as _PIPELINE_COMMANDS
 from .reporting import COMMANDS as _REPORTING_COMMANDS
 from .segmentation import COMMANDS as _SEGMENTATION_COMMANDS
@@ -27,7 +28,8 @@ from .segmentation import COMMANDS as _SEGMENTATION_COMMANDS
 _TRUTH = CohortTruth()  # the defaults shown in --help
 
 class _Group(click.Group):
-    """Turns package errors into a readable ``error: ...`` message and exit status 2.
+    """Turns package errors into a readable ``error: ...`` message and exit status 2, and the package's
+    warnings (validation notices, ...) into ``warning: ...`` lines.
 
     An error about a parameter (``exc.param``, its Python name) is shown with the
     flag of that parameter in the command that was run (``batch_size`` -> ``--batch-size``).
@@ -35,10 +37,25 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _notice_printer(warnings.showwarning)
+                return super().invoke(ctx)
         except BackpainEpiError as exc:
             click.secho(f"error: {_cli_message(exc, ctx)}", err=True, fg="red")
             sys.exit(2)
+
+
+def _notice_printer(show):
+    """``warnings.showwarning`` that prints the package's own warnings as ``warning: <message>`` (no source line)
+    and passes others to ``show``."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BackpainEpiWarning):
+            click.secho(f"warning: {message}", err=True, fg="yellow")
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning
 
 
 def _cli_message(exc: BackpainEpiError, ctx: click.Context) -> str:
@@ -49,12 +66,16 @@ def _cli_message(exc: BackpainEpiError, ctx: click.Context) -> str:
     ``--label-scheme FILE``.
     """
     command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-    flags = {}
+    flags, switches = {}, set()
     for p in command.params if command else ():
         flag = max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
         flags[p.name] = flags[p.name.removesuffix("_path")] = flag
+        if isinstance(p, click.Option) and p.is_flag:
+            switches.add(p.name)
     message = exc.with_name(flags.get(exc.param, exc.param)) if exc.param else str(exc)
     for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        if name in switches:  # exclude_invalid_rows=True -> --exclude-invalid-rows
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}=True\b", flag, message)
         message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag} ", message)
     return message
 
@@ -113,8 +134,9 @@ def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity
 @_DICTIONARY
 @_SEP
 @_ENCODING
+@_DECIMAL
 @click.option("--report-out", type=click.Path(path_type=Path), default=None, help="Also write the problems as CSV here.")
-def validate(table_path, table, dictionary_path, sep, encoding, report_out):
+def validate(table_path, table, dictionary_path, sep, encoding, decimal, report_out):
     """Check TABLE (CSV, TSV or Parquet) against the data dictionary; list every problem.
 
     Exit status 0 when the table passes (warnings allowed), 2 when it has errors.
@@ -127,7 +149,7 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
     if report_out:
         check_output_path(report_out)
     dd = load_dictionary(dictionary_path)
-    report = validate_table(read_table(table_path, sep=sep, encoding=encoding), table, dd, source=str(table_path))
+    report = validate_table(read_table(table_path, sep=sep, encoding=encoding, decimal=decimal), table, dd, source=str(table_path))
     click.echo(report.format())
     if report_out:
         write_table(report.to_frame(), report_out)
@@ -144,7 +166,8 @@ def validate(table_path, table, dictionary_path, sep, encoding, report_out):
 @_DICTIONARY
 @_SEP
 @_ENCODING
-def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
+@_DECIMAL
+def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding, decimal):
     """Add the segmentation's exposures to a cohort table on participant_id, validate, and write the analysis table.
 
     Cohort participants without exposures keep missing values (the models exclude
@@ -159,7 +182,7 @@ def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
 
     check_output_path(out)
     dd = load_dictionary(dictionary_path)
-    merged = merge_exposures(read_table(cohort_path, sep=sep, encoding=encoding), read_table(exposures_path), dd)
+    merged = merge_exposures(read_table(cohort_path, sep=sep, encoding=encoding, decimal=decimal), read_table(exposures_path), dd)
     click.echo(merged.format())
     report = validate_table(merged.table, "cohort", dd, source=str(out))
     click.echo(report.format())
@@ -174,7 +197,8 @@ def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding):
 @_DICTIONARY
 @_SEP
 @_ENCODING
-def describe(table_path, dictionary_path, sep, encoding):
+@_DECIMAL
+def describe(table_path, dictionary_path, sep, encoding, decimal):
     """Summarise a cohort TABLE overall and by CBP status (after validating it)."""
 
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
@@ -185,7 +209,7 @@ def describe(table_path, dictionary_path, sep, encoding):
     dd = load_dictionary(dictionary_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)  # the report's headline is printed below
-        df, report = load_cohort(table_path, dd, sep=sep, encoding=encoding)
+        df, report = load_cohort(table_path, dd, sep=sep, encoding=encoding, decimal=decimal)
     click.echo(report.format())
     with _wide_pandas():
         click.echo(describe_cohort(df, dd).to_string(index=False))

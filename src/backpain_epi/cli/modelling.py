@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from .options import DICTIONARY
+from ..errors import DataQualityWarning
+from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
 
 
 @click.command()
@@ -25,9 +26,14 @@ from .options import DICTIONARY
 @click.option("--sampler", type=click.Choice(["nutpie", "pymc"]), default=None, help="nutpie (fast, default) or PyMC's NUTS [spec].")
 @click.option("--allow-failed-diagnostics", is_flag=True, help="Exit 0 even if the diagnostics gate fails (the failure is still printed and recorded).")
 @click.option("--include-qc-flagged", is_flag=True, help="Keep participants the segmentation QC flagged (qc_flag = 1); excluded by default.")
+@EXCLUDE_INVALID_ROWS
+@SEP
+@ENCODING
+@DECIMAL
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @DICTIONARY
-def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, include_qc_flagged, quiet, dictionary_path):
+def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, include_qc_flagged, quiet, dictionary_path,
+        exclude_invalid_rows, sep, encoding, decimal):
     """Fit a Bayesian hierarchical logistic model of a spec to a cohort table.
 
     Prints the model and its priors, the rows dropped as incomplete, the odds ratios
@@ -38,21 +44,25 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
     # lazy: the modelling stage imports ArviZ and pandas; --help must not
     from ..dictionary import load_dictionary
     from ..modelling import fit_model, load_spec
+    from ..modelling.fit import read_analysis_table
     from ..modelling.diagnostics import GateFailedWarning
 
     dd = load_dictionary(dictionary_path)
     model_spec = load_spec(spec, dd).with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     click.echo(str(model_spec))
+    reading = {"exclude_invalid_rows": exclude_invalid_rows, "sep": sep, "encoding": encoding, "decimal": decimal}
+    read_analysis_table(data, dd, model_spec.columns(), **reading)  # refuses a bad table before anything is said of sampling
     s = model_spec.sampler
     click.echo(f"Sampling with {s.sampler}: {s.chains} chains × {s.draws} draws after {s.tune} tuning steps, seed {s.seed}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GateFailedWarning)  # the gate's verdict is printed below, with its exit status
-        result = fit_model(data, model_spec, out=out, dictionary=dd, progress=not quiet, include_qc_flagged=include_qc_flagged)
+        warnings.simplefilter("ignore", DataQualityWarning)  # printed by the check above
+        result = fit_model(data, model_spec, out=out, dictionary=dd, **reading, progress=not quiet, include_qc_flagged=include_qc_flagged)
     d = result.provenance.data
     dropped = {k: v for k, v in result.dropped.items() if k != "any"}
     if dropped:
-        detail = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
-        click.echo(f"Dropped {result.dropped['any']:,} of {d.n_rows:,} rows (segmentation QC flag or missing: {detail}).")
+        detail = ", ".join(f"{_drop_reason(k)} {v:,}" for k, v in dropped.items())
+        click.echo(f"Dropped {result.dropped['any']:,} of {d.n_rows:,} rows: {detail}.")
     click.echo(f"Analysed {d.n_analysed:,} participants, {d.n_events:,} with {result.spec.outcome}.")
     info = result.provenance.sampler
     if info["fallback_reason"]:
@@ -65,6 +75,13 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
     click.echo(f"Wrote {out}/ (posterior.nc, summary.csv{', activity_curve.csv' if result.curve is not None else ''}, spec.yaml, provenance.json).")
     if not gate.passed and not allow_failed_diagnostics:
         sys.exit(3)
+
+
+def _drop_reason(key: str) -> str:
+    """A key of ``FitResult.dropped`` as words: ``qc_flag``, ``invalid <column> (<rule>)`` or a missing column."""
+    if key == "qc_flag":
+        return "segmentation QC flag"
+    return key if key.startswith("invalid ") else f"missing {key}"
 
 
 @click.command()
@@ -95,8 +112,12 @@ def compare(runs, out):
               "survival_default: intermat_ml].")
 @click.option("--no-birth-cohort", is_flag=True, help="Drop age at examination from the covariates (kept by default as a birth-cohort adjustment).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (hazard_ratios.csv, km_by_tertile.png, ...).")
+@EXCLUDE_INVALID_ROWS
+@SEP
+@ENCODING
+@DECIMAL
 @DICTIONARY
-def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
+def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path, exclude_invalid_rows, sep, encoding, decimal):
     """Survival sensitivity analysis: Cox hazard ratios with age as the time scale and CBP onset as the event.
 
     Participants without CBP are censored at their age; hazard ratios per 2 SD, adjusted
@@ -113,7 +134,8 @@ def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path):
 
     dd = load_dictionary(dictionary_path)
     check_output_dir(out)
-    result = survival_analysis(data, spec, exposure=exposure, birth_cohort=not no_birth_cohort, dictionary=dd)
+    result = survival_analysis(data, spec, exposure=exposure, birth_cohort=not no_birth_cohort, dictionary=dd,
+                               exclude_invalid_rows=exclude_invalid_rows, sep=sep, encoding=encoding, decimal=decimal)
     click.echo(result.format())
     paths = result.save(out)
     paths |= save_km_figure(result, out, dd)

@@ -10,6 +10,13 @@ from ..errors import BackpainEpiError
 
 SEP = click.option("--sep", default=None, help="Field delimiter of a text table: a character, or tab / semicolon (default: comma; tab for .tsv).")
 ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
+DECIMAL = click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True,
+                       help="Decimal mark of numbers in a text table: ',' for exports with decimal commas (then --sep ';').")
+EXCLUDE_INVALID_ROWS = click.option(
+    "--exclude-invalid-rows", is_flag=True,
+    help="Leave out rows with errors in single rows of the columns the analysis uses (counted by rule in the participant "
+         "flow) instead of refusing the table. Errors in columns it does not use are warnings either way.",
+)
 DICTIONARY = click.option(
     "--dictionary", "dictionary_path", type=click.Path(path_type=Path), default=None,
     help="Data dictionary YAML (default: the one shipped with the package).",

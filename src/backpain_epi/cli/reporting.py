@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DICTIONARY
+from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
 
 
 @click.command()
@@ -28,9 +28,13 @@ from .options import DICTIONARY
               help="Exposures planted in phantom scans (participant_id + exposure columns): adds their agreement with the measured ones.")
 @click.option("--no-survival", is_flag=True, help="Leave out the survival sensitivity analysis.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@EXCLUDE_INVALID_ROWS
+@SEP
+@ENCODING
+@DECIMAL
 @DICTIONARY
 def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_exposure, survival_spec, truth, planted, no_survival, quiet,
-           dictionary_path):
+           dictionary_path, exclude_invalid_rows, sep, encoding, decimal):
     """Build the publication report from saved runs (no refitting).
 
     Writes a self-contained index.html (figures embedded; opens offline), every table as
@@ -47,7 +51,8 @@ def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_e
     columns = [c.strip() for c in table1_columns.split(",") if c.strip()] if table1_columns else None
     result = build_report([*runs, *more_runs], data, out=out, segmentation=segmentation, title=title, table1_columns=columns,
                           survival=not no_survival, km_exposure=km_exposure, survival_spec=survival_spec, truth=truth, planted=planted,
-                          dictionary=dd, progress=not quiet)
+                          dictionary=dd, progress=not quiet, exclude_invalid_rows=exclude_invalid_rows, sep=sep, encoding=encoding,
+                          decimal=decimal)
     for note in result.notes:
         click.secho(f"note: {note}", fg="yellow")
     if result.failed_gates:

@@ -36,13 +36,13 @@ import pandas as pd
 import arviz as az
 import xarray as xr
 
-from ..cohort import add_activity_band, load_cohort
+from ..cohort import add_activity_band, analysis_columns
 from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
 from ..formatting import format_or, format_prob
 from ..records import ids_hash, table_hash
 from ..tableio import atomic_path, check_output_dir, write_table, write_text
-from ..validation import conform_table
+from ..validation import INVALID_ROWS, load_table
 from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
 from .params import BETA, activity_parameterization
@@ -172,6 +172,10 @@ def fit_model(
     progress: bool = True,
     loo_draws: int = LOO_DRAWS,
     include_qc_flagged: bool = False,
+    exclude_invalid_rows: bool = False,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    decimal: str = ".",
 ) -> FitResult:
     """Validate ``data``, build the model of ``spec``, sample it, check it and (with ``out``) save the run.
 
@@ -179,7 +183,8 @@ def fit_model(
     ----------
     data
         Cohort table (CSV/TSV/Parquet path, or a DataFrame); validated against
-        the dictionary first. Rows incomplete in the model's columns are dropped
+        the dictionary first, blocking on errors in the columns the model uses only
+        (see :func:`read_analysis_table`). Rows incomplete in the model's columns are dropped
         and counted per column (``FitResult.dropped``, ``provenance.json``), and so
         are rows the segmentation QC flagged (``qc_flag`` = 1), as the data
         dictionary says, unless ``include_qc_flagged``.
@@ -195,6 +200,12 @@ def fit_model(
         Draws kept for the pointwise log-likelihood in ``posterior.nc``.
     include_qc_flagged
         Keep rows with ``qc_flag`` = 1 (recorded in ``provenance.json``).
+    exclude_invalid_rows
+        Leave out rows with errors in single rows of the model's columns (a value out of
+        range, an onset after the age, ...) instead of refusing the table; they are counted
+        per rule in ``FitResult.dropped`` (``"invalid <column> (<rule>)"``).
+    sep, encoding, decimal
+        How a text file is read (:func:`~backpain_epi.tableio.read_table`): delimiter, encoding, decimal mark.
 
     Returns
     -------
@@ -207,7 +218,8 @@ def fit_model(
     spec = spec if isinstance(spec, ModelSpec) else load_spec(spec, dd)
     spec = spec.with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     out = check_output_dir(out) if out is not None else None
-    table, source = read_analysis_table(data, dd)
+    table, source = read_analysis_table(data, dd, spec.columns(), exclude_invalid_rows=exclude_invalid_rows, sep=sep,
+                                        encoding=encoding, decimal=decimal)
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
@@ -285,20 +297,32 @@ def as_fit_result(run: FitResult | str | os.PathLike, dictionary: DataDictionary
     raise BackpainEpiError(f"runs: expected a FitResult or a run folder, got {type(run).__name__}.")
 
 
-def read_analysis_table(data, dd: DataDictionary) -> tuple[pd.DataFrame, str]:
+def read_analysis_table(data, dd: DataDictionary, columns=None, *, exclude_invalid_rows: bool = False,
+                        sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> tuple[pd.DataFrame, str]:
     """The cohort table as every analysis reads it: validated, typed, ``activity_band`` derived; and its source.
 
-    ``data`` is a path (CSV/TSV/Parquet) or a DataFrame. :func:`~backpain_epi.records.table_hash` of the
-    returned table is the ``data.sha256`` a run records, so a report can check
-    that it was given the data the runs were fit on.
+    ``data`` is a path (CSV/TSV/Parquet, read with ``sep``, ``encoding`` and ``decimal``) or a DataFrame.
+    :func:`~backpain_epi.records.table_hash` of the returned table is the ``data.sha256`` a run records,
+    so a report can check that it was given the data the runs were fit on.
+
+    ``columns`` are the columns the analysis uses (``None``: all). Only errors in those (and in the id,
+    ``qc_flag`` and the sources of derived columns: :func:`~backpain_epi.cohort.analysis_columns`) block;
+    errors in other columns are issued as :class:`~backpain_epi.errors.DataQualityWarning`, one each.
+    With ``exclude_invalid_rows``, errors that sit in single rows of the used columns do not block either:
+    the rows stay in the table, so that its hash is that of the file for every analysis, and are listed, by
+    rule, in ``table.attrs["invalid_rows"]``, which :func:`~backpain_epi.modelling.design.complete_rows`
+    leaves out and counts.
     """
-    if isinstance(data, pd.DataFrame):
-        frame = data.drop(columns=["activity_band"], errors="ignore")
-        return add_activity_band(conform_table(frame, "cohort", dd), dd), "DataFrame"
+    scope = None if columns is None else analysis_columns(columns, dd)
+    frame = data.drop(columns=["activity_band"], errors="ignore") if isinstance(data, pd.DataFrame) else data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        table, _ = load_cohort(data, dd)
-    return table, str(data)
+        table, report = load_table(frame, "cohort", dd, sep=sep, encoding=encoding, decimal=decimal, columns=scope,
+                                   allow_row_errors=exclude_invalid_rows)
+    table = add_activity_band(table, dd)
+    if exclude_invalid_rows:
+        table.attrs[INVALID_ROWS] = report.invalid_rows()
+    return table, "DataFrame" if isinstance(data, pd.DataFrame) else str(data)
 
 
 def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int) -> None:

@@ -51,6 +51,7 @@ from ..errors import BackpainEpiError, InputFileError, unknown_choice
 from ..formatting import format_p, format_sig
 from ..records import SURVIVAL_PACKAGES, json_default, package_versions
 from ..tableio import check_output_dir, write_table, write_text
+from ..validation import INVALID_ROWS
 from .design import complete_rows, make_design
 from .results import describe_term
 from .fit import read_analysis_table
@@ -174,14 +175,17 @@ class SurvivalResult:
 
 def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.PathLike | ModelSpec = DEFAULT_SPEC, *,
                       exposure: str | None = None, birth_cohort: bool = True,
-                      dictionary: DataDictionary | None = None) -> SurvivalResult:
+                      dictionary: DataDictionary | None = None, exclude_invalid_rows: bool = False,
+                      sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> SurvivalResult:
     """Cox hazard ratios (per 2 SD, adjusted as in ``spec``) and Kaplan–Meier curves by exposure tertile.
 
     Parameters
     ----------
     data
-        Cohort table: a file (read and validated with :func:`~backpain_epi.cohort.load_cohort`)
-        or a DataFrame (validated and conformed the same way). Must have ``cbp_onset_age``.
+        Cohort table: a file or a DataFrame, read and validated as by
+        :func:`~backpain_epi.modelling.fit.read_analysis_table`: errors block only in the
+        columns the analysis uses (the spec's, ``cbp_onset_age``, ``age`` and ``exposure``).
+        Must have ``cbp_onset_age``.
     spec
         Logistic model spec whose exposures and covariates the Cox model takes
         (the group column becomes strata; for age see ``birth_cohort``).
@@ -199,6 +203,11 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
         a time scale is often handled.
     dictionary
         Data dictionary (default: the shipped one).
+    exclude_invalid_rows
+        Leave out rows with errors in single rows of those columns (an onset after the
+        age, ...) instead of refusing the table; counted per rule in ``counts["excluded"]``.
+    sep, encoding, decimal
+        How a text file is read (:func:`~backpain_epi.tableio.read_table`).
 
     Raises
     ------
@@ -214,7 +223,9 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
     dd = dictionary or load_dictionary()
     exposure = exposure or dd.survival_exposure
     spec = _resolve_spec(spec, dd)
-    table, _ = read_analysis_table(data, dd)
+    columns = [*spec.columns(), ONSET, TIME_SCALE, exposure]
+    table, _ = read_analysis_table(data, dd, columns, exclude_invalid_rows=exclude_invalid_rows, sep=sep, encoding=encoding,
+                                   decimal=decimal)
     if ONSET not in table.columns:
         raise SurvivalError(f"the table has no '{ONSET}' column; the survival analysis needs the age at CBP onset of every case "
                             "(add the column, empty for participants without CBP).")
@@ -236,11 +247,12 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
     keep = ~(no_onset | no_age)
     duration = np.where(event == 1, onset, age)[keep]
     event = event[keep]
+    invalid = {k: int(v) for k, v in design.dropped.items() if k in table.attrs.get(INVALID_ROWS, {})}
     counts = {
         "n_in": int(len(table)),
-        "excluded": {INCOMPLETE_REASON: int(design.dropped.get("any", 0)), NO_ONSET_REASON: int(no_onset.sum()),
-                     NO_AGE_REASON: int(no_age.sum())},
-        "missing": {k: int(v) for k, v in design.dropped.items() if k != "any"},
+        "excluded": {**invalid, INCOMPLETE_REASON: int(design.dropped.get("any", 0)) - sum(invalid.values()),
+                     NO_ONSET_REASON: int(no_onset.sum()), NO_AGE_REASON: int(no_age.sum())},
+        "missing": {k: int(v) for k, v in design.dropped.items() if k != "any" and k not in invalid},
         "n_analysed": int(keep.sum()),
         "n_events": int(event.sum()),
     }

@@ -74,6 +74,10 @@ def build_report(
     planted: str | os.PathLike | pd.DataFrame | None = None,
     dictionary: DataDictionary | None = None,
     progress: bool = True,
+    exclude_invalid_rows: bool = False,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    decimal: str = ".",
 ) -> Report:
     """Write the report of ``runs`` on cohort table ``data`` to folder ``out``.
 
@@ -106,6 +110,12 @@ def build_report(
         Optional table (path or DataFrame) of the exposures planted in phantom scans
         (``participant_id`` and exposure columns): adds their agreement with the measured
         exposures of ``data`` (ICC, limits of agreement, scatter).
+    exclude_invalid_rows
+        Leave out rows with errors in single rows of the columns each analysis uses, counted
+        per rule in the participant flow; give it when the runs were fit with it. Without it
+        such errors refuse the table. Errors in columns the report does not use are warnings.
+    sep, encoding, decimal
+        How a text file ``data`` is read (:func:`~backpain_epi.tableio.read_table`).
 
     Raises
     ------
@@ -116,8 +126,9 @@ def build_report(
     dd = dictionary or load_dictionary()
     out = check_output_dir(out)
     options = ReportOptions(title=title, table1_columns=table1_columns, survival=survival, km_exposure=km_exposure,
-                            survival_spec=survival_spec)
-    ctx = ReportContext.load(runs, data, dd, options=options, segmentation=segmentation, truth=truth, planted=planted)
+                            survival_spec=survival_spec, exclude_invalid_rows=exclude_invalid_rows)
+    ctx = ReportContext.load(runs, data, dd, options=options, segmentation=segmentation, truth=truth, planted=planted,
+                             sep=sep, encoding=encoding, decimal=decimal)
     report = Report(out=out, index=out / "index.html")
     pages = {}
     bar = tqdm(SECTIONS, desc="report", unit="section", disable=not progress)

@@ -24,10 +24,12 @@ import pandas as pd
 from scipy import special
 from scipy.stats import gaussian_kde
 
+from ..cohort import analysis_columns
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
 from ..modelling.results import linear_predictor_draws
 from ..segmentation.exposures import qc_failures
+from ..validation import INVALID_ROWS
 
 if TYPE_CHECKING:
     from .runs import ReportRun
@@ -49,7 +51,9 @@ def participant_flow(data: pd.DataFrame, runs: list[ReportRun], dictionary: Data
 
     Exclusions are applied in order, each row counting participants not already
     excluded: segmentation failed (no usable scan; with segmentation outputs),
-    segmentation QC flag, missing exposure, missing covariate or activity.
+    segmentation QC flag, invalid values left out by ``exclude_invalid_rows`` (one
+    row per rule, for the rules in the columns of that model), missing exposure,
+    missing covariate or activity.
 
     Parameters
     ----------
@@ -86,6 +90,12 @@ def participant_flow(data: pd.DataFrame, runs: list[ReportRun], dictionary: Data
             hit = left & (pd.to_numeric(data["qc_flag"], errors="coerce") == 1)
             counts["Excluded: segmentation QC flag"] = int(hit.sum())
             left &= ~hit
+        used = set(analysis_columns(spec.columns(), dictionary))
+        for reason, (column, where) in data.attrs.get(INVALID_ROWS, {}).items():
+            if column in used:
+                hit = left & data.index.isin(where)
+                counts[f"Excluded: {reason}"] = int(hit.sum())
+                left &= ~hit
         exposure_cols = list(spec.exposures)
         other_cols = [c for c in spec.columns() if c not in exposure_cols]
         hit = left & data[exposure_cols].isna().any(axis=1)

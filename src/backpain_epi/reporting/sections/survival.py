@@ -14,6 +14,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ...dictionary import DataDictionary
+from ...errors import DataValidationError
 from ...formatting import format_p
 from ...modelling.survival import ONSET, SurvivalError, SurvivalResult, survival_analysis
 from ..context import ReportContext
@@ -57,9 +58,12 @@ def survival(ctx: ReportContext) -> SectionOutput:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lifelines' StatisticalWarnings are summarised in the result's notes
-            result = survival_analysis(table, exposure=ctx.km_exposure, dictionary=dd, **spec)
+            result = survival_analysis(table, exposure=ctx.km_exposure, dictionary=dd,
+                                       exclude_invalid_rows=ctx.options.exclude_invalid_rows, **spec)
     except SurvivalError as exc:  # a sensitivity analysis that cannot be fit does not block the report
         return SectionOutput(notes=[f"Survival analysis not shown: {exc}"])
+    except DataValidationError as exc:  # an error in a column of the survival spec only (the others were checked on loading)
+        return SectionOutput(notes=[f"Survival analysis not shown: {str(exc).splitlines()[0]}"])
     hr = result.hazard_ratios
     return SectionOutput(
         tables={
