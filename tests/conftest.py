@@ -11,8 +11,9 @@ from backpain_epi import CohortTruth, load_dictionary, simulate_cohort
 from backpain_epi.tableio import read_table
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-#: Sampler settings of the quick test fits: few draws, two chains.
-QUICK = {"draws": 300, "tune": 300, "chains": 2, "progress": False}
+#: Sampler settings of the quick test fits: few draws, two chains, one attempt (at this size the gate may fail on
+#: ESS, and the gate ladder's refits would triple the cost; tests/modelling/test_ladder.py tests the ladder).
+QUICK = {"draws": 300, "tune": 300, "chains": 2, "progress": False, "ladder": False}
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def _run(*args):
 def test_fit_prints_model_priors_table_and_gate(cohort_csv, tmp_path):
     out = tmp_path / "run"
     r = _run("fit", "--data", cohort_csv[0], "--spec", MODELS / "unadjusted.yaml", "--out", out,
-             "--draws", 400, "--tune", 400, "--chains", 2, "--quiet", "--allow-failed-diagnostics")
+             "--draws", 400, "--tune", 400, "--chains", 2, "--quiet", "--allow-failed-diagnostics", "--no-ladder")
     assert r.exit_code == 0, r.output
     assert "prior group_sd: halfnormal(1)" in r.output
     assert "Sampling with nutpie: 2 chains × 400 draws after 400 tuning steps, seed 2025." in r.output
@@ -37,6 +37,7 @@ def test_failed_gate_exits_non_zero(cohort_csv, tmp_path):
     assert "prior group_sd: halfnormal(1)" in r.output and "Analysed 3,000 participants" in r.output
     assert "Sampling with nutpie: 2 chains × 20 draws after 20 tuning steps, seed 2025." in r.output
     assert "DIAGNOSTICS FAILED" in r.output and "[FAIL] bulk ESS" in r.output
+    assert "Gate ladder: 3 attempts; the last is kept." in r.output and "  3. target_accept 0.99, tune 40, draws 40: failed (" in r.output
     assert "GateFailedWarning" not in r.output and r.output.count("DIAGNOSTICS FAILED") == 1  # said once, by the CLI
     assert json.loads((tmp_path / "r" / "provenance.json").read_text())["diagnostics"]["passed"] is False
 

@@ -28,7 +28,8 @@ def test_run_folder_holds_every_file(full_run):
     for name in ("posterior.nc", "summary.csv", "activity_curve.csv", "spec.yaml", "provenance.json"):
         assert (out / name).is_file(), name
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert list(summary.columns) == [*SUMMARY_COLUMNS, "run_id"]
+    assert (summary["run_id"] == full_run.provenance.run_id).all() and len(full_run.provenance.run_id) == 32
     assert set(summary["term"]) == {"intermat_ml", "lmm_ml", "imf_pct", "age", "bmi", "sex[male]", "diabetes",
                                     "dyslipidemia", "osteoporosis", "osteoarthritis"}
     row = summary.set_index("term").loc["intermat_ml"]
@@ -95,7 +96,8 @@ def test_same_seed_same_draws(cohort_csv, tmp_path):
 
 def test_load_run_reads_back_without_refitting(full_run):
     again = load_run(full_run.out)
-    pd.testing.assert_frame_equal(again.summary, pd.read_csv(full_run.out / "summary.csv"))
+    pd.testing.assert_frame_equal(again.summary, pd.read_csv(full_run.out / "summary.csv").drop(columns="run_id"))
+    assert list(again.summary.columns) == SUMMARY_COLUMNS and again.idata.attrs["run_id"] == full_run.provenance.run_id
     assert again.spec == full_run.spec
     assert again.diagnostics.passed == full_run.diagnostics.passed
 
@@ -163,7 +165,7 @@ def test_fixed_effects_agree_with_maximum_likelihood(unadjusted_run, cohort_csv,
 
 def test_failed_gate_is_reported_not_hidden(cohort_csv):
     with pytest.warns(GateFailedWarning, match="diagnostics gate failed for model 'unadjusted'.*Do not report.*tune="):
-        run = fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", draws=30, tune=30, chains=2, progress=False)
+        run = fit_model(cohort_csv[0], MODELS / "unadjusted.yaml", draws=30, tune=30, chains=2, progress=False, ladder=False)
     assert not run.diagnostics.passed
     assert "bulk ESS" in {c.name for c in run.diagnostics.failed}
     assert run.diagnostics.format().startswith("DIAGNOSTICS FAILED")
@@ -227,3 +229,112 @@ def test_auto_parameterization_follows_the_number_of_events():
     assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS - 1)) == "noncentred"
     assert activity_parameterization(design("hsgp", "auto", 10 * CENTRED_MIN_EVENTS)) == "noncentred"
     assert activity_parameterization(design("spline", "centred", 5)) == "centred"
+
+
+# --------------------------------------------------------------------------- the run folder: whole or not at all
+
+
+SMALL = {"name": "small", "outcome": "cbp", "exposures": ["intermat_ml"], "covariates": ["age", "sex"]}
+
+
+@pytest.fixture(scope="module")
+def small_fits(cohort_csv):
+    """Two quick fits of one small model (no random intercept), kept in memory."""
+    from backpain_epi.modelling import ModelSpec
+
+    spec = ModelSpec.from_dict(SMALL)
+    with pytest.warns(GateFailedWarning):  # 50 draws: the gate fails on ESS, which does not matter here
+        return [fit_model(cohort_csv[0], spec, draws=50, tune=50, chains=2, seed=s, progress=False, ladder=False) for s in (1, 2)]
+
+
+def test_a_summary_from_another_fit_is_refused(small_fits, tmp_path, cohort_csv):
+    from backpain_epi.modelling import compare_runs
+    from backpain_epi.modelling.fit import save_run
+    from backpain_epi.reporting import build_report
+
+    a, b = (save_run(r, tmp_path / name) for r, name in zip(small_fits, ("a", "b")))
+    assert load_run(a).provenance.run_id == small_fits[0].provenance.run_id != small_fits[1].provenance.run_id
+    (a / "summary.csv").write_bytes((b / "summary.csv").read_bytes())  # the same model, another fit
+    with pytest.raises(InputFileError, match=r"run .*a: its files come from different fits .*summary.csv [0-9a-f]{32}.*Refit the run"):
+        load_run(a)
+    with pytest.raises(InputFileError, match="different fits"):
+        compare_runs([a, b])
+    with pytest.raises(InputFileError, match="different fits"):
+        build_report([a], cohort_csv[0], out=tmp_path / "rep", survival=False, progress=False)
+    assert not (tmp_path / "rep" / "index.html").exists()
+
+
+def test_a_run_folder_without_run_ids_still_loads(small_fits, tmp_path):
+    from backpain_epi.modelling.fit import save_run
+
+    run = save_run(small_fits[0], tmp_path / "old")
+    prov = json.loads((run / "provenance.json").read_text())
+    del prov["run_id"], prov["attempts"]  # as written before run ids and the gate ladder
+    (run / "provenance.json").write_text(json.dumps(prov))
+    pd.read_csv(run / "summary.csv").drop(columns="run_id").to_csv(run / "summary.csv", index=False)
+    import arviz as az
+
+    idata = az.from_netcdf(str(run / "posterior.nc"))
+    idata.load()
+    del idata.attrs["run_id"]
+    idata.to_netcdf(str(tmp_path / "p.nc"), engine="h5netcdf")
+    (tmp_path / "p.nc").replace(run / "posterior.nc")
+    old = load_run(run)
+    assert old.provenance.run_id == "" and old.provenance.attempts == () and old.provenance.n_attempts == 1
+
+
+def test_an_interrupted_save_leaves_the_old_run_folder(small_fits, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import arviz as az
+
+    from backpain_epi.modelling.fit import save_run
+
+    run = save_run(small_fits[0], tmp_path / "run")
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    newer = small_fits[1]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the refit is stopped while the posterior is written
+
+    monkeypatch.setattr(az.InferenceData, "to_netcdf", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_run(newer, run)
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # the new summary did not land beside the old posterior
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial folder left beside it
+    assert load_run(run).provenance.run_id == small_fits[0].provenance.run_id
+    monkeypatch.undo()
+    save_run(newer, run)  # a save that finishes replaces the folder whole
+    assert load_run(run).provenance.run_id == newer.provenance.run_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert replace(newer, out=run).provenance == load_run(run).provenance
+
+
+def test_a_folder_with_other_files_is_not_replaced(small_fits, tmp_path):
+    from backpain_epi.modelling.fit import save_run
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputFileError, match="not a run's \\(notes.txt\\)"):
+        save_run(small_fits[0], tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# --- validation scoped to the analysis (issue 16, items 4 and 6) --------------------------------------------
+
+def test_fit_blocks_only_on_used_columns_and_excludes_invalid_rows_by_rule(edited_csv, dictionary):
+    from backpain_epi.errors import DataQualityWarning, DataValidationError
+    from backpain_epi.modelling.fit import read_analysis_table
+
+    path = edited_csv({(4, "intermat_ml"): "-1", (9, "intermat_ml"): "-2", (0, "psoas_ml"): "-5",
+                       (1, "met_min_week"): "", (2, "met_min_week"): "", (3, "met_min_week"): ""})
+    quick = {**QUICK, "draws": 50, "tune": 50}
+    with pytest.raises(DataValidationError, match="exclude_invalid_rows=True"):
+        fit_model(path, MODELS / "paper.yaml", **quick)
+    with pytest.warns(DataQualityWarning, match=r"psoas_ml \[range\]"):
+        result = fit_model(path, MODELS / "paper.yaml", exclude_invalid_rows=True, **quick)
+    assert result.dropped == {"invalid intermat_ml (range)": 2, "met_min_week": 3, "any": 5}  # not 'activity_band'
+    d = result.provenance.data
+    assert d.n_rows == 300 and d.n_analysed == 295
+    assert not {"P000005", "P000010"} & set(result.analysed_ids)
+    table, _ = read_analysis_table(path, dictionary, ["psoas_ml"])  # another analysis of the same file: same hash
+    assert table_hash(table) == d.sha256

@@ -30,15 +30,18 @@ from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
 @SEP
 @ENCODING
 @DECIMAL
+@click.option("--no-ladder", is_flag=True, help="One attempt: no refits with a higher target_accept and more tuning when the gate fails.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @DICTIONARY
-def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, include_qc_flagged, quiet, dictionary_path,
+def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagnostics, include_qc_flagged, no_ladder, quiet, dictionary_path,
         exclude_invalid_rows, sep, encoding, decimal):
     """Fit a Bayesian hierarchical logistic model of a spec to a cohort table.
 
     Prints the model and its priors, the rows dropped as incomplete, the odds ratios
-    and the diagnostics gate. Exit status 3 when the gate fails (unless
-    --allow-failed-diagnostics), 2 for bad input.
+    and the diagnostics gate. A fit failing the gate on divergences, ESS or R-hat
+    is refit along the gate ladder (higher target_accept, more tuning and draws)
+    unless --no-ladder; every attempt is printed and recorded. Exit status 3 when
+    the gate still fails (unless --allow-failed-diagnostics), 2 for bad input.
     """
 
     # lazy: the modelling stage imports ArviZ and pandas; --help must not
@@ -57,7 +60,8 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GateFailedWarning)  # the gate's verdict is printed below, with its exit status
         warnings.simplefilter("ignore", DataQualityWarning)  # printed by the check above
-        result = fit_model(data, model_spec, out=out, dictionary=dd, **reading, progress=not quiet, include_qc_flagged=include_qc_flagged)
+        result = fit_model(data, model_spec, out=out, dictionary=dd, **reading, progress=not quiet, include_qc_flagged=include_qc_flagged,
+                           ladder=not no_ladder)
     d = result.provenance.data
     dropped = {k: v for k, v in result.dropped.items() if k != "any"}
     if dropped:
@@ -69,6 +73,11 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
         click.secho(f"note: {info['fallback_reason']}; used PyMC's NUTS.", fg="yellow")
     t = result.provenance.timings
     click.echo(f"Timings: compile {t.get('compile_s', 0):.1f} s, sampling {t['sampling_s']:.1f} s, total {t['total_s']:.1f} s.")
+    attempts = result.provenance.attempts
+    if len(attempts) > 1:
+        click.echo(f"Gate ladder: {len(attempts)} attempts; the last is kept.")
+        for a in attempts:
+            click.echo(f"  {a.number}. {a.describe()}")
     click.echo(result.format_summary())
     gate = result.diagnostics
     click.secho(gate.format(), fg="green" if gate.passed else "red", bold=not gate.passed)

@@ -64,9 +64,10 @@ class GateFailedWarning(BackpainEpiWarning):
     """A fit's diagnostics gate failed: its estimates should not be reported as they are."""
 
     @classmethod
-    def for_model(cls, model: str, diagnostics: Diagnostics) -> GateFailedWarning:
+    def for_model(cls, model: str, diagnostics: Diagnostics, attempts: int = 1) -> GateFailedWarning:
         failed = "; ".join(f"{c.name} {c.value} (rule {c.rule})" for c in diagnostics.failed)
-        return cls(f"diagnostics gate failed for model '{model}': {failed}. Do not report these estimates; "
+        tried = f" after {attempts} attempts of the gate ladder" if attempts > 1 else ""
+        return cls(f"diagnostics gate failed for model '{model}'{tried}: {failed}. Do not report these estimates; "
                    "fit again with more tuning or draws (fit_model(..., tune=, draws=)), a higher target_accept in the "
                    "spec's sampler, or a simpler model.")
 

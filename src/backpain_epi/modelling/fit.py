@@ -18,13 +18,22 @@
     The spec as used (command-line sampler settings included).
 ``provenance.json``
     Data hash, dropped rows, design recipe, priors, package versions, seed,
-    sampler, timings and the diagnostics verdict.
+    sampler, timings, the diagnostics verdict and every attempt of the gate
+    ladder (:mod:`backpain_epi.modelling.ladder`).
+
+Every fit has a run id (``provenance.json``, the ``run_id`` column of
+``summary.csv``, the attributes of ``posterior.nc``). The folder is written
+whole into a temporary folder beside ``out`` and renamed into place, so an
+interrupted refit leaves the previous run as it was; :func:`load_run` refuses
+a folder whose files carry different run ids.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from html import escape
@@ -45,12 +54,16 @@ from ..tableio import atomic_path, check_output_dir, write_table, write_text
 from ..validation import INVALID_ROWS, load_table
 from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
+from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
 from .results import activity_curve, eta_from_arrays, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
 
 RUN_FILES = ("posterior.nc", "summary.csv", "spec.yaml", "provenance.json")
+CURVE_FILE = "activity_curve.csv"
+#: The column of ``summary.csv`` that holds the run id (dropped again by :func:`load_run`).
+RUN_ID_COLUMN = "run_id"
 LOO_DRAWS = 1000
 SUMMARY_STYLES = ("ascii", "markdown", "html", "latex")
 
@@ -176,6 +189,7 @@ def fit_model(
     sep: str | None = None,
     encoding: str = "utf-8",
     decimal: str = ".",
+    ladder: GateLadder | bool | None = None,
 ) -> FitResult:
     """Validate ``data``, build the model of ``spec``, sample it, check it and (with ``out``) save the run.
 
@@ -206,58 +220,110 @@ def fit_model(
         per rule in ``FitResult.dropped`` (``"invalid <column> (<rule>)"``).
     sep, encoding, decimal
         How a text file is read (:func:`~backpain_epi.tableio.read_table`): delimiter, encoding, decimal mark.
+    ladder
+        Refits tried when the gate fails on divergences, bulk ESS or R-hat (a
+        :class:`~backpain_epi.modelling.ladder.GateLadder`; ``None``/``True``: the default
+        ladder, ``False``: one attempt). The result is the last attempt's; its spec holds
+        that attempt's sampler settings, and ``provenance.attempts`` records every attempt.
 
     Returns
     -------
     FitResult
-        Also when the diagnostics gate fails; then a :class:`~backpain_epi.modelling.diagnostics.GateFailedWarning`
-        says which checks failed and what to do, and ``result.diagnostics.passed`` is False.
+        Also when the diagnostics gate fails after the ladder; then a
+        :class:`~backpain_epi.modelling.diagnostics.GateFailedWarning` says which checks
+        failed and what to do, and ``result.diagnostics.passed`` is False.
     """
     t0 = time.perf_counter()
     dd = dictionary or load_dictionary()
     spec = spec if isinstance(spec, ModelSpec) else load_spec(spec, dd)
     spec = spec.with_sampler(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
-    out = check_output_dir(out) if out is not None else None
+    out = _check_run_dir(check_output_dir(out)) if out is not None else None
     table, source = read_analysis_table(data, dd, spec.columns(), exclude_invalid_rows=exclude_invalid_rows, sep=sep,
                                         encoding=encoding, decimal=decimal)
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
-    # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
-    from .build import build_model
-    from .sample import sample_model
-
-    model = build_model(design)
-    idata, sampler_info = sample_model(model, spec.sampler, progress=progress)
-    timings |= sampler_info.pop("timings")
+    idata, sampler_info, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress)
+    last = attempts[-1]
+    spec = spec.with_sampler(**{k: last.settings[k] for k in ("draws", "tune", "target_accept")})
+    diagnostics = last.diagnostics
+    for key in ("compile_s", "sampling_s"):
+        timings[key] = sum(a.timings.get(key, 0.0) for a in attempts)
+    run_id = uuid.uuid4().hex
+    idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
     _add_log_likelihood(idata, design, loo_draws)
     summary = odds_ratio_summary(idata, design.recipe, dd)
     curve = activity_curve(idata, design.recipe) if spec.activity else None
-    diagnostics = check_diagnostics(idata, [BETA, *scale_parameters(design.recipe)])
     timings["summarise_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
-    provenance = _provenance(spec, design, table, source, sampler_info, timings, diagnostics)
+    provenance = _provenance(spec, design, table, source, sampler_info, timings, diagnostics, run_id, attempts)
     result = FitResult(spec=spec, recipe=design.recipe, idata=idata, summary=summary, diagnostics=diagnostics,
                        provenance=provenance, curve=curve, out=out)
     if out is not None:
         save_run(result, out)
     if not diagnostics.passed:
-        warnings.warn(GateFailedWarning.for_model(spec.name, diagnostics), stacklevel=2)
+        warnings.warn(GateFailedWarning.for_model(spec.name, diagnostics, attempts=len(attempts)), stacklevel=2)
     return result
 
 
 def save_run(result: FitResult, out: str | os.PathLike) -> Path:
-    """Write the run folder of ``result`` (every file atomically; the posterior last but one, provenance last)."""
-    out = Path(out)
-    write_text(result.spec.to_yaml(), out / "spec.yaml")
-    write_table(result.summary, out / "summary.csv")
-    if result.curve is not None:
-        write_table(result.curve, out / "activity_curve.csv")
-    with atomic_path(out / "posterior.nc") as tmp:
-        result.idata.to_netcdf(str(tmp), engine="h5netcdf")
-    write_text(result.provenance.to_json(), out / "provenance.json")
+    """Write the run folder of ``result`` whole or not at all.
+
+    The files are written into a temporary folder beside ``out``, which is then
+    renamed to ``out``; an existing run folder there is renamed aside first and
+    deleted only once the new one is in place. An interruption at any point
+    leaves either the old run folder or the new one, never a mix. ``out`` must
+    be absent, empty or a run folder: other files in it are refused, not deleted.
+    """
+    out = _check_run_dir(Path(out))
+    run_id = result.provenance.run_id
+    result.idata.attrs["run_id"] = run_id
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir(parents=True)
+        write_text(result.spec.to_yaml(), tmp / "spec.yaml")
+        write_table(result.summary.assign(**{RUN_ID_COLUMN: run_id}), tmp / "summary.csv")
+        if result.curve is not None:
+            write_table(result.curve, tmp / CURVE_FILE)
+        with atomic_path(tmp / "posterior.nc") as nc:
+            result.idata.to_netcdf(str(nc), engine="h5netcdf")
+        write_text(result.provenance.to_json(), tmp / "provenance.json")
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
+
+
+def _check_run_dir(out: Path) -> Path:
+    """``out`` if it may be (re)written as a run folder: absent, empty, or holding only a run's files."""
+    if out.is_dir():
+        own = {*RUN_FILES, CURVE_FILE}
+        other = sorted(p.name for p in out.iterdir() if p.name not in own and not p.name.startswith("."))
+        if other:
+            shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+            raise InputFileError(f"{out}: holds files that are not a run's ({shown}); a fit replaces its run folder "
+                                 "whole, so give a new or empty folder, or an earlier run's folder.")
+    return out
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Rename the finished folder ``new`` to ``out``, replacing a run folder there (renamed aside, then deleted)."""
+    try:
+        if not out.exists():
+            os.rename(new, out)
+            return
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise InputFileError(f"{out}: the run folder cannot be written ({exc.strerror or exc}).") from None
 
 
 def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -> FitResult:
@@ -266,7 +332,8 @@ def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -
     Raises
     ------
     InputFileError
-        The folder is missing, lacks one of the run files, or its posterior and
+        The folder is missing, lacks one of the run files, its files carry
+        different run ids (they come from different fits), or its posterior and
         provenance disagree on the participants analysed.
     """
     run = Path(run)
@@ -280,8 +347,11 @@ def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -
     provenance = Provenance.read(run / "provenance.json")
     recipe = DesignRecipe.from_dict(spec, provenance.design)
     idata = az.from_netcdf(str(run / "posterior.nc"))
-    curve = pd.read_csv(run / "activity_curve.csv") if (run / "activity_curve.csv").is_file() else None
-    result = FitResult(spec=spec, recipe=recipe, idata=idata, summary=pd.read_csv(run / "summary.csv"),
+    summary = pd.read_csv(run / "summary.csv", dtype={RUN_ID_COLUMN: str})
+    _check_run_ids(run, provenance, idata, summary)
+    summary = summary.drop(columns=[RUN_ID_COLUMN], errors="ignore")
+    curve = pd.read_csv(run / CURVE_FILE) if (run / CURVE_FILE).is_file() else None
+    result = FitResult(spec=spec, recipe=recipe, idata=idata, summary=summary,
                        diagnostics=provenance.diagnostics, provenance=provenance, curve=curve, out=run)
     if ids_hash(result.analysed_ids) != provenance.data.analysed_sha256:
         raise InputFileError(f"run {run}: posterior.nc does not match its provenance.json (analysed ids differ); refit the run.")
@@ -295,6 +365,48 @@ def as_fit_result(run: FitResult | str | os.PathLike, dictionary: DataDictionary
     if isinstance(run, (str, os.PathLike)):
         return load_run(run, dictionary)
     raise BackpainEpiError(f"runs: expected a FitResult or a run folder, got {type(run).__name__}.")
+
+
+def _check_run_ids(run: Path, provenance: Provenance, idata: az.InferenceData, summary: pd.DataFrame) -> None:
+    """Raise :class:`InputFileError` unless provenance.json, posterior.nc and summary.csv carry one run id.
+
+    A folder written before run ids (none of the three has one) is accepted as it is.
+    """
+    column = summary[RUN_ID_COLUMN].dropna().unique() if RUN_ID_COLUMN in summary else []
+    ids = {"provenance.json": provenance.run_id, "posterior.nc": str(idata.attrs.get("run_id", "")),
+           "summary.csv": ", ".join(map(str, column))}
+    if not any(ids.values()) or len(set(ids.values())) == 1:
+        return
+    seen = "; ".join(f"{name} {value or '(none)'}" for name, value in ids.items())
+    raise InputFileError(f"run {run}: its files come from different fits (run id: {seen}); a write was interrupted or "
+                         f"files were copied in. Refit the run: `backpain-epi fit --out {run}`.")
+
+
+def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, progress: bool):
+    """Sample the model of ``design`` with the spec's settings, then along ``ladder`` while the gate fails.
+
+    Returns the last attempt's InferenceData and sampler record, and every :class:`Attempt`.
+    """
+    # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
+    from .build import build_model
+    from .sample import sample_model
+
+    model = build_model(design)
+    var_names = [BETA, *scale_parameters(design.recipe)]
+    cache: dict = {}  # the compiled model, shared by the attempts
+    attempts: list[Attempt] = []
+    for number, settings in enumerate(ladder.settings(spec.sampler), start=1):
+        idata, info = sample_model(model, settings, progress=progress, cache=cache)
+        diagnostics = check_diagnostics(idata, var_names)
+        attempts.append(Attempt(number, _settings_record(settings), diagnostics,
+                                {k: round(v, 2) for k, v in info.pop("timings").items()}))
+        if diagnostics.passed or not ladder.retry(diagnostics, settings.chains):
+            break
+    return idata, info, tuple(attempts)
+
+
+def _settings_record(s) -> dict:
+    return {"draws": s.draws, "tune": s.tune, "chains": s.chains, "target_accept": s.target_accept, "seed": s.seed}
 
 
 def read_analysis_table(data, dd: DataDictionary, columns=None, *, exclude_invalid_rows: bool = False,
@@ -343,13 +455,12 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
         idata.add_groups({"observed_data": xr.Dataset({name: ((f"{name}_dim_0",), design.y)}, coords={f"{name}_dim_0": design.ids})})
 
 
-def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics) -> Provenance:
+def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics, run_id, attempts) -> Provenance:
     data = DataRecord(source=source, sha256=table_hash(table), n_rows=len(table), n_analysed=design.n,
                       n_events=int(design.y.sum()), dropped=design.dropped, analysed_sha256=ids_hash(design.ids),
                       qc_flagged_included=bool(design.include_qc_flagged))
-    settings = {"draws": spec.sampler.draws, "tune": spec.sampler.tune, "chains": spec.sampler.chains,
-                "target_accept": spec.sampler.target_accept, "seed": spec.sampler.seed}
+    settings = _settings_record(spec.sampler)
     return Provenance(model=spec.name, formula=spec.terms_text(), priors={k: str(v) for k, v in spec.priors.items()}, data=data,
                       design=design.recipe.to_dict(), activity_parameterization=activity_parameterization(design),
                       sampler=sampler_info, settings=settings, timings={k: round(v, 2) for k, v in timings.items()},
-                      diagnostics=diagnostics)
+                      diagnostics=diagnostics, run_id=run_id, attempts=attempts)

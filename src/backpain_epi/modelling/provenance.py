@@ -1,8 +1,9 @@
 """What a fit was made from and how: the typed contents of a run's ``provenance.json``.
 
 :class:`Provenance` is the contract between the fit and everything that reads a
-run (compare, report, pipeline, CLI): they read attributes, never JSON keys. The
-file layout is unchanged, so run folders written by earlier versions still load.
+run (compare, report, pipeline, CLI): they read attributes, never JSON keys. Keys
+added since the first layout (``run_id``, ``attempts``) are optional, so run
+folders written by earlier versions still load.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..errors import InputFileError
 from ..records import MODELLING_PACKAGES, VERSION, json_default, package_versions
 from .diagnostics import Check, Diagnostics
+from .ladder import Attempt
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,13 @@ class Provenance:
     sampler, settings, timings
         The sampler used (and why), the draws/tune/chains/seed/target_accept, and seconds per step.
     diagnostics
-        The gate's verdict (:class:`~backpain_epi.modelling.diagnostics.Diagnostics`).
+        The gate's verdict (:class:`~backpain_epi.modelling.diagnostics.Diagnostics`) on the posterior kept.
+    run_id
+        The fit's id (uuid4 hex), also in ``posterior.nc`` and ``summary.csv``: a run folder's files belong
+        together when the three agree. Empty for runs written before run ids.
+    attempts
+        Every sampling attempt of the gate ladder (:class:`~backpain_epi.modelling.ladder.Attempt`), the kept one
+        last. Empty for runs written before the ladder (one attempt, ``settings``).
     versions, backpain_epi, created
         Package versions, this package's version, and the UTC time of the fit.
     """
@@ -64,9 +72,16 @@ class Provenance:
     settings: dict
     timings: dict[str, float]
     diagnostics: Diagnostics
+    run_id: str = ""
+    attempts: tuple[Attempt, ...] = ()
     versions: dict[str, str | None] = field(default_factory=lambda: package_versions(MODELLING_PACKAGES, python=True))
     backpain_epi: str = VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def n_attempts(self) -> int:
+        """How many sampling attempts the fit took (1 for runs written before the gate ladder)."""
+        return max(1, len(self.attempts))
 
     @property
     def gate_passed(self) -> bool:
@@ -78,8 +93,9 @@ class Provenance:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["data"] = asdict(self.data)
         d["diagnostics"] = self.diagnostics.to_dict()
-        order = ("created", "model", "formula", "priors", "data", "design", "activity_parameterization", "sampler", "settings",
-                 "timings", "diagnostics", "versions", "backpain_epi")
+        d["attempts"] = [a.to_dict() for a in self.attempts]
+        order = ("created", "run_id", "model", "formula", "priors", "data", "design", "activity_parameterization", "sampler", "settings",
+                 "timings", "diagnostics", "attempts", "versions", "backpain_epi")
         return {k: d[k] for k in order}
 
     def to_json(self) -> str:
@@ -91,6 +107,7 @@ class Provenance:
         kwargs = {f.name: d[f.name] for f in fields(cls) if f.name in d}
         kwargs["data"] = DataRecord(**d["data"])
         kwargs["diagnostics"] = Diagnostics(tuple(Check(**c) for c in diag["checks"]))
+        kwargs["attempts"] = tuple(Attempt.from_dict(a) for a in d.get("attempts", ()))
         return cls(**kwargs)
 
     @classmethod

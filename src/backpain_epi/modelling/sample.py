@@ -30,18 +30,20 @@ class SamplerFallbackWarning(BackpainEpiWarning):
     """nutpie could not sample this model; PyMC's NUTS was used instead (the message says why)."""
 
 
-def sample_model(model: pm.Model, settings: SamplerSettings, *, progress: bool = True):
+def sample_model(model: pm.Model, settings: SamplerSettings, *, progress: bool = True, cache: dict | None = None):
     """Sample ``model`` with the spec's sampler; returns the InferenceData and what was done.
 
     The second value records the sampler requested and used, the reason for a
-    fallback, and the timings (``compile_s``, ``sampling_s``).
+    fallback, and the timings (``compile_s``, ``sampling_s``). ``cache``, a dict
+    kept by the caller across calls on the same ``model`` (the gate ladder's
+    attempts), holds the compiled nutpie model, so a refit does not compile again.
     """
     info = {"requested": settings.sampler, "used": settings.sampler, "fallback_reason": None, "timings": {}}
     cores = min(settings.chains, os.cpu_count() or 1)
     with threadpool_limits(limits=1, user_api="blas"):
         if settings.sampler == "nutpie":
             try:
-                idata = _nutpie(model, settings, cores, progress, info)
+                idata = _nutpie(model, settings, cores, progress, info, {} if cache is None else cache)
             except Exception as exc:  # noqa: BLE001 - any nutpie failure falls back, with the reason shown
                 reason = f"nutpie failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
                 warnings.warn(f"{reason}; sampling with PyMC's NUTS instead.", SamplerFallbackWarning, stacklevel=3)
@@ -52,12 +54,14 @@ def sample_model(model: pm.Model, settings: SamplerSettings, *, progress: bool =
     return idata, info
 
 
-def _nutpie(model, settings: SamplerSettings, cores: int, progress: bool, info: dict):
+def _nutpie(model, settings: SamplerSettings, cores: int, progress: bool, info: dict, cache: dict):
     # lazy: nutpie pulls numba in; a fit with sampler: pymc never needs it
     import nutpie
 
     t = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
+    if "nutpie" not in cache:
+        cache["nutpie"] = nutpie.compile_pymc_model(model)
+    compiled = cache["nutpie"]
     info["timings"]["compile_s"] = time.perf_counter() - t
     t = time.perf_counter()
     idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=cores,

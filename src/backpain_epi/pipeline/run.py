@@ -224,7 +224,9 @@ def _fit_fn(cfg, d: _Folders, dd: DataDictionary, spec: Path, run_dir: Path, pro
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GateFailedWarning)  # said below, in the report, and by the exit status
             res = fit_model(d.analysis_table, model, out=run_dir, dictionary=dd, progress=progress)
-        gate = "gate passed" if res.diagnostics.passed else "GATE FAILED (see the report's diagnostics)"
+        n = res.provenance.n_attempts
+        tried = f" after {n} attempts of the gate ladder" if n > 1 else ""
+        gate = f"gate passed{tried}" if res.diagnostics.passed else f"GATE FAILED{tried} (see the report's diagnostics)"
         ex = res.summary[res.summary["kind"] == "exposure"]
         ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
         return f"{res.provenance.data.n_analysed:,} analysed; {gate}; OR per 2 SD: {ors}."

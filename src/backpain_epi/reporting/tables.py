@@ -185,7 +185,11 @@ def comparison_verdict(comparison: pd.DataFrame) -> str:
 
 
 def format_diagnostics(runs: list[ReportRun]) -> pd.DataFrame:
-    """One row per model: the gate verdict and each check's value (R-hat, ESS, divergences, E-BFMI), sampler and time."""
+    """One row per model: the gate verdict and each check's value (R-hat, ESS, divergences, E-BFMI), sampler and time.
+
+    The checks are those of the posterior kept (the gate ladder's last attempt); ``Attempts`` counts the
+    attempts and, when there was more than one, lists each one's settings and verdict.
+    """
     rows = []
     for run in runs:
         p = run.provenance
@@ -198,6 +202,7 @@ def format_diagnostics(runs: list[ReportRun]) -> pd.DataFrame:
         row["Sampler"] = p.sampler["used"] + (" (fallback)" if p.sampler.get("fallback_reason") else "")
         row["Chains × draws"] = f"{s['chains']} × {format_int(s['draws'])} (tune {format_int(s['tune'])})"
         row["Time (s)"] = f"{p.timings.get('total_s', float('nan')):.0f}"
+        row["Attempts"] = str(p.n_attempts) + "".join(f"; {a.number}. {a.describe()}" for a in p.attempts if len(p.attempts) > 1)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -15,7 +15,9 @@ def diagnostics(ctx: ReportContext) -> SectionOutput:
     """Each run's diagnostics gate and checks. Values: ``failed``, the names of the runs whose gate failed."""
     return SectionOutput(
         tables={"table": TableItem("diagnostics", format_diagnostics(ctx.runs), "Sampler diagnostics: every model must have "
-                                   "R-hat ≤ 1.01, bulk ESS ≥ 400, no divergent transitions and E-BFMI ≥ 0.3 in every chain")},
+                                   "R-hat ≤ 1.01, bulk ESS ≥ 400, no divergent transitions and E-BFMI ≥ 0.3 in every chain; a fit failing on "
+                                   "divergences, ESS or R-hat is refit with a higher target_accept and more tuning or draws "
+                                   "(Attempts), and the last attempt is reported")},
         values={"failed": [r.name for r in ctx.runs if not r.provenance.diagnostics.passed]},
     )
 
