@@ -149,3 +149,39 @@ def test_dictionary_listing_shows_allowed_values_and_source(run):
     lines = {line.split()[0]: line for line in result.output.splitlines()[1:] if line.strip()}
     assert "18–80" in lines["age"] and "questionnaire" in lines["age"]
     assert "female / male" in lines["sex"] and "0 / 1" in lines["cbp"]
+
+
+# --- validation scoped to the analysis, table options (issue 16, items 4 and 6) ---------------------------
+
+MODEL_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "models"
+
+
+def test_fit_refuses_a_bad_used_column_before_sampling_and_names_the_flag(run, edited_csv, tmp_path):
+    path = edited_csv({(4, "intermat_ml"): "-1"})
+    result = run("fit", "--data", path, "--spec", MODEL_DIR / "paper.yaml", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--exclude-invalid-rows" in result.output and "exclude_invalid_rows" not in result.output
+    assert "Sampling with" not in result.output
+
+
+def test_validation_notices_are_the_packages_own_lines(run, edited_csv, tmp_path):
+    path = edited_csv({(0, "psoas_ml"): "-5", (1, "psoas_ml"): "-5"})
+    assert run("validate", path).exit_code == 2  # validate keeps them as errors
+    result = run("survival", "--data", path, "--spec", MODEL_DIR / "paper.yaml", "--out", tmp_path / "surv")
+    assert result.exit_code == 0, result.output
+    notices = [line for line in result.output.splitlines() if "psoas_ml" in line]
+    assert len(notices) == 1 and notices[0].startswith("warning: ") and "[range]: 2 rows" in notices[0]
+    assert "DataQualityWarning" not in result.output and ".py:" not in result.output
+
+
+def test_semicolon_export_with_decimal_commas(run, small_raw, tmp_path):
+    df = small_raw.copy()
+    for c in ("age", "bmi", "met_min_week", "intermat_ml", "lmm_ml"):
+        df[c] = df[c].str.replace(".", ",", regex=False)
+    path = tmp_path / "export.csv"
+    df.to_csv(path, index=False, sep=";")
+    refused = run("validate", path)
+    assert refused.exit_code == 2 and "--sep ';' --decimal ','" in refused.output
+    for command in ("validate", "describe"):
+        result = run(command, path, "--sep", ";", "--decimal", ",")
+        assert result.exit_code == 0 and "passes validation" in result.output, result.output

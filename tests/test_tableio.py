@@ -123,3 +123,36 @@ def test_write_errors_are_clear(tmp_path):
     with pytest.raises(InputFileError, match="cannot be written"):
         write_table(df, blocker / "t.csv")  # parent is a file
     assert write_table(df, tmp_path / "new" / "t.tsv").read_text() == "a\n1\n"
+
+
+# --- decimal commas (issue 16, item 4) ---------------------------------------------------------------------
+
+SEMICOLON_DECIMAL_COMMA = "participant_id;age;bmi\nP1;52,5;24,1\nP2;60;31,25\nP3;-0,5;NA\n"
+
+
+def test_decimal_commas_are_read_with_the_decimal_option(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(SEMICOLON_DECIMAL_COMMA, encoding="utf-8")
+    df = read_table(path, sep=";", decimal=",")
+    assert df["age"].tolist() == ["52.5", "60", "-0.5"] and df["bmi"].tolist()[:2] == ["24.1", "31.25"]
+    assert df["participant_id"].tolist() == ["P1", "P2", "P3"] and df["bmi"].iloc[2] == "NA"
+
+
+def test_semicolon_export_with_decimal_commas_is_recognised(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(SEMICOLON_DECIMAL_COMMA, encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"semicolon-separated with decimal commas.*sep=';' decimal=','") as exc:
+        read_table(path)
+    assert "quote values" not in str(exc.value)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("participant_id;age\nP1;52.5\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"\(sep=';'\)"):
+        read_table(plain)
+
+
+def test_decimal_comma_needs_another_delimiter(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="sep=';'") as exc:
+        read_table(path, decimal=",")
+    assert exc.value.param == "decimal"

@@ -259,3 +259,60 @@ def test_conform_round_trips_a_parquet_file(tmp_path, small_raw):
 def test_rename_hint_never_points_at_another_defined_column(small_raw):
     problems = _by_rule(validate_table(small_raw.drop(columns=["osteoarthritis"])))
     assert problems[("osteoarthritis", "required_column")].message == "required column 'osteoarthritis' is missing"
+
+
+# --- validation scoped to the analysis (issue 16, item 4) -------------------------------------------------
+
+PAPER_COLUMNS = ["participant_id", "cbp", "intermat_ml", "lmm_ml", "age", "sex", "site"]
+
+
+def _unused_errors(small_raw):
+    """Errors in columns the logistic model never reads: an onset after the age (3 rows), psoas_ml = -5 (2 rows)."""
+    df = small_raw.copy()
+    cases = df.index[df["cbp"] == "1"][:3]
+    df.loc[cases, "cbp_onset_age"] = (df.loc[cases, "age"].astype(float) + 0.5).astype(str)
+    df.loc[df.index[:2], "psoas_ml"] = "-5"
+    return df
+
+
+def test_errors_in_unused_columns_are_warnings_when_scoped(small_raw):
+    df = _unused_errors(small_raw)
+    assert not validate_table(df).ok  # `validate` keeps them as errors
+    report = validate_table(df, columns=PAPER_COLUMNS)
+    assert report.ok, report.format()
+    outside = {(p.column, p.rule): p for p in report.warnings if p.outside}
+    assert outside[("psoas_ml", "range")].n_rows == 2 and outside[("cbp_onset_age", "onset_not_after_age")].n_rows == 3
+    assert "not use" in outside[("psoas_ml", "range")].format()
+
+
+def test_load_table_issues_one_notice_per_unused_column_error(small_raw):
+    with pytest.warns(DataQualityWarning) as record:
+        df, report = load_table(_unused_errors(small_raw), columns=PAPER_COLUMNS)
+    lines = [str(w.message) for w in record]
+    assert len(df) == 300 and len(lines) == 2, lines
+    assert any("psoas_ml [range]: 2 rows" in m for m in lines) and any("cbp_onset_age [onset_not_after_age]: 3 row(s)" in m for m in lines)
+    assert all("\n" not in m for m in lines)
+
+
+def test_row_errors_in_used_columns_block_and_name_the_flag(small_raw):
+    df = small_raw.copy()
+    df.loc[df.index[[4, 9]], "intermat_ml"] = "-1"
+    with pytest.raises(DataValidationError, match="exclude_invalid_rows=True") as exc:
+        load_table(df, columns=PAPER_COLUMNS, notify=False)
+    assert "intermat_ml [range] (row)" in str(exc.value)
+    _, report = load_table(df, columns=PAPER_COLUMNS, allow_row_errors=True, notify=False)
+    column, rows = report.invalid_rows()["invalid intermat_ml (range)"]
+    assert column == "intermat_ml" and rows.tolist() == [4, 9]
+
+
+def test_table_errors_in_used_columns_still_block_with_row_errors_allowed(small_raw):
+    df = small_raw.drop(columns=["age"])
+    with pytest.raises(DataValidationError, match="required column 'age'") as exc:
+        load_table(df, columns=PAPER_COLUMNS, allow_row_errors=True, notify=False)
+    assert "exclude_invalid_rows" not in str(exc.value)
+    twice = small_raw.copy()
+    twice.loc[1, "participant_id"] = twice.loc[0, "participant_id"]  # which copy is right? not left out row by row
+    with pytest.raises(DataValidationError, match=r"participant_id \[duplicate\]"):
+        load_table(twice, columns=PAPER_COLUMNS, allow_row_errors=True, notify=False)
+    df2 = small_raw.drop(columns=["bmi"])  # a required column the analysis does not use: a warning
+    assert not validate_table(df2).ok and len(load_table(df2, columns=PAPER_COLUMNS, notify=False)[0]) == 300

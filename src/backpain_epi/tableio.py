@@ -95,7 +95,7 @@ def read_table(path: str | os.PathLike, *, sep: str | None = None, encoding: str
 
 def _decimal_points(s: pd.Series) -> pd.Series:
     """Text values written with a decimal comma (``1,5``), with a decimal point; other values unchanged."""
-    comma = s.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)
+    comma = s.str.fullmatch(_DECIMAL_COMMA, na=False).astype(bool)
     return s.where(~comma, s.str.replace(",", ".", regex=False)) if comma.any() else s
 
 
