@@ -220,6 +220,7 @@ def test_a_failed_gate_is_flagged_in_the_report(full_run, cohort_csv, tmp_path):
     assert rep.failed_gates == ["full"] and "Diagnostics gate failed for full" in html
     diag = _csv(rep, "diagnostics")
     assert diag.loc[0, "Gate"] == "FAILED" and "✗" in diag.loc[0, "divergences"]
+    assert str(diag.loc[0, "Attempts"]) == "1"  # the quick fit kept its one attempt (ladder=False)
     assert "One run only" in " ".join(rep.notes)
 
 
