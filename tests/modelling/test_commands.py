@@ -31,15 +31,24 @@ def test_fit_prints_model_priors_table_and_gate(cohort_csv, tmp_path):
 
 def test_failed_gate_exits_non_zero(cohort_csv, tmp_path):
     args = ["fit", "--data", cohort_csv[0], "--spec", MODELS / "unadjusted.yaml", "--out", tmp_path / "r",
-            "--draws", 20, "--tune", 20, "--chains", 2, "--quiet"]
+            "--draws", 20, "--tune", 20, "--chains", 2, "--quiet", "--no-ladder"]
     r = _run(*args)
     assert r.exit_code == 3
     assert "prior group_sd: halfnormal(1)" in r.output and "Analysed 3,000 participants" in r.output
     assert "Sampling with nutpie: 2 chains × 20 draws after 20 tuning steps, seed 2025." in r.output
     assert "DIAGNOSTICS FAILED" in r.output and "[FAIL] bulk ESS" in r.output
-    assert "Gate ladder: 3 attempts; the last is kept." in r.output and "  3. target_accept 0.99, tune 40, draws 40: failed (" in r.output
     assert "GateFailedWarning" not in r.output and r.output.count("DIAGNOSTICS FAILED") == 1  # said once, by the CLI
     assert json.loads((tmp_path / "r" / "provenance.json").read_text())["diagnostics"]["passed"] is False
+
+
+@pytest.mark.slow
+def test_the_cli_climbs_the_gate_ladder_and_prints_every_attempt(cohort_csv, tmp_path):
+    args = ["fit", "--data", cohort_csv[0], "--spec", MODELS / "unadjusted.yaml", "--out", tmp_path / "r",
+            "--draws", 20, "--tune", 20, "--chains", 2, "--quiet"]
+    r = _run(*args)
+    assert r.exit_code == 3
+    assert "Gate ladder: 3 attempts; the last is kept." in r.output and "  3. target_accept 0.99, tune 40, draws 40: failed (" in r.output
+    assert r.output.count("DIAGNOSTICS FAILED") == 1
 
 
 @pytest.mark.slow

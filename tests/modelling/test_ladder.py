@@ -76,6 +76,7 @@ def test_the_report_shows_the_attempts(laddered):
     assert format_diagnostics([old]).loc[0, "Attempts"] == "1"  # a run written before the ladder
 
 
+@pytest.mark.slow  # tests/modelling/test_fit.py::test_failed_gate_is_reported_not_hidden fits with ladder=False too
 def test_without_the_ladder_one_attempt_stays_failed(cohort_csv):
     with pytest.warns(GateFailedWarning) as caught:
         run = fit_model(cohort_csv[0], ModelSpec.from_dict(SMALL), ladder=False, **TINY)
@@ -83,6 +84,7 @@ def test_without_the_ladder_one_attempt_stays_failed(cohort_csv):
     assert "attempts" not in str(caught[0].message)
 
 
+@pytest.mark.slow
 def test_a_gate_failing_after_the_ladder_stays_failed_and_loud(cohort_csv):
     ladder = GateLadder((LadderStep(0.95, tune_factor=1.2),))  # too little to fix 50 draws
     with pytest.warns(GateFailedWarning, match="after 2 attempts of the gate ladder: .*bulk ESS"):

@@ -305,6 +305,7 @@ def test_segmentation_folder_errors(full_run, cohort_csv, tmp_path):
         build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", segmentation=tmp_path / "empty", progress=False)
 
 
+@pytest.mark.slow
 def test_a_cox_model_that_cannot_be_fit_becomes_a_note(full_run, cohort_csv, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise survival_section.SurvivalError("the Cox model of spec 'paper' did not converge (singular); simplify the spec.")

@@ -7,6 +7,8 @@ import pytest
 
 from backpain_epi.segmentation.phantom import Protocol
 
+from ..conftest import shared
+
 #: Coarse phantoms (few voxels) keep the quick tests quick; orientation and dtype still vary.
 COARSE = Protocol(inplane_mm=(2.4, 2.5), slice_mm=(5.5, 6.0))
 TINY_CONFIG = {"channels": (4, 8, 16), "strides": (2, 2), "roi_size": (48, 48, 16)}
@@ -14,25 +16,29 @@ TINY_CONFIG = {"channels": (4, 8, 16), "strides": (2, 2), "roi_size": (48, 48, 1
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory):
-    """Three coarse phantoms written with their manifest and truth (read-only: copy before changing)."""
+    """Three coarse phantoms written with their manifest and truth (read-only: copy before changing); made once per run."""
     from backpain_epi.segmentation.phantom import write_phantoms
 
-    out = tmp_path_factory.mktemp("phantoms")
-    write_phantoms(out, 3, seed=42, protocol=COARSE, progress=False)
-    return out
+    def make(out):
+        write_phantoms(out, 3, seed=42, protocol=COARSE, progress=False)
+        return out
+
+    return shared(tmp_path_factory, "phantoms", make, lambda out: out)
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
-    """Weights of a tiny, untrained UNet (seeded): fast, and enough for everything but accuracy."""
+    """Weights of a tiny, untrained UNet (seeded): fast, and enough for everything but accuracy; made once per run."""
     import torch
 
     from backpain_epi.segmentation.network import DEFAULT_CONFIG, build_network, save_weights
 
-    torch.manual_seed(0)
-    config = {**DEFAULT_CONFIG, **TINY_CONFIG}
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    return save_weights(path, build_network(config), config, {"note": "untrained"})
+    def make(path):
+        torch.manual_seed(0)
+        config = {**DEFAULT_CONFIG, **TINY_CONFIG}
+        return save_weights(path, build_network(config), config, {"note": "untrained"})
+
+    return shared(tmp_path_factory, "tiny.pt", make, lambda path: path)
 
 
 def rng_labels(shape, seed=0):

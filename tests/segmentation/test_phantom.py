@@ -90,6 +90,7 @@ def test_written_phantoms_follow_the_manifest_contract(phantom_dir, dictionary):
     assert w.shape == lab.shape and np.allclose(w.affine, lab.affine)
 
 
+@pytest.mark.slow
 def test_targets_from_a_cohort_table(tmp_path):
     from backpain_epi import simulate_cohort
     from backpain_epi.segmentation.phantom import write_phantoms
