@@ -102,6 +102,20 @@ def test_load_run_reads_back_without_refitting(full_run):
     assert again.diagnostics.passed == full_run.diagnostics.passed
 
 
+def test_log_likelihood_in_chunks_of_rows_is_the_same(full_run, cohort_csv, dictionary, monkeypatch):
+    """Issue 16, memory: the log-likelihood is computed a few rows at a time; the result does not depend on the chunk."""
+    from backpain_epi.modelling import fit as fit_module
+
+    design = make_design(full_run_table(cohort_csv[0]), full_run.spec, dictionary)
+    stored = full_run.idata.log_likelihood["cbp"].values
+    n_draws = stored.shape[0] * stored.shape[1]
+    idata = full_run.idata.copy()
+    del idata.log_likelihood
+    monkeypatch.setattr(fit_module, "LL_CHUNK_CELLS", n_draws * 7)  # 7 rows a chunk, 429 chunks
+    fit_module._add_log_likelihood(idata, design, n_draws)
+    np.testing.assert_allclose(idata.log_likelihood["cbp"].values, stored, rtol=1e-6)
+
+
 def test_log_likelihood_matches_pymc(full_run, cohort_csv, dictionary):
     """The stored pointwise log-likelihood is PyMC's Bernoulli log-density at the same draws."""
     ll = full_run.idata.log_likelihood["cbp"]
