@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
-from scipy import special
 
 from backpain_epi import simulate_cohort
 from backpain_epi.errors import BackpainEpiError, InputFileError

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from backpain_epi.pipeline.run import planted_targets
-from backpain_epi.segmentation.phantom import TARGET_LIMITS, PhantomTargets
+from backpain_epi.segmentation.phantom_types import TARGET_LIMITS, PhantomTargets
 
 
 def test_planted_targets_keep_feasible_values_and_clip_the_rest():

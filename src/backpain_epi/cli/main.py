@@ -19,7 +19,7 @@ from ..records import VERSION as __version__
 from ..errors import BackpainEpiError, BackpainEpiWarning, DataQualityWarning
 from ..truth import DEFAULT_SEED, N_NAKO, N_SITES, CohortTruth
 from .modelling import COMMANDS as _MODELLING_COMMANDS
-from .options import DECIMAL as _DECIMAL, DICTIONARY as _DICTIONARY, ENCODING as _ENCODING, SEP as _SEP, parse_pairs as _parse_pairs
+from .options import DICTIONARY as _DICTIONARY, parse_pairs as _parse_pairs, text_table as _text_table
 from .options import wide_pandas as _wide_pandas
 from .pipeline import COMMANDS as _PIPELINE_COMMANDS
 from .reporting import COMMANDS as _REPORTING_COMMANDS
@@ -132,9 +132,7 @@ def simulate(n, seed, out, truth_out, odds_ratios, prevalence, site_sd, activity
 @click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
 @click.option("--table", "table", default="cohort", show_default=True, help="Which table of the dictionary: cohort, exposures or manifest.")
 @_DICTIONARY
-@_SEP
-@_ENCODING
-@_DECIMAL
+@_text_table
 @click.option("--report-out", type=click.Path(path_type=Path), default=None, help="Also write the problems as CSV here.")
 def validate(table_path, table, dictionary_path, sep, encoding, decimal, report_out):
     """Check TABLE (CSV, TSV or Parquet) against the data dictionary; list every problem.
@@ -164,9 +162,7 @@ def validate(table_path, table, dictionary_path, sep, encoding, decimal, report_
               help="exposures.csv of `backpain-epi segment` (or a table with the same columns).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Analysis table to write (.csv or .parquet), validated.")
 @_DICTIONARY
-@_SEP
-@_ENCODING
-@_DECIMAL
+@_text_table
 def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding, decimal):
     """Add the segmentation's exposures to a cohort table on participant_id, validate, and write the analysis table.
 
@@ -195,9 +191,7 @@ def merge(cohort_path, exposures_path, out, dictionary_path, sep, encoding, deci
 @main.command()
 @click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
 @_DICTIONARY
-@_SEP
-@_ENCODING
-@_DECIMAL
+@_text_table
 def describe(table_path, dictionary_path, sep, encoding, decimal):
     """Summarise a cohort TABLE overall and by CBP status (after validating it)."""
 

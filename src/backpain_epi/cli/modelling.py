@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import DataQualityWarning
-from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
+from .options import DICTIONARY, EXCLUDE_INVALID_ROWS, text_table
 
 
 @click.command()
@@ -27,9 +27,7 @@ from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
 @click.option("--allow-failed-diagnostics", is_flag=True, help="Exit 0 even if the diagnostics gate fails (the failure is still printed and recorded).")
 @click.option("--include-qc-flagged", is_flag=True, help="Keep participants the segmentation QC flagged (qc_flag = 1); excluded by default.")
 @EXCLUDE_INVALID_ROWS
-@SEP
-@ENCODING
-@DECIMAL
+@text_table
 @click.option("--no-ladder", is_flag=True, help="One attempt: no refits with a higher target_accept and more tuning when the gate fails.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @DICTIONARY
@@ -122,9 +120,7 @@ def compare(runs, out):
 @click.option("--no-birth-cohort", is_flag=True, help="Drop age at examination from the covariates (kept by default as a birth-cohort adjustment).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (hazard_ratios.csv, km_by_tertile.png, ...).")
 @EXCLUDE_INVALID_ROWS
-@SEP
-@ENCODING
-@DECIMAL
+@text_table
 @DICTIONARY
 def survival(data, spec, exposure, no_birth_cohort, out, dictionary_path, exclude_invalid_rows, sep, encoding, decimal):
     """Survival sensitivity analysis: Cox hazard ratios with age as the time scale and CBP onset as the event.

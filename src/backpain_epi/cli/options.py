@@ -12,6 +12,13 @@ SEP = click.option("--sep", default=None, help="Field delimiter of a text table:
 ENCODING = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a text table, e.g. latin-1.")
 DECIMAL = click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True,
                        help="Decimal mark of numbers in a text table: ',' for exports with decimal commas (then --sep ';').")
+
+
+def text_table(command):
+    """``--sep``, ``--encoding`` and ``--decimal``: how a command reads a text table, in this order."""
+    return SEP(ENCODING(DECIMAL(command)))
+
+
 EXCLUDE_INVALID_ROWS = click.option(
     "--exclude-invalid-rows", is_flag=True,
     help="Leave out rows with errors in single rows of the columns the analysis uses (counted by rule in the participant "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
+from .options import DICTIONARY, EXCLUDE_INVALID_ROWS, text_table
 
 
 @click.command()
@@ -29,9 +29,7 @@ from .options import DECIMAL, DICTIONARY, ENCODING, EXCLUDE_INVALID_ROWS, SEP
 @click.option("--no-survival", is_flag=True, help="Leave out the survival sensitivity analysis.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @EXCLUDE_INVALID_ROWS
-@SEP
-@ENCODING
-@DECIMAL
+@text_table
 @DICTIONARY
 def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_exposure, survival_spec, truth, planted, no_survival, quiet,
            dictionary_path, exclude_invalid_rows, sep, encoding, decimal):

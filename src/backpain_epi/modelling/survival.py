@@ -289,8 +289,8 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
     removed_text = f" (removed from the spec: {', '.join(removed)})" if removed else ""
     notes = [
         f"Age is the time scale (event: CBP onset at {ONSET}; participants without CBP censored at {TIME_SCALE}); "
-        + (f"age at examination stays a covariate as a birth-cohort adjustment (onsets are recalled, so the young can only "
-           f"have early onsets)." if birth_cohort and TIME_SCALE in [c for t in spec.covariates for c in term_variables(t)]
+        + ("age at examination stays a covariate as a birth-cohort adjustment (onsets are recalled, so the young can only "
+           "have early onsets)." if birth_cohort and TIME_SCALE in [c for t in spec.covariates for c in term_variables(t)]
            else f"it is therefore not a covariate{removed_text}."),
         "Participants are at risk from birth (onset recalled at the examination; no delayed entry).",
         "Exposures per 2 SD with the centres and scales of the logistic model (learned on its complete rows).",

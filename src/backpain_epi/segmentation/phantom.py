@@ -42,7 +42,7 @@ from .exposures import compute_exposures
 from .independent import make_independent_phantom
 from .io import save_nifti
 # what a phantom is (shared with .independent); they are this module's names too, as before
-from .phantom_types import PROTOCOLS, TARGET_LIMITS, Phantom, PhantomTargets, Protocol  # noqa: F401
+from .phantom_types import PROTOCOLS, Phantom, PhantomTargets, Protocol  # noqa: F401
 
 SLAB_MM = (200.0, 260.0)
 #: Body outline scales tried in turn until the compartments hold :data:`MIN_FIT` of the targets' volume.
