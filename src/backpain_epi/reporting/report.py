@@ -55,6 +55,8 @@ class SectionPage:
 
     shown: bool
     values: dict
+    title: str = ""
+    lead: list[str] = field(default_factory=list)
     tables: dict[str, dict] = field(default_factory=dict)
     figures: dict[str, dict] = field(default_factory=dict)
 
@@ -153,7 +155,7 @@ def write_section(section: SectionOutput, report: Report) -> SectionPage:
     The page gets, per table, its caption, HTML and files; per figure, its caption,
     embedded PNG and files; and the section's values. Paths are recorded in ``report``.
     """
-    page = SectionPage(shown=section.shown, values=section.values)
+    page = SectionPage(shown=section.shown, values=section.values, title=section.title, lead=section.lead)
     for key, t in section.tables.items():
         files = report.tables[t.name] = write_formats(t.df, report.out / "tables", t.name, caption=t.caption, numeric=t.numeric)
         page.tables[key] = {"name": t.name, "caption": t.caption, "html": _html_table(t.df), "files": files}

@@ -56,6 +56,9 @@ class SectionOutput:
         Text files, by their path in the report folder.
     saves
         Results that write their own files, by the folder of the report they go to.
+    title, lead
+        A section with a ``title`` is shown by the page's generic block: the title as a heading, the
+        ``lead`` paragraphs, then every table and figure in order. Sections without one have their own place in the template.
     """
 
     tables: dict[str, TableItem] = field(default_factory=dict)
@@ -64,6 +67,8 @@ class SectionOutput:
     values: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     saves: dict[str, Saves] = field(default_factory=dict)
+    title: str = ""
+    lead: list[str] = field(default_factory=list)
 
     @property
     def shown(self) -> bool:
