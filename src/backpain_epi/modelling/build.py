@@ -6,6 +6,9 @@ and a random intercept per group::
     logit P(cbp = 1) = intercept + X @ beta + f(activity) + group_sd * group_z[group]
 
 - The group intercept is non-centred (``group_z ~ Normal(0, 1)``).
+- A spline exposure (``{intermat_ml: spline}``) adds ``S_e @ w_e`` to its linear column of
+  ``X``, with ``w_e ~ Normal(0, exposure_smooth_sd[e])`` (centred or not as for the activity
+  spline's ``auto``).
 - ``f`` is either the spline ``activity_linear * a_lin + A_wiggly @ smooth_w`` with
   coefficients ``smooth_w ~ Normal(0, smooth_sd)``, or the HSGP
   ``phi @ (gp_z * sqrt_psd)`` with ``gp_z ~ Normal(0, 1)`` and the spectral
@@ -29,8 +32,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .design import Design
-from .params import (ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_Z,
-                     activity_parameterization)
+from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT,
+                     SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, smooth_parameterization)
 from .spec import Prior
 
 
@@ -44,6 +47,10 @@ def build_model(design: Design) -> pm.Model:
     if act is not None:
         coords["activity_basis"] = [f"b{j}" for j in range(design.A.shape[1] - (1 if act["basis"] == "spline" else 0))]
     param = activity_parameterization(design)
+    if design.S is not None:
+        coords["smooth_exposure"] = list(recipe.exposure_splines)
+        index = recipe.smooth_index()
+        coords["exposure_basis"] = [f"{e}_b{j}" for i, e in enumerate(recipe.exposure_splines) for j in range(int((index == i).sum()))]
     with pm.Model(coords=coords) as model:
         intercept = _prior(INTERCEPT, spec.priors["intercept"])
         beta = _prior(BETA, spec.priors["coefficients"], dims="term")
@@ -70,6 +77,15 @@ def build_model(design: Design) -> pm.Model:
                 z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
                 w = z * sqrt_psd
             eta = eta + pt.dot(pt.as_tensor(design.A), w)
+        if design.S is not None:
+            esd = _prior(EXP_SMOOTH_SD, spec.priors["smooth_sd"], dims="smooth_exposure")
+            scale = esd[recipe.smooth_index()]
+            if smooth_parameterization(design) == "centred":
+                ew = pm.Normal(EXP_SMOOTH_W, 0.0, scale, dims="exposure_basis")
+            else:
+                ew = pm.Deterministic(EXP_SMOOTH_W, scale * pm.Normal(EXP_SMOOTH_Z, 0.0, 1.0, dims="exposure_basis"),
+                                      dims="exposure_basis")
+            eta = eta + pt.dot(pt.as_tensor(design.S), ew)
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
             z = pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")

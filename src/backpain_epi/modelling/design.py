@@ -50,6 +50,9 @@ class Design:
         for ``spline`` the first column is the unpenalized linear part.
     group
         Index of each row's group (``None`` without a random intercept).
+    S
+        The penalized (wiggly) columns of the spline exposures, side by side in the spec's order
+        (``None`` without one); their linear parts are the exposures' columns of ``X``.
     ids
         Participant ids of the analysed rows.
     dropped
@@ -68,6 +71,7 @@ class Design:
     recipe: "DesignRecipe"
     dropped: dict[str, int] = field(default_factory=dict)
     include_qc_flagged: bool = False
+    S: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -85,6 +89,7 @@ class DesignRecipe:
     group_levels: list[str] | None
     activity: dict | None                  # basis parameters (knots, transform matrix, ...)
     categories: dict[str, list] = field(default_factory=dict)  # other categorical factor (C(age > 50)) -> levels
+    exposure_splines: dict[str, dict] = field(default_factory=dict)  # spline exposure -> its basis (knots, transform, grid)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Design rows (``X``, ``A``, group index) of a complete table ``df``.
@@ -103,6 +108,29 @@ class DesignRecipe:
             group = np.array([lookup.get(str(g), -1) for g in df[self.spec.group]], dtype=np.int64)
         return X, A, group
 
+    def smooth_columns(self, df: pd.DataFrame) -> np.ndarray | None:
+        """The penalized columns of the spline exposures for the rows of ``df`` (``Design.S``); ``None`` without one."""
+        if not self.exposure_splines:
+            return None
+        return np.column_stack([_spline_wiggly(df[e], r) for e, r in self.exposure_splines.items()])
+
+    def smooth_index(self) -> np.ndarray:
+        """For each column of :meth:`smooth_columns`, the index of its exposure in ``exposure_splines``."""
+        return np.concatenate([np.full(len(r["transform_matrix"][0]) - 1, i) for i, r in enumerate(self.exposure_splines.values())])
+
+    def exposure_curve_basis(self, exposure: str, x: np.ndarray, reference: float) -> tuple[np.ndarray, np.ndarray]:
+        """Linear and penalized rows of a spline exposure's log odds ratio at ``x`` against ``reference``.
+
+        Returns ``(lin, wiggly)``: ``lin`` the per-2-SD exposure difference (multiplies the exposure's
+        coefficient), ``wiggly`` the rows of the penalized columns (multiply its spline coefficients).
+        """
+        r = self.exposure_splines[exposure]
+        centre, scale = self.scaling[exposure]
+        x = np.asarray(x, dtype=float)
+        lin = (x - reference) / scale
+        wiggly = _spline_wiggly(pd.Series(x), r) - _spline_wiggly(pd.Series([float(reference)]), r)
+        return lin, wiggly
+
     def _prepared(self, df: pd.DataFrame) -> pd.DataFrame:
         out = {}
         for col, levels in self.levels.items():
@@ -116,14 +144,17 @@ class DesignRecipe:
         return pd.DataFrame(out, index=df.index)
 
     def to_dict(self) -> dict:
-        return {"scaling": self.scaling, "levels": self.levels, "categories": self.categories, "terms": self.terms,
-                "group_levels": self.group_levels, "activity": self.activity}
+        out = {"scaling": self.scaling, "levels": self.levels, "categories": self.categories, "terms": self.terms,
+               "group_levels": self.group_levels, "activity": self.activity}
+        if self.exposure_splines:
+            out["exposure_splines"] = self.exposure_splines
+        return out
 
     @classmethod
     def from_dict(cls, spec: ModelSpec, raw: dict) -> "DesignRecipe":
         return cls(spec=spec, scaling={k: list(v) for k, v in raw["scaling"].items()}, levels=raw["levels"],
                    terms=list(raw["terms"]), group_levels=raw["group_levels"], activity=raw["activity"],
-                   categories=raw.get("categories", {}))
+                   categories=raw.get("categories", {}), exposure_splines=raw.get("exposure_splines", {}))
 
     def activity_curve_basis(self, met: np.ndarray, reference: float) -> np.ndarray:
         """Activity basis at ``met`` minus that at ``reference`` (rows of the curve's log odds ratio)."""
@@ -216,12 +247,13 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *
     recipe.scaling, categories = learn_factors(frame, spec, binary)
     recipe.categories = {k: v for k, v in categories.items() if k not in levels}
     recipe.terms = list(fixed_effects(frame, spec, recipe.scaling, {**levels, **recipe.categories}).columns)
+    recipe.exposure_splines = {e: _learn_exposure_spline(data[e], df) for e, df in spec.exposure_splines.items()}
     X, A, group = recipe.transform(data)
     for j, term in enumerate(recipe.terms):
         if np.ptp(X[:, j]) == 0:
             raise BackpainEpiError(f"term '{term}' is constant in the {len(data):,} analysed rows; remove it from the spec.")
     return Design(y=y, X=X, terms=recipe.terms, A=A, group=group, ids=data[dictionary_id(dictionary)].astype(str).to_numpy(),
-                  recipe=recipe, dropped=dropped, include_qc_flagged=include_qc_flagged)
+                  recipe=recipe, dropped=dropped, include_qc_flagged=include_qc_flagged, S=recipe.smooth_columns(data))
 
 
 def dictionary_id(dictionary: DataDictionary) -> str:
@@ -257,7 +289,7 @@ def _learn_activity(x: pd.Series, a) -> dict:
             "column_means": phi.mean(axis=0).tolist()}
 
 
-def _learn_spline(u: np.ndarray, k: int, lo: float, hi: float) -> dict:
+def _learn_spline(u: np.ndarray, k: int, lo: float, hi: float, what: str = "the activity variable") -> dict:
     """A centred cubic regression spline in mixed-model form (linear part + penalized part).
 
     The basis of patsy's ``cr`` is parameterized by the function's values at
@@ -270,7 +302,7 @@ def _learn_spline(u: np.ndarray, k: int, lo: float, hi: float) -> dict:
     """
     knots = np.unique(np.quantile(u, np.linspace(0, 1, k)))
     if len(knots) < k:
-        raise BackpainEpiError(f"the activity variable has too few distinct values for a spline of {k} knots; lower df.")
+        raise BackpainEpiError(f"{what} has too few distinct values for a spline of {k} knots; lower df.")
     inner = knots[1:-1]
     B = _cr(u, inner, lo, hi)
     means = B.mean(axis=0)
@@ -287,6 +319,29 @@ def _learn_spline(u: np.ndarray, k: int, lo: float, hi: float) -> dict:
     T = np.column_stack([lin, wiggly])
     return {"basis": "spline", "lower": lo, "upper": hi, "inner_knots": inner.tolist(), "column_means": means.tolist(),
             "transform_matrix": T.tolist()}
+
+
+#: Points of a spline exposure's dose–response curve, between its 2nd and 98th percentiles.
+EXPOSURE_GRID_POINTS = 41
+
+
+def _learn_exposure_spline(x: pd.Series, k: int) -> dict:
+    """The spline of an exposure entered as ``{column: spline}``: :func:`_learn_spline` on its raw values.
+
+    Only its penalized columns enter the model; the linear part is the exposure's own per-2-SD
+    column, so that the unpenalized straight line keeps the prior of every coefficient.
+    """
+    u = x.astype(float).to_numpy()
+    out = _learn_spline(u, k, float(u.min()), float(u.max()), what=f"exposure '{x.name}'")
+    lo, hi = np.quantile(u, [0.02, 0.98])
+    out |= {"median": float(np.median(u)), "grid": np.linspace(lo, hi, EXPOSURE_GRID_POINTS).tolist()}
+    return out
+
+
+def _spline_wiggly(x: pd.Series, recipe: dict) -> np.ndarray:
+    u = np.clip(np.asarray(x, dtype=float), recipe["lower"], recipe["upper"])
+    B = _cr(u, recipe["inner_knots"], recipe["lower"], recipe["upper"])
+    return (B - np.asarray(recipe["column_means"])) @ np.asarray(recipe["transform_matrix"])[:, 1:]
 
 
 def _cr(u: np.ndarray, inner, lo: float, hi: float) -> np.ndarray:

@@ -14,6 +14,14 @@
     interval, log OR, P(OR > 1), R-hat, ESS.
 ``activity_curve.csv``
     The activity term's odds ratio against 1,500 MET-min/week on a grid.
+``absolute_risk.csv``
+    Per exposure, the absolute risks at its mean − 1 SD and mean + 1 SD by g-computation over the
+    analysed participants, the risk difference per 1,000, the risk ratio, NNT/NNH and E-values, for
+    the observed sites and for a new site (:mod:`backpain_epi.modelling.estimands`).
+``effect_modification.csv``
+    With ``effect_modifiers`` in the spec: stratum-specific ORs and RDs, the ratio of ORs and RERI.
+``exposure_curves.csv``
+    With a spline exposure: its odds ratio against its median on a grid.
 ``spec.yaml``
     The spec as used (command-line sampler settings included).
 ``provenance.json``
@@ -54,14 +62,18 @@ from ..tableio import atomic_path, check_output_dir, write_table, write_text
 from ..validation import INVALID_ROWS, load_table
 from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
+from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_risks, effect_modification
 from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
-from .results import activity_curve, eta_from_arrays, odds_ratio_summary, predict, scale_parameters
+from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
 
 RUN_FILES = ("posterior.nc", "summary.csv", "spec.yaml", "provenance.json")
 CURVE_FILE = "activity_curve.csv"
+#: Files a run folder may hold besides :data:`RUN_FILES`, each read into the FitResult attribute named.
+OPTIONAL_FILES = {CURVE_FILE: "curve", ABSOLUTE_RISK_FILE: "absolute_risk", EFFECT_MODIFICATION_FILE: "effect_modification",
+                  "exposure_curves.csv": "exposure_curves"}
 #: The column of ``summary.csv`` that holds the run id (dropped again by :func:`load_run`).
 RUN_ID_COLUMN = "run_id"
 LOO_DRAWS = 1000
@@ -92,6 +104,14 @@ class FitResult:
         The typed :class:`~backpain_epi.modelling.provenance.Provenance`.
     curve
         The activity term's odds ratio on a grid (``None`` without an activity term).
+    absolute_risk
+        Absolute risks, risk difference, risk ratio and E-values per exposure by g-computation
+        (:func:`~backpain_epi.modelling.estimands.absolute_risks`; ``None`` in a run folder of an older version).
+    effect_modification
+        Effects by stratum of the spec's ``effect_modifiers``
+        (:func:`~backpain_epi.modelling.estimands.effect_modification`; ``None`` without modifiers).
+    exposure_curves
+        Each spline exposure's odds ratio against its median on a grid (``None`` without one).
     out
         The run folder, or ``None`` for a result kept in memory.
     """
@@ -105,6 +125,9 @@ class FitResult:
     curve: pd.DataFrame | None = None
     out: Path | None = None
     name: str = ""
+    absolute_risk: pd.DataFrame | None = None
+    effect_modification: pd.DataFrame | None = None
+    exposure_curves: pd.DataFrame | None = None
 
     def __post_init__(self):
         self.name = self.name or self.spec.name
@@ -255,11 +278,18 @@ def fit_model(
     _add_log_likelihood(idata, design, loo_draws)
     summary = odds_ratio_summary(idata, design.recipe, dd)
     curve = activity_curve(idata, design.recipe) if spec.activity else None
+    curves = exposure_curves(idata, design.recipe)
     timings["summarise_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    analysed = _analysed_rows(table, design, dd)
+    risks = absolute_risks(idata, design.recipe, analysed)
+    modification = effect_modification(idata, design.recipe, analysed) if spec.effect_modifiers else None
+    timings["gcomputation_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     provenance = _provenance(spec, design, table, source, sampler_info, timings, diagnostics, run_id, attempts)
     result = FitResult(spec=spec, recipe=design.recipe, idata=idata, summary=summary, diagnostics=diagnostics,
-                       provenance=provenance, curve=curve, out=out)
+                       provenance=provenance, curve=curve, out=out, absolute_risk=risks, effect_modification=modification,
+                       exposure_curves=curves)
     if out is not None:
         save_run(result, out)
     if not diagnostics.passed:
@@ -284,8 +314,9 @@ def save_run(result: FitResult, out: str | os.PathLike) -> Path:
         tmp.mkdir(parents=True)
         write_text(result.spec.to_yaml(), tmp / "spec.yaml")
         write_table(result.summary.assign(**{RUN_ID_COLUMN: run_id}), tmp / "summary.csv")
-        if result.curve is not None:
-            write_table(result.curve, tmp / CURVE_FILE)
+        for name, attribute in OPTIONAL_FILES.items():
+            if getattr(result, attribute) is not None:
+                write_table(getattr(result, attribute), tmp / name)
         with atomic_path(tmp / "posterior.nc") as nc:
             result.idata.to_netcdf(str(nc), engine="h5netcdf")
         write_text(result.provenance.to_json(), tmp / "provenance.json")
@@ -299,7 +330,7 @@ def save_run(result: FitResult, out: str | os.PathLike) -> Path:
 def _check_run_dir(out: Path) -> Path:
     """``out`` if it may be (re)written as a run folder: absent, empty, or holding only a run's files."""
     if out.is_dir():
-        own = {*RUN_FILES, CURVE_FILE}
+        own = {*RUN_FILES, *OPTIONAL_FILES}
         other = sorted(p.name for p in out.iterdir() if p.name not in own and not p.name.startswith("."))
         if other:
             shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
@@ -350,9 +381,12 @@ def load_run(run: str | os.PathLike, dictionary: DataDictionary | None = None) -
     summary = pd.read_csv(run / "summary.csv", dtype={RUN_ID_COLUMN: str})
     _check_run_ids(run, provenance, idata, summary)
     summary = summary.drop(columns=[RUN_ID_COLUMN], errors="ignore")
-    curve = pd.read_csv(run / CURVE_FILE) if (run / CURVE_FILE).is_file() else None
+    optional = {attribute: pd.read_csv(run / name, keep_default_na=True) if (run / name).is_file() else None
+                for name, attribute in OPTIONAL_FILES.items()}
+    if optional["absolute_risk"] is not None:
+        optional["absolute_risk"]["nnt_kind"] = optional["absolute_risk"]["nnt_kind"].fillna("")
     result = FitResult(spec=spec, recipe=recipe, idata=idata, summary=summary,
-                       diagnostics=provenance.diagnostics, provenance=provenance, curve=curve, out=run)
+                       diagnostics=provenance.diagnostics, provenance=provenance, out=run, **optional)
     if ids_hash(result.analysed_ids) != provenance.data.analysed_sha256:
         raise InputFileError(f"run {run}: posterior.nc does not match its provenance.json (analysed ids differ); refit the run.")
     return result
@@ -403,6 +437,12 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
         if diagnostics.passed or not ladder.retry(diagnostics, settings.chains):
             break
     return idata, info, tuple(attempts)
+
+
+def _analysed_rows(table: pd.DataFrame, design: Design, dd: DataDictionary) -> pd.DataFrame:
+    """The rows of ``table`` the fit analysed, in the design's order."""
+    id_col = dd.id_column
+    return table.set_index(table[id_col].astype(str), drop=False).loc[design.ids].reset_index(drop=True)
 
 
 def _settings_record(s) -> dict:
@@ -458,7 +498,7 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
     for start in range(0, design.n, chunk):
         rows = slice(start, start + chunk)
         eta = eta_from_arrays(thin, design.recipe, design.X[rows], None if design.A is None else design.A[rows],
-                              None if design.group is None else design.group[rows])
+                              None if design.group is None else design.group[rows], S=None if design.S is None else design.S[rows])
         ll[:, rows] = design.y[None, rows] * eta - np.logaddexp(0.0, eta)
     ll = ll.reshape(nchain, len(draw_idx), design.n)
     name = design.recipe.spec.outcome

@@ -29,7 +29,7 @@ from .spec import SUPPORTED_TERMS, ModelSpec, SpecError
 
 def formula(spec: ModelSpec) -> str:
     """The right-hand side patsy formula of the fixed effects (intercept, exposures, covariates, activity bands)."""
-    terms = list(spec.exposures) + list(spec.covariates)
+    terms = list(spec.exposures) + list(spec.covariates) + spec.modifier_terms()
     if spec.activity and spec.activity.basis == "bands":
         terms.append(spec.activity.variable)
     return "1 + " + " + ".join(terms)

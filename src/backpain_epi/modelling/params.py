@@ -15,6 +15,8 @@ INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
 ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
 GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
 SMOOTH_Z = "smooth_z"
+#: A spline exposure's penalized part: its SD (one per spline exposure) and coefficients (non-centred: ``exposure_smooth_z``).
+EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z = "exposure_smooth_sd", "exposure_smooth_w", "exposure_smooth_z"
 #: ``auto`` centres the spline coefficients from this many events (outcome = 1) up.
 CENTRED_MIN_EVENTS = 1000
 
@@ -28,4 +30,12 @@ def activity_parameterization(design: Design) -> str | None:
         return act.parameterization
     if act.basis == "hsgp":
         return "noncentred"
+    return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
+
+
+def smooth_parameterization(design: Design) -> str | None:
+    """``centred`` or ``noncentred`` for the spline exposures of ``design`` (``None`` without one): as the activity
+    spline's ``auto``, centred from :data:`CENTRED_MIN_EVENTS` events up."""
+    if not design.recipe.exposure_splines:
+        return None
     return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"

@@ -14,7 +14,7 @@ from scipy import special
 from ..cohort import add_activity_band
 from ..derived import ACTIVITY_REFERENCE_MET
 from ..dictionary import DataDictionary
-from .params import ACT_LIN, BETA, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
+from .params import ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
 from .design import ACTIVITY_GRID, DesignRecipe
 from .spec import term_variables
 
@@ -33,6 +33,8 @@ def scale_parameters(recipe: DesignRecipe) -> list[str]:
     names = [GROUP_SD] if recipe.group_levels is not None else []
     if recipe.activity:
         names += [SMOOTH_SD, ACT_LIN] if recipe.activity["basis"] == "spline" else [GP_AMP, GP_LS]
+    if recipe.exposure_splines:
+        names.append(EXP_SMOOTH_SD)
     return names
 
 
@@ -49,7 +51,8 @@ def describe_term(term: str, recipe, dictionary: DataDictionary) -> tuple[str, s
         columns += [code] if c else term_variables(code)
         labels.append((c.label if c else code) + (f": {level}" if level is not None else ""))
         if code in recipe.scaling:
-            pers.append(f"2 SD = {recipe.scaling[code][1]:.3g}{' ' + c.unit if c and c.unit else ''}")
+            pers.append(f"2 SD = {recipe.scaling[code][1]:.3g}{' ' + c.unit if c and c.unit else ''}"
+                        + ("; linear part of a spline" if code in recipe.exposure_splines and len(parts) == 1 else ""))
         elif level is not None:
             ref = _reference(code, recipe)
             pers.append((f"{level} vs {ref}" if len(parts) > 1 else f"vs {ref}") if ref is not None else f"in {level}")
@@ -155,6 +158,29 @@ def activity_curve(idata: az.InferenceData, recipe: DesignRecipe, met: np.ndarra
     })
 
 
+def exposure_curve(idata: az.InferenceData, recipe: DesignRecipe, exposure: str) -> pd.DataFrame:
+    """Odds ratio of a spline exposure on its grid (2nd–98th percentile) against its median: median and 95% interval."""
+    r = recipe.exposure_splines[exposure]
+    x = np.asarray(r["grid"], dtype=float)
+    lin, wiggly = recipe.exposure_curve_basis(exposure, x, r["median"])
+    i = list(recipe.exposure_splines).index(exposure)
+    cols = np.flatnonzero(recipe.smooth_index() == i)
+    lo = draws(idata, BETA)[:, recipe.terms.index(exposure), None] * lin + draws(idata, EXP_SMOOTH_W)[:, cols] @ wiggly.T
+    odds = np.exp(lo)
+    return pd.DataFrame({
+        "term": exposure, "x": x, "reference": r["median"], "or_median": np.median(odds, axis=0),
+        "or_lo95": np.quantile(odds, 0.025, axis=0), "or_hi95": np.quantile(odds, 0.975, axis=0),
+        "log_or_mean": lo.mean(axis=0), "log_or_sd": lo.std(axis=0, ddof=1),
+    })
+
+
+def exposure_curves(idata: az.InferenceData, recipe: DesignRecipe) -> pd.DataFrame | None:
+    """:func:`exposure_curve` of every spline exposure, stacked; ``None`` without one."""
+    if not recipe.exposure_splines:
+        return None
+    return pd.concat([exposure_curve(idata, recipe, e) for e in recipe.exposure_splines], ignore_index=True)
+
+
 def linear_predictor_draws(idata: az.InferenceData, recipe: DesignRecipe, df: pd.DataFrame, *, seed: int = 0,
                            max_draws: int | None = None) -> np.ndarray:
     """Draws of the log-odds of each row of ``df`` (complete in the model's columns): shape (samples, rows).
@@ -164,14 +190,21 @@ def linear_predictor_draws(idata: az.InferenceData, recipe: DesignRecipe, df: pd
     the fitted group distribution, so its interval carries that uncertainty.
     """
     X, A, group = recipe.transform(df)
-    return eta_from_arrays(idata, recipe, X, A, group, seed=seed, max_draws=max_draws)
+    return eta_from_arrays(idata, recipe, X, A, group, seed=seed, max_draws=max_draws, S=recipe.smooth_columns(df))
 
 
 def eta_from_arrays(idata: az.InferenceData, recipe: DesignRecipe, X: np.ndarray, A: np.ndarray | None, group: np.ndarray | None,
-                    *, seed: int = 0, max_draws: int | None = None) -> np.ndarray:
-    """Log-odds draws from design arrays (see :func:`linear_predictor_draws`); group -1 is a new group."""
+                    *, seed: int = 0, max_draws: int | None = None, S: np.ndarray | None = None) -> np.ndarray:
+    """Log-odds draws from design arrays (see :func:`linear_predictor_draws`); group -1 is a new group.
+
+    ``S`` holds the penalized columns of the spline exposures (:meth:`DesignRecipe.smooth_columns`), needed when the recipe has any.
+    """
     take = _thin(idata, max_draws)
     eta = draws(idata, INTERCEPT)[take, None] + draws(idata, BETA)[take] @ X.T
+    if recipe.exposure_splines:
+        if S is None:
+            raise ValueError("the model has spline exposures: pass their columns (recipe.smooth_columns) as S")
+        eta += draws(idata, EXP_SMOOTH_W)[take] @ S.T
     if recipe.activity is not None:
         if recipe.activity["basis"] == "spline":
             eta += draws(idata, ACT_LIN)[take, None] * A[:, 0] + (draws(idata, SMOOTH_W))[take] @ A[:, 1:].T

@@ -66,11 +66,13 @@ PRIOR_ROLES: dict[str, str] = {
     "intercept": "log-odds of CBP at the mean of every scaled term and the reference of every categorical one",
     "coefficients": "log odds ratio of each term (per 2 SD for numeric columns)",
     "group_sd": "SD of the random intercept per group (log-odds)",
-    "smooth_sd": "SD of the penalized (wiggly) part of the activity spline (log-odds)",
+    "smooth_sd": "SD of the penalized (wiggly) part of each spline: activity's and a spline exposure's (log-odds)",
     "gp_amplitude": "marginal SD of the activity Gaussian process (log-odds)",
     "gp_lengthscale": "length scale of the activity Gaussian process (on the transformed activity scale)",
 }
 _SCALE_PRIORS = ("group_sd", "smooth_sd", "gp_amplitude", "gp_lengthscale")
+#: Knots of an exposure spline written ``{column: spline}``.
+EXPOSURE_SPLINE_DF = 5
 
 BASES = ("bands", "spline", "hsgp")
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
@@ -193,6 +195,8 @@ class ModelSpec:
     priors: dict[str, Prior] = field(default_factory=dict)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     description: str = ""
+    effect_modifiers: tuple[str, ...] = ()
+    exposure_splines: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: Any, dictionary: DataDictionary | None = None, *, source: str = "spec") -> "ModelSpec":
@@ -208,7 +212,12 @@ class ModelSpec:
             cols.append(self.activity.variable)
         if self.group and self.group not in cols:
             cols.append(self.group)
+        cols += [m for m in self.effect_modifiers if m not in cols]
         return cols
+
+    def modifier_terms(self) -> list[str]:
+        """The patsy terms ``effect_modifiers`` add: each modifier's main effect and its product with each exposure."""
+        return [t for m in self.effect_modifiers for t in (m, *(f"{e}:{m}" for e in self.exposures))]
 
     def with_sampler(self, **overrides) -> "ModelSpec":
         """A copy with sampler settings replaced (``None`` values are ignored) and checked."""
@@ -218,12 +227,16 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         """The spec as plain data, in the YAML layout (round-trips through :meth:`from_dict`)."""
+        exposures = [{e: {"basis": "spline", "df": self.exposure_splines[e]}} if e in self.exposure_splines else e
+                     for e in self.exposures]
         out: dict[str, Any] = {"name": self.name, "description": self.description, "outcome": self.outcome,
-                               "exposures": list(self.exposures), "covariates": list(self.covariates)}
+                               "exposures": exposures, "covariates": list(self.covariates)}
         if self.activity:
             out["activity"] = {k: v for k, v in asdict(self.activity).items() if v is not None}
         if self.group:
             out["group"] = self.group
+        if self.effect_modifiers:
+            out["effect_modifiers"] = list(self.effect_modifiers)
         out["priors"] = {k: str(v) for k, v in self.priors.items()}
         out["sampler"] = asdict(self.sampler)
         return out
@@ -241,7 +254,8 @@ class ModelSpec:
         return "\n".join(lines)
 
     def terms_text(self) -> list[str]:
-        terms = [f"{e} (per 2 SD)" for e in self.exposures] + list(self.covariates)
+        terms = [f"spline[{e}; {self.exposure_splines[e]} knots]" if e in self.exposure_splines else f"{e} (per 2 SD)"
+                 for e in self.exposures] + list(self.covariates)
         if self.activity:
             a = self.activity
             detail = {"bands": f"reference {a.reference}", "spline": f"{a.df} knots", "hsgp": f"m={a.m}, c={a.c:g}"}[a.basis]
@@ -249,6 +263,7 @@ class ModelSpec:
             terms.append(f"{a.basis}[{where}; {detail}]")
         if self.group:
             terms.append(f"(1 | {self.group})")
+        terms += [f"{e} × {m}" for m in self.effect_modifiers for e in self.exposures]
         return terms
 
 
@@ -313,7 +328,7 @@ def patsy_terms(term: str) -> list[patsy.Term]:
 class _SpecReader:
     """Reads a raw spec, collecting every problem before raising one :class:`SpecError`."""
 
-    _KEYS = ("name", "description", "outcome", "exposures", "covariates", "activity", "group", "priors", "sampler")
+    _KEYS = ("name", "description", "outcome", "exposures", "covariates", "effect_modifiers", "activity", "group", "priors", "sampler")
 
     def __init__(self, raw: Any, dd: DataDictionary, source: str):
         self.raw, self.dd, self.source, self.problems = raw, dd, source, []
@@ -326,19 +341,24 @@ class _SpecReader:
                 self.problems.append(unknown_choice("key", key, self._KEYS))
         name = self._text("name", required=True)
         outcome = self._column(self._text("outcome", required=True), "outcome", roles=("outcome",))
-        exposures = tuple(self._column(e, "exposures", roles=("exposure",)) for e in self._list("exposures", required=True))
+        exposures, splines = self._exposures(self.raw.get("exposures"))
         covariates = tuple(self._covariate(t) for t in self._list("covariates"))
         activity = self._activity(self.raw.get("activity"))
         group = self.raw.get("group")
         if group is not None:
             group = self._column(group, "group", roles=("group",))
-        priors = self._priors(self.raw.get("priors") or {}, activity, group)
+        priors = self._priors(self.raw.get("priors") or {}, activity, group, bool(splines))
         sampler = self._sampler(self.raw.get("sampler") or {})
         self._check_twice(exposures, covariates)
+        modifiers = tuple(self._modifier(m, exposures, covariates) for m in self._list("effect_modifiers"))
+        if modifiers and splines:
+            self.problems.append(f"effect_modifiers: the spline exposure(s) {', '.join(splines)} have no single odds ratio to "
+                                 "modify; enter them linearly in a model with effect modifiers")
         if self.problems:
             raise SpecError(f"{self.source}: {len(self.problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in self.problems))
         return ModelSpec(name=name, outcome=outcome, exposures=exposures, covariates=covariates, activity=activity,
-                         group=group, priors=priors, sampler=sampler, description=str(self.raw.get("description") or "").strip())
+                         group=group, priors=priors, sampler=sampler, description=str(self.raw.get("description") or "").strip(),
+                         effect_modifiers=modifiers, exposure_splines=splines)
 
     def _text(self, key: str, required: bool = False) -> str | None:
         value = self.raw.get(key)
@@ -389,6 +409,60 @@ class _SpecReader:
                 where = "an exposure" if all(len(t.factors) == 1 and t.factors[0].name() in exposures for t in terms) else "in the model"
                 self.problems.append(f"covariate {term!r} enters the model twice (it is already {where}); keep it in one place")
             present |= set(terms)
+
+    def _exposures(self, raw: Any) -> tuple[tuple[str, ...], dict[str, int]]:
+        """Exposure names, and the knots of those entered as a penalized spline.
+
+        An item is a column name (linear, per 2 SD), ``{column: spline}`` (a spline of
+        :data:`EXPOSURE_SPLINE_DF` knots) or ``{column: {basis: spline, df: k}}``.
+        """
+        example = "write a column name (intermat_ml), or {intermat_ml: spline} for a penalized spline"
+        if raw is None:
+            self.problems.append("'exposures' is missing; list at least one column")
+            return (), {}
+        items = [raw] if isinstance(raw, (str, dict)) else raw
+        if not isinstance(items, list) or not items:
+            self.problems.append(f"'exposures' must be a list of columns; {example}, got {raw!r}")
+            return (), {}
+        names, splines = [], {}
+        for item in items:
+            if isinstance(item, str):
+                names.append(self._column(item, "exposures", roles=("exposure",)))
+                continue
+            if not (isinstance(item, dict) and len(item) == 1):
+                self.problems.append(f"exposures: cannot read {item!r}; {example}")
+                continue
+            (name, form), = item.items()
+            form = {"basis": form} if isinstance(form, str) else form
+            if not isinstance(form, dict) or form.get("basis") != "spline" or set(form) - {"basis", "df"}:
+                self.problems.append(f"exposures: {name}: {form!r} is not a form an exposure takes; {example} "
+                                     f"or {{{name}: {{basis: spline, df: 5}}}}")
+                continue
+            df = form.get("df", EXPOSURE_SPLINE_DF)
+            if not (isinstance(df, int) and not isinstance(df, bool) and 4 <= df <= 12):
+                self.problems.append(f"exposures: {name}: df must be a whole number of knots from 4 to 12, got {df!r}")
+            names.append(self._column(name, "exposures", roles=("exposure",)))
+            splines[name] = df
+        if len(set(splines.values())) > 1:
+            self.problems.append(f"exposures: the spline exposures must share one df (got {splines}); give each the same df")
+        return tuple(names), splines
+
+    def _modifier(self, name: str, exposures: tuple, covariates: tuple) -> str:
+        """An effect modifier: a categorical or binary covariate column, not an exposure, not written as an interaction too."""
+        where = f"effect_modifiers: '{name}'"
+        if name not in self.dd:
+            self.problems.append(f"effect_modifiers: {unknown_choice('column', name, self.dd.columns)}")
+            return name
+        c = self.dd[name]
+        if name in exposures or c.role not in ("covariate",):
+            self.problems.append(f"{where} must be a covariate column (role covariate in the dictionary), not {c.role}")
+        elif c.type not in ("category", "binary", "string"):
+            self.problems.append(f"{where} is {c.type}; an effect modifier is categorical or binary (sex, diabetes); "
+                                 "for a numeric one write the interaction as a covariate, e.g. 'intermat_ml:age'")
+        written = [t for t in covariates for e in exposures if {e, name} <= set(term_variables(t)) and ":" in t.replace("*", ":")]
+        if written:
+            self.problems.append(f"{where} is also written as the covariate(s) {', '.join(map(repr, written))}; keep one of the two")
+        return name
 
     def _covariate(self, term: str) -> str:
         try:
@@ -449,12 +523,12 @@ class _SpecReader:
         return ActivityTerm(variable=variable, basis=basis, transform=transform, df=df, m=m, c=float(c) if isinstance(c, (int, float)) else c,
                             reference=reference if basis == "bands" else None, parameterization=parameterization)
 
-    def _priors(self, raw: Any, activity: ActivityTerm | None, group: str | None) -> dict[str, Prior]:
+    def _priors(self, raw: Any, activity: ActivityTerm | None, group: str | None, splines: bool = False) -> dict[str, Prior]:
         if not isinstance(raw, dict):
             self.problems.append(f"'priors' must be a mapping of name: family(parameters), got {raw!r}")
             raw = {}
         needed = ["intercept", "coefficients"] + (["group_sd"] if group else [])
-        if activity and activity.basis == "spline":
+        if (activity and activity.basis == "spline") or splines:
             needed.append("smooth_sd")
         if activity and activity.basis == "hsgp":
             needed += ["gp_amplitude", "gp_lengthscale"]
