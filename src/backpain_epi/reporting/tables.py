@@ -100,9 +100,13 @@ def format_odds_ratios(ors: pd.DataFrame, dictionary: DataDictionary) -> pd.Data
         label = dictionary.label(term, unit=False) if term in dictionary else term
         same_per = sub["per"].nunique() == 1  # the analysed rows, so the SD, can differ between models
         for i, r in enumerate(sub.itertuples()):
-            rows.append({"Exposure": label if i == 0 else "", "Per": r.per if i == 0 or not same_per else "", "Model": r.model,
-                         "OR (95% CrI)": format_or(r.or_median, r.or_lo95, r.or_hi95), "P(OR > 1)": format_prob(r.p_or_gt_1)})
-    return pd.DataFrame(rows, columns=["Exposure", "Per", "Model", "OR (95% CrI)", "P(OR > 1)"])
+            row = {"Exposure": label if i == 0 else "", "Per": r.per if i == 0 or not same_per else "", "Model": r.model,
+                   "OR (95% CrI)": format_or(r.or_median, r.or_lo95, r.or_hi95), "P(OR > 1)": format_prob(r.p_or_gt_1)}
+            if "e_value" in ors.columns:
+                row["E-value"] = f"{r.e_value:.2f} ({r.e_value_ci:.2f})" if pd.notna(r.e_value) else ""
+            rows.append(row)
+    columns = ["Exposure", "Per", "Model", "OR (95% CrI)", "P(OR > 1)"] + (["E-value"] if "e_value" in ors.columns else [])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def format_all_terms(terms: pd.DataFrame) -> pd.DataFrame:
@@ -219,6 +223,15 @@ def format_ppc(ppc: pd.DataFrame) -> pd.DataFrame:
         "Replicated 95% interval (%)": [f"{100 * a:.1f}–{100 * b:.1f}" for a, b in ppc[["rep_lo95", "rep_hi95"]].to_numpy()],
         "Observed inside": ppc["inside"].map({True: "yes", False: "no"}),
     })
+
+
+def format_corp(corp: pd.DataFrame) -> pd.DataFrame:
+    """The CORP Brier score decomposition (:func:`~backpain_epi.reporting.stats.corp_decomposition`), four decimals."""
+    out = pd.DataFrame({"Model": corp["model"], "n": corp["n"].map(format_int)})
+    for col, name in (("bs", "Brier score"), ("mcb", "MCB"), ("dsc", "DSC"), ("unc", "UNC")):
+        out[name] = corp[col].map(lambda v: f"{v:.4f}")
+    out["PAV curve inside the band (points)"] = [f"{i}/{p}" for i, p in corp[["inside", "points"]].to_numpy()]
+    return out
 
 
 # --------------------------------------------------------------------------- survival and segmentation QC

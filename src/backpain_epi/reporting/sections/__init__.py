@@ -9,7 +9,7 @@ key of its output in ``ctx.built`` and on the page.
 from collections.abc import Callable
 
 from ..context import ReportContext
-from . import checks, cohort, estimates, segmentation, survival, text
+from . import checks, cohort, estimands, estimates, segmentation, sensitivity, survival, text
 from .base import FigureItem, SectionOutput, TableItem
 from .survival import save_km_figure
 
@@ -18,9 +18,10 @@ Section = Callable[[ReportContext], SectionOutput]
 
 #: The sections in page order; later ones may read what earlier ones built.
 SECTIONS: tuple[Section, ...] = (
-    cohort.participants, cohort.exposures, estimates.odds_ratios, estimates.activity, estimates.comparison,
-    checks.diagnostics, checks.predictive_check, survival.survival, segmentation.segmentation_qc, segmentation.agreement,
-    text.text,
+    cohort.participants, cohort.exposures, estimates.odds_ratios, estimands.absolute_risk, estimands.effect_modification,
+    estimates.activity, estimands.dose_response, estimates.comparison,
+    checks.diagnostics, checks.predictive_check, sensitivity.prior_sensitivity, survival.survival,
+    segmentation.segmentation_qc, segmentation.agreement, text.text,
 )
 
 __all__ = ["SECTIONS", "FigureItem", "Section", "SectionOutput", "TableItem", "save_km_figure"]

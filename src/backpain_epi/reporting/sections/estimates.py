@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from ...formatting import format_int
 from ...modelling.compare import compare_runs
 from ..context import ReportContext
@@ -19,14 +21,25 @@ def _true_odds_ratios(truth: dict) -> dict[str, float]:
     return {**(truth.get("odds_ratios_binary") or {}), **(truth.get("odds_ratios_per_2sd") or truth.get("odds_ratios") or {})}
 
 
+def _with_e_values(ors, ctx: ReportContext):
+    """``ors`` with the E-values of each run's ``absolute_risk.csv`` (``e_value``, ``e_value_ci``; empty for runs without one)."""
+    frames = [r.result.absolute_risk[["term", "e_value", "e_value_ci"]].assign(model=r.name) for r in ctx.runs
+              if r.result.absolute_risk is not None]
+    if not frames:
+        return ors
+    return ors.merge(pd.concat(frames, ignore_index=True), on=["model", "term"], how="left")
+
+
 def odds_ratios(ctx: ReportContext) -> SectionOutput:
     """Table 2 and the forest plot of the exposures, Supplementary Table S1 of every term, and the truth of a simulation."""
     dd = ctx.dictionary
     ors, terms = exposure_odds_ratios(ctx.runs), all_terms(ctx.runs)
+    ors = _with_e_values(ors, ctx)
     tables = {
         "table2": TableItem("table2_odds_ratios", format_odds_ratios(ors, dd), "Table 2. Odds ratios of chronic back pain per 2 SD "
-                            "of each exposure (posterior median, 95% credible interval) and posterior probability that the OR "
-                            "exceeds 1, by model", numeric=ors),
+                            "of each exposure (posterior median, 95% credible interval), posterior probability that the OR "
+                            "exceeds 1, and the E-value of the g-computed risk ratio for the same contrast (in brackets: of "
+                            "its interval limit nearest 1), by model", numeric=ors),
         "supplementary": TableItem("tableS1_all_terms", format_all_terms(terms), "Supplementary Table S1. All terms of every "
                                    "model: odds ratios (95% CrI), P(OR > 1), R-hat and bulk effective sample size", numeric=terms),
     }
