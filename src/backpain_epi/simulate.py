@@ -6,7 +6,8 @@ physical activity with about 40 % below 500, 47 % between 500 and 5000 and
 14 % above 5000 MET-min/week, comorbidities that rise with age, and muscle
 exposures that depend on sex, age, BMI and activity. Chronic back pain (CBP)
 is drawn from a logistic model with a random intercept per site, odds ratios
-per 2 SD of each exposure and covariate, and a U-shaped activity curve; every
+per 2 SD of each exposure and covariate (optionally modified by sex, or flat
+below a threshold), and a U-shaped activity curve; every
 parameter of that truth is a field of :class:`CohortTruth`, so tests can plant
 another truth and check that it is recovered.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,11 @@ from .tableio import check_output_path, write_table, write_text
 from .cohort import add_activity_band
 from .derived import ACTIVITY_REFERENCE_MET
 from .errors import BackpainEpiError
-from .truth import ACTIVITY_SCALE_OFFSET, CONTINUOUS_TERMS, DEFAULT_SEED, N_NAKO, N_SITES, TRUTH_TERMS, CohortTruth
+from .truth import ACTIVITY_SCALE_OFFSET, CONTINUOUS_TERMS, DEFAULT_SEED, EXPOSURES, MODIFIER, N_NAKO, N_SITES, TRUTH_TERMS, CohortTruth
 
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
+SHAPE_GRID = (0.02, 0.98, 25)  # the true exposure curve: 25 points between the 2nd and 98th percentile
+COMORBIDITIES = ("diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
 
 
 @dataclass
@@ -87,7 +90,12 @@ def simulate_cohort(
         ``data``: the cohort table with the dictionary's cohort columns and
         ``activity_band``; ``truth``: a JSON-ready dict with the odds ratios per
         2 SD, the per-unit log odds ratios, the exposure SDs, the site effects,
-        the intercept, the activity curve and the realised prevalence.
+        the intercept, the activity curve, the realised prevalence, any planted
+        ``effect_modification`` (ORs by sex stratum, RERI) and ``exposure_shape``
+        (threshold, true OR curve vs the median), and the true marginal risks
+        (``absolute_risk``, ``absolute_risk_by_stratum``) by g-computation on the
+        true model. With nothing planted the table is the same as without these
+        truths (they draw no random numbers).
     """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BackpainEpiError(f"seed must be a whole number ≥ 0, got {seed!r}.")
@@ -140,18 +148,14 @@ def simulate_cohort(
     })
 
     # The logistic truth, on the scale the models use: per 2 SD of the sample.
-    sd = {name: float(data[name].std()) for name in CONTINUOUS_TERMS}
-    means = {name: float(data[name].mean()) for name in CONTINUOUS_TERMS}
-    per_unit = {t: np.log(truth.odds_ratios[t]) / (2 * sd[t]) if t in sd else np.log(truth.odds_ratios[t]) for t in TRUTH_TERMS}
-    centred = {name: data[name] - means[name] for name in CONTINUOUS_TERMS}
-    lp = sum(per_unit[t] * centred[t] for t in CONTINUOUS_TERMS)
-    lp = lp + per_unit["sex[male]"] * male + sum(per_unit[k] * data[k] for k in comorb)
-    lp = lp + truth.activity_log_or(met)
     site_effect = rng.normal(0.0, truth.site_sd, size=n_sites)
-    lp = np.asarray(lp + site_effect[site_idx], dtype=float)
+    model = _OutcomeModel.of_sample(truth, data, site_effect[site_idx])
+    sd, means, per_unit = model.sd, model.means, model.per_unit
+    lp = model.linear_predictor(data)
     intercept = optimize.brentq(lambda b: stats.logistic.cdf(b + lp).mean() - truth.prevalence, -20, 20)
     p = stats.logistic.cdf(intercept + lp)
     cbp = rng.random(n) < p
+    risks, risks_by_stratum = _true_marginal_risks(model, data, intercept)
     data["cbp"] = cbp.astype(int)
     data["cbp_onset_age"] = _onset_age(rng, age, cbp, lp, ONSET_RISK_EXPONENT)
     _plant_missing(rng, data, ("bmi", "met_min_week"), missing_frac)
@@ -191,9 +195,135 @@ def simulate_cohort(
             "risk_exponent": ONSET_RISK_EXPONENT,
             "note": "lp is the linear predictor without the intercept; higher risk gives earlier onset",
         },
+        "effect_modification": {e: model.modification_truth(e) for e in model.modifier_per_unit},
+        "exposure_shape": {e: model.shape_truth(e, data[e]) for e in model.thresholds},
+        "absolute_risk": risks,
+        "absolute_risk_by_stratum": risks_by_stratum,
+        "absolute_risk_note": (
+            "true marginal risks by g-computation on the true model: each exposure in turn set to its sample mean - SD "
+            "(risk_low) and mean + SD (risk_high) for every participant, the true probability averaged; everything else "
+            "(covariates, activity, site effects, intercept, effect modification, shape) as simulated, and the other "
+            "exposures held at their observed values although they are correlated with it"
+        ),
         "truth_parameters": asdict(truth),
     }
     return SimulatedCohort(data=data, truth=truth_dict)
+
+
+@dataclass(frozen=True)
+class _OutcomeModel:
+    """The true linear predictor (without intercept), fixed by the sample it was planted in.
+
+    Each continuous term enters as ``per_unit * h(x)``, with ``h(x) = x - mean`` or, for an
+    exposure with a threshold, ``h(x) = max(x - threshold, 0) - max(mean - threshold, 0)``;
+    an exposure modified by sex adds ``modifier_per_unit * h(x) * male``. So the sex odds
+    ratio is that at the exposure's mean, whatever the shape.
+    """
+
+    truth: CohortTruth
+    sd: dict[str, float]
+    means: dict[str, float]
+    per_unit: dict[str, float]
+    thresholds: dict[str, float]
+    modifier_per_unit: dict[str, float]
+    site_offset: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of_sample(cls, truth: CohortTruth, data: pd.DataFrame, site_offset: np.ndarray) -> "_OutcomeModel":
+        sd = {name: float(data[name].std()) for name in CONTINUOUS_TERMS}
+        means = {name: float(data[name].mean()) for name in CONTINUOUS_TERMS}
+        per_unit = {t: np.log(truth.odds_ratios[t]) / (2 * sd[t]) if t in sd else np.log(truth.odds_ratios[t]) for t in TRUTH_TERMS}
+        thresholds = {e: float(np.quantile(data[e], truth.threshold_quantile(e))) for e in EXPOSURES if truth.threshold_quantile(e) is not None}
+        modifier = {e: np.log(truth.ratio_of_ors(e)) / (2 * sd[e]) for e in EXPOSURES if f"{e}:sex[male]" in truth.effect_modification}
+        return cls(truth, sd, means, per_unit, thresholds, modifier, site_offset)
+
+    def shape(self, name: str, x) -> np.ndarray:
+        """``h(x)``: the term's covariate, centred so that ``h(mean) = 0``."""
+        if name not in self.thresholds:
+            return x - self.means[name]
+        tau = self.thresholds[name]
+        return np.maximum(np.asarray(x, dtype=float) - tau, 0.0) - max(self.means[name] - tau, 0.0)
+
+    def linear_predictor(self, data: pd.DataFrame) -> np.ndarray:
+        """The log odds of CBP less the intercept, for every row of ``data`` (site effects included)."""
+        male = (data["sex"] == MODIFIER[1]).to_numpy()
+        terms = {t: self.per_unit[t] * self.shape(t, data[t]) for t in CONTINUOUS_TERMS}
+        for e, beta in self.modifier_per_unit.items():
+            terms[e] = terms[e] + beta * self.shape(e, data[e]) * male
+        lp = sum(terms[t] for t in CONTINUOUS_TERMS)
+        lp = lp + self.per_unit["sex[male]"] * male + sum(self.per_unit[k] * data[k] for k in COMORBIDITIES)
+        lp = lp + self.truth.activity_log_or(data["met_min_week"].to_numpy())
+        return np.asarray(lp + self.site_offset, dtype=float)
+
+    def log_or(self, exposure: str, x, male: bool) -> np.ndarray:
+        """Log OR of CBP at exposure ``x`` and sex against a woman at the exposure's mean (all else equal)."""
+        h = self.shape(exposure, np.asarray(x, dtype=float))
+        slope = self.per_unit[exposure] + (self.modifier_per_unit.get(exposure, 0.0) if male else 0.0)
+        return slope * h + (self.per_unit["sex[male]"] if male else 0.0)
+
+    def modification_truth(self, exposure: str) -> dict:
+        """The truth JSON's entry of a modified exposure: ORs per 2 SD by stratum and the RERI."""
+        ratio, odds_ratio = self.truth.ratio_of_ors(exposure), self.truth.odds_ratios[exposure]
+        x_high = self.means[exposure] + 2 * self.sd[exposure]
+        or10, or01, or11 = (float(np.exp(self.log_or(exposure, x, m))) for x, m in
+                            ((x_high, False), (self.means[exposure], True), (x_high, True)))
+        _, level, reference = MODIFIER
+        return {
+            "modifier": MODIFIER[0], "level": level, "reference": reference,
+            "ratio_of_ors": ratio,
+            "or_by_stratum": {reference: odds_ratio, level: odds_ratio * ratio},
+            "log_or_per_unit_interaction": float(self.modifier_per_unit[exposure]),
+            "note": f"odds_ratios_per_2sd holds the OR in the reference stratum ({reference}); the generator adds "
+                    f"log_or_per_unit_interaction * (x - mean) * {level} (x - mean taken as the shape's h(x) under a threshold)",
+            "reri": {
+                "value": or11 - or10 - or01 + 1,
+                "or10": or10, "or01": or01, "or11": or11,
+                "definition": (f"RERI = OR11 - OR10 - OR01 + 1 against women at the exposure mean: OR10 women at mean + 2 SD, "
+                               f"OR01 men at the mean, OR11 men at mean + 2 SD; other terms held fixed"),
+            },
+        }
+
+    def shape_truth(self, exposure: str, x: pd.Series) -> dict:
+        """The truth JSON's entry of a threshold exposure: the threshold and the true OR curve vs the median."""
+        lo, hi, k = SHAPE_GRID
+        grid = np.linspace(*np.quantile(x, [lo, hi]), k)
+        median = float(np.median(x))
+        curve = np.exp(self.per_unit[exposure] * (self.shape(exposure, grid) - self.shape(exposure, median)))
+        return {
+            "kind": "threshold",
+            "threshold": self.thresholds[exposure],
+            "quantile": self.truth.threshold_quantile(exposure),
+            "median": median,
+            "log_or_per_unit_above": float(self.per_unit[exposure]),
+            "note": "flat below the threshold, linear above it with the OR per 2 SD of odds_ratios_per_2sd; "
+                    "curve in the reference stratum (women) when effect modification is planted",
+            "curve": [{"x": float(g), "or_vs_median": float(c)} for g, c in zip(grid, curve)],
+        }
+
+
+def _true_marginal_risks(model: _OutcomeModel, data: pd.DataFrame, intercept: float) -> tuple[dict, dict]:
+    """True mean risks with each exposure set to its mean - SD and mean + SD for everyone (g-computation).
+
+    Only the exposure itself is set; every other column keeps its simulated value.
+    Returns the whole-sample risks and, for each exposure modified by sex, the risks
+    averaged within each stratum of the modifier.
+    """
+    male = (data[MODIFIER[0]] == MODIFIER[1]).to_numpy()
+    risks, by_stratum = {}, {}
+    for e in EXPOSURES:
+        low_value, high_value = model.means[e] - model.sd[e], model.means[e] + model.sd[e]
+        p_low, p_high = (stats.logistic.cdf(intercept + model.linear_predictor(data.assign(**{e: v})))
+                         for v in (low_value, high_value))
+
+        def summary(keep):
+            low, high = float(p_low[keep].mean()), float(p_high[keep].mean())
+            return {"risk_low": low, "risk_high": high, "rd_per_1000": 1000 * (high - low), "rr": high / low,
+                    "low_value": low_value, "high_value": high_value}
+
+        risks[e] = summary(np.ones(len(data), dtype=bool))
+        if e in model.modifier_per_unit:
+            by_stratum[e] = {MODIFIER[2]: summary(~male), MODIFIER[1]: summary(male)}
+    return risks, by_stratum
 
 
 def _activity(rng: np.random.Generator, age: np.ndarray, male: np.ndarray) -> np.ndarray:
