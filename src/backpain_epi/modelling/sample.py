@@ -23,6 +23,7 @@ import pymc as pm
 from threadpoolctl import threadpool_limits
 
 from ..errors import BackpainEpiWarning
+from .parallel import CORES_ENV
 from .spec import SamplerSettings
 
 
@@ -39,7 +40,7 @@ def sample_model(model: pm.Model, settings: SamplerSettings, *, progress: bool =
     attempts), holds the compiled nutpie model, so a refit does not compile again.
     """
     info = {"requested": settings.sampler, "used": settings.sampler, "fallback_reason": None, "timings": {}}
-    cores = min(settings.chains, os.cpu_count() or 1)
+    cores = min(settings.chains, int(os.environ.get(CORES_ENV) or 0) or os.cpu_count() or 1)
     with threadpool_limits(limits=1, user_api="blas"):
         if settings.sampler == "nutpie":
             try:
