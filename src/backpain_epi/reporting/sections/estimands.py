@@ -49,6 +49,9 @@ def format_absolute_risk(table: pd.DataFrame, labels: dict[str, str], units: dic
                 "E-value (CI limit)": f"{r.e_value:.2f} ({r.e_value_ci:.2f})",
                 "RD per 1,000, new site": _ci(r.new_site_rd_per_1000, r.new_site_rd_lo95, r.new_site_rd_hi95),
             })
+            if "true_rd_per_1000" in table.columns:
+                covered = r.rd_lo95 <= r.true_rd_per_1000 <= r.rd_hi95
+                rows[-1]["True RD per 1,000"] = f"{r.true_rd_per_1000:.1f} {'✓' if covered else '✗'}"
     return pd.DataFrame(rows)
 
 
@@ -60,6 +63,9 @@ def absolute_risk(ctx: ReportContext) -> SectionOutput:
     table = absolute_risk_long(ctx.runs)
     if table.empty:
         return SectionOutput(notes=["No run has absolute risks (absolute_risk.csv): refit with this version to get them."])
+    true = (ctx.truth or {}).get("absolute_risk") or {}
+    if true:
+        table["true_rd_per_1000"] = [true.get(t, {}).get("rd_per_1000", float("nan")) for t in table["term"]]
     dd = ctx.dictionary
     labels = _labels(ctx)
     units = {e: dd[e].unit for e in ctx.exposures if e in dd and dd[e].unit}
@@ -87,7 +93,9 @@ def absolute_risk(ctx: ReportContext) -> SectionOutput:
                                    "Table 3. Absolute risk of chronic back pain at each exposure's mean − 1 SD and + 1 SD "
                                    "(g-computation over the analysed participants and observed sites; posterior median, 95% CrI), "
                                    "risk difference per 1,000, risk ratio, NNT/NNH where the RD interval excludes 0, E-value of "
-                                   "the RR (and of its CI limit nearest 1), and the risk difference in a new study site",
+                                   "the RR (and of its CI limit nearest 1), and the risk difference in a new study site"
+                                   + ("; in a simulated cohort, the true RD by g-computation on the generating model "
+                                      "(✓ inside the 95% CrI)" if true else ""),
                                    numeric=table)},
         figures={"figure": FigureItem("risk_differences", plot_risk_differences(table, labels=labels).figure,
                                       "Risk difference of chronic back pain per 1,000 participants between each exposure's "
