@@ -4,7 +4,8 @@
 :class:`FitResult` and, given ``out``, writes the run folder:
 
 ``posterior.nc``
-    ArviZ InferenceData: posterior, sample_stats, observed_data, and the
+    ArviZ InferenceData: posterior, sample_stats, observed_data, the log prior of the
+    top-level priors (for :mod:`~backpain_epi.modelling.sensitivity`), and the
     pointwise log-likelihood (float32, on at most ``loo_draws`` evenly spaced
     draws, enough for PSIS-LOO; :func:`backpain_epi.modelling.compare.run_loo` computes LOO
     on exactly those draws, whereas ``az.loo`` on the whole file would take the relative
@@ -66,6 +67,7 @@ from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_ri
 from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
+from .sensitivity import add_log_prior
 from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
 
@@ -276,6 +278,7 @@ def fit_model(
     idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
     _add_log_likelihood(idata, design, loo_draws)
+    add_log_prior(idata, design)  # the top-level priors on the same draws, for power-scaling sensitivity (psens)
     summary = odds_ratio_summary(idata, design.recipe, dd)
     curve = activity_curve(idata, design.recipe) if spec.activity else None
     curves = exposure_curves(idata, design.recipe)

@@ -25,10 +25,10 @@ import pandas as pd
 
 from ..errors import BackpainEpiError
 from .design import Design
-from .params import ACT_LIN, BETA, GP_AMP, GP_LS, GROUP_SD, INTERCEPT, SMOOTH_SD
+from .params import ACT_LIN, BETA, EXP_SMOOTH_SD, GP_AMP, GP_LS, GROUP_SD, INTERCEPT, SMOOTH_SD
 
 #: The priors power-scaled, in the order of the table (the intercept is scaled but not reported).
-TOP_LEVEL = (INTERCEPT, BETA, GROUP_SD, ACT_LIN, SMOOTH_SD, GP_AMP, GP_LS)
+TOP_LEVEL = (INTERCEPT, BETA, GROUP_SD, ACT_LIN, SMOOTH_SD, GP_AMP, GP_LS, EXP_SMOOTH_SD)
 #: Power-scaling sensitivity from which a parameter counts as sensitive (priorsense's default).
 THRESHOLD = 0.05
 CONFLICT, STRONG_PRIOR, NOT_SENSITIVE = "prior-data conflict", "strong prior / weak likelihood", "-"
