@@ -379,7 +379,7 @@ def cross_validate_sites(
     for r in results:
         if r.provenance.data.sha256 != sha256:
             where = f"run {r.out}" if r.out is not None else f"the in-memory fit of '{r.name}'"
-            raise BackpainEpiError(f" {source}: {where} was fit on other data ({r.provenance.data.source}); give the table the "
+            raise BackpainEpiError(f"{source}: {where} was fit on other data ({r.provenance.data.source}); give the table the "
                                    "runs were fit on.", param="data")
     id_col = dd.id_column
     by_id = table.set_index(table[id_col].astype(str), drop=False)

@@ -135,8 +135,8 @@ def _on_dask(fn, tasks, labels, scheduler, desc, bar) -> list:
     try:
         client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise BackpainEpiError(f" {scheduler}: cannot connect to a Dask scheduler within {CONNECT_TIMEOUT_S} s ({exc}); "
-                               "start one (`dask scheduler`, then `dask worker <address>`) or leave out --scheduler to run locally.",
+        raise BackpainEpiError(f"{scheduler}: cannot connect to a Dask scheduler within {CONNECT_TIMEOUT_S} s ({exc}); "
+                               "start one (`dask scheduler`, then `dask worker <address>`) or run without a scheduler (local processes).",
                                param="scheduler") from None
     try:
         stamp = time.time_ns()
