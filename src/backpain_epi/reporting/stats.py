@@ -9,6 +9,9 @@ display text. Every function is pure: it reads its arguments and returns new dat
   :func:`all_terms`, :func:`truth_coverage`, :func:`activity_long`;
 - exposures by outcome: :func:`density_by_outcome`;
 - the posterior predictive check: :func:`ppc_by_decile`;
+- calibration, CORP (Dimitriadis, Gneiting & Jordan, PNAS 2021): the PAV-recalibrated reliability diagram
+  with its consistency band (:func:`corp_reliability`, :func:`corp_curve`) and the Brier score's
+  decomposition MCB − DSC + UNC (:func:`corp_scores`, :func:`corp_decomposition`);
 - segmentation: :func:`qc_counts`, and the agreement of measured with planted exposures
   (:func:`paired_exposures`, :func:`agreement_table`, :func:`icc_absolute_agreement`:
   ICC(A,1), McGraw & Wong 1996; Shrout & Fleiss ICC(2,1)).
@@ -22,12 +25,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from scipy import special
+from scipy.optimize import isotonic_regression
 from scipy.stats import gaussian_kde
 
 from ..cohort import analysis_columns
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
-from ..modelling.results import linear_predictor_draws
+from ..modelling.results import eta_from_arrays, linear_predictor_draws
 from ..segmentation.exposures import qc_failures
 from ..validation import INVALID_ROWS
 
@@ -256,6 +260,200 @@ def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0) -> pd.
     out = pd.DataFrame(rows)
     out["inside"] = (out["observed"] >= out["rep_lo95"]) & (out["observed"] <= out["rep_hi95"])
     return out
+
+
+# --------------------------------------------------------------------------- CORP reliability diagram and score decomposition
+#
+# Dimitriadis, Gneiting & Jordan (2021), "Stable reliability diagrams for probabilistic classifiers", PNAS 118(8):
+# e2016191118. CORP: Consistent, Optimally binned, Reproducible, PAV-based. The recalibrated probability at each
+# prediction is the isotonic (pool-adjacent-violators) regression of the outcome on the prediction; under the
+# hypothesis of calibration, outcomes resampled as Bernoulli(prediction) and refit give the consistency band.
+
+
+def posterior_mean_risk(run: ReportRun, *, max_draws: int = 400, seed: int = 0,
+                        chunk_rows: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """Each analysed participant's posterior mean probability of the outcome, and the observed outcome (0/1).
+
+    The draws are thinned to ``max_draws`` as in :func:`ppc_by_decile`, and taken ``chunk_rows``
+    participants at a time, so memory stays at ``max_draws × chunk_rows`` whatever the cohort's size.
+    """
+    df = run.analysed
+    X, A, group = run.result.recipe.transform(df)
+    S = run.result.recipe.smooth_columns(df)
+    p = np.empty(len(df))
+    for lo in range(0, len(df), chunk_rows):
+        s = slice(lo, lo + chunk_rows)
+        eta = eta_from_arrays(run.result.idata, run.result.recipe, X[s], None if A is None else A[s],
+                              None if group is None else group[s], seed=seed, max_draws=max_draws,
+                              S=None if S is None else S[s])
+        p[s] = special.expit(eta).mean(axis=0)
+    return p, df[run.spec.outcome].astype(int).to_numpy()
+
+
+def _pav_inputs(p, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked predictions and outcomes pooled by distinct prediction: ``(x, counts, events)``, ``x`` increasing."""
+    p = np.asarray(p, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if p.shape != y.shape:
+        raise BackpainEpiError(f": {p.size} predictions but {y.size} outcomes; give one outcome per prediction.", param="y")
+    if p.size < 2:
+        raise BackpainEpiError(f": {p.size} prediction(s); the reliability diagram needs at least 2.", param="p")
+    if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+        bad = int(np.flatnonzero(~(np.isfinite(p) & (p >= 0) & (p <= 1)))[0])
+        raise BackpainEpiError(f": prediction {bad} is {p[bad]!r}; predictions must be probabilities in [0, 1].", param="p")
+    if not np.isin(y, (0, 1)).all():
+        bad = int(np.flatnonzero(~np.isin(y, (0, 1)))[0])
+        raise BackpainEpiError(f": outcome {bad} is {y[bad]!r}; outcomes must be 0 or 1.", param="y")
+    x, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
+    return x, counts.astype(float), np.bincount(inverse, weights=y, minlength=x.size)
+
+
+def _pav(means: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The PAV (isotonic, increasing) fit of ``means`` weighted by ``counts``."""
+    return isotonic_regression(means, weights=counts, increasing=True).x
+
+
+def corp_scores(p, y) -> dict[str, float]:
+    """The CORP decomposition of the Brier score: ``BS = MCB − DSC + UNC``.
+
+    With ``p̂`` the PAV-recalibrated predictions and ``ȳ`` the observed proportion:
+    ``MCB = BS(p) − BS(p̂)`` (miscalibration, ≥ 0), ``DSC = BS(ȳ) − BS(p̂)`` (discrimination, ≥ 0),
+    ``UNC = BS(ȳ) = ȳ(1 − ȳ)`` (uncertainty). Tied predictions are pooled before the PAV fit.
+
+    Parameters
+    ----------
+    p, y
+        Predicted probabilities and observed outcomes (0/1), one per participant.
+
+    Returns
+    -------
+    dict
+        ``n``, ``bs``, ``mcb``, ``dsc``, ``unc``.
+    """
+    x, counts, events = _pav_inputs(p, y)
+    cep = _pav(events / counts, counts)
+    n = counts.sum()
+    ybar = events.sum() / n
+
+    def brier(f):  # Brier score of forecasts f at the distinct predictions, from the pooled outcomes
+        return float(np.sum(events * (1 - f) ** 2 + (counts - events) * f**2) / n)
+
+    bs, bs_cal, unc = brier(x), brier(cep), brier(np.full_like(x, ybar))
+    return {"n": int(n), "bs": bs, "mcb": bs - bs_cal, "dsc": unc - bs_cal, "unc": unc}
+
+
+def corp_curve(p, y, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.9, n_points: int = 200) -> pd.DataFrame:
+    """The CORP reliability diagram of predictions ``p`` and outcomes ``y``, with its consistency band.
+
+    The PAV-recalibrated probability (the isotonic regression of ``y`` on ``p``) is reported at up
+    to ``n_points`` of the predictions: half at equal steps of rank (as dense as the predictions),
+    half nearest to equal steps of value (the sparse tails), first and last included. The consistency band is CORP's
+    resampling band: ``n_resamples`` times, outcomes are drawn as ``Bernoulli(p)`` (the data the
+    predictions would give if they were calibrated) and the PAV fit is redone; the band is the
+    pointwise ``(1 − level)/2`` and ``(1 + level)/2`` quantiles of those refits at each point. Memory is
+    ``n_resamples × n_points`` plus one resample of the predictions, whatever their number.
+
+    Parameters
+    ----------
+    p, y
+        Predicted probabilities and observed outcomes (0/1), one per participant.
+    n_resamples
+        Resamples of the consistency band (at least 10).
+    seed
+        Seed of the resampled outcomes: the same seed gives the same band.
+    level
+        Pointwise coverage of the band, in (0, 1); 0.9 as in the CORP paper's figures.
+    n_points
+        Points at which the curve and the band are reported, at most (at least 2).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, predictions increasing: ``predicted``, ``recalibrated`` (PAV),
+        ``band_lo``, ``band_hi``, ``share`` (fraction of the participants with a prediction above the
+        previous point's and up to this one's: the predictions' distribution), ``inside`` (the
+        recalibrated probability lies in the band).
+    """
+    if int(n_resamples) != n_resamples or n_resamples < 10:
+        raise BackpainEpiError(f"={n_resamples!r}: give a whole number of at least 10 (1000 is the default).", param="n_resamples")
+    if not 0 < level < 1:
+        raise BackpainEpiError(f"={level!r}: give the band's coverage as a fraction in (0, 1), e.g. 0.9.", param="level")
+    if int(n_points) != n_points or n_points < 2:
+        raise BackpainEpiError(f"={n_points!r}: give a whole number of at least 2.", param="n_points")
+    x, counts, events = _pav_inputs(p, y)
+    cep = _pav(events / counts, counts)
+    rank = np.cumsum(counts) - 1  # rank of the last participant at each distinct prediction
+    by_rank = np.searchsorted(rank, np.linspace(0, rank[-1], int(n_points) - int(n_points) // 2).round())
+    by_value = np.searchsorted(x, np.linspace(x[0], x[-1], int(n_points) // 2))  # the sparse tails too
+    at = np.unique(np.concatenate([by_rank, np.minimum(by_value, x.size - 1)]))
+    rng = np.random.default_rng(seed)
+    ties = bool((counts > 1).any())
+    refits = np.empty((int(n_resamples), at.size))
+    for b in range(int(n_resamples)):
+        drawn = rng.binomial(counts.astype(np.int64), x) if ties else rng.random(x.size) < x  # Bernoulli(p), pooled by tie
+        refits[b] = _pav(drawn / counts, counts)[at]
+    lo, hi = np.quantile(refits, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    covered = np.diff(rank[at], prepend=-1)  # participants from the previous point (exclusive) to this one
+    out = pd.DataFrame({"predicted": x[at], "recalibrated": cep[at], "band_lo": lo, "band_hi": hi,
+                        "share": covered / counts.sum()})
+    out["inside"] = (out["recalibrated"] >= out["band_lo"]) & (out["recalibrated"] <= out["band_hi"])
+    return out
+
+
+def corp_reliability(run: ReportRun, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.9, n_points: int = 200,
+                     max_draws: int = 400) -> pd.DataFrame:
+    """The CORP reliability diagram of a run, with its consistency band and the Brier score's decomposition.
+
+    The predictions are each analysed participant's posterior mean probability
+    (:func:`posterior_mean_risk`); the curve and band are :func:`corp_curve`'s, the scores :func:`corp_scores`'.
+
+    Parameters
+    ----------
+    run
+        A loaded run with its analysed rows.
+    n_resamples, seed, level, n_points
+        As in :func:`corp_curve`; ``seed`` also thins the draws.
+    max_draws
+        Posterior draws used at most (thinned evenly).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`corp_curve`'s rows with ``model`` first, and the model's ``level``, ``n``, ``bs``,
+        ``mcb``, ``dsc``, ``unc`` repeated on each of its rows (:func:`corp_decomposition` takes one row per model).
+    """
+    p, y = posterior_mean_risk(run, max_draws=max_draws, seed=seed)
+    out = corp_curve(p, y, n_resamples=n_resamples, seed=seed, level=level, n_points=n_points)
+    out.insert(0, "model", run.name)
+    out["level"] = level
+    for k, v in corp_scores(p, y).items():
+        out[k] = v
+    return out
+
+
+#: Columns of :func:`corp_decomposition`.
+CORP_COLUMNS = ["model", "n", "bs", "mcb", "dsc", "unc", "level", "points", "inside", "pav_inside_band"]
+
+
+def corp_decomposition(reliability: pd.DataFrame) -> pd.DataFrame:
+    """The CORP Brier score decomposition, one row per model, from :func:`corp_reliability`'s table (of one or more runs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, n, bs, mcb, dsc, unc`` (``bs = mcb − dsc + unc``), the band's ``level``, its ``points``, how many
+        of them have the PAV curve ``inside`` the band, and ``pav_inside_band`` (all of them).
+    """
+    missing = [c for c in ("model", "n", "bs", "mcb", "dsc", "unc", "level", "inside") if c not in reliability.columns]
+    if missing:
+        raise BackpainEpiError(f": lacks column(s) {', '.join(missing)}; give the table corp_reliability returns.",
+                               param="reliability")
+    g = reliability.groupby("model", sort=False)
+    out = g[["n", "bs", "mcb", "dsc", "unc", "level"]].first()
+    out["points"] = g.size()
+    out["inside"] = g["inside"].sum().astype(int)
+    out["pav_inside_band"] = out["inside"] == out["points"]
+    return out.reset_index()[CORP_COLUMNS]
 
 
 # --------------------------------------------------------------------------- segmentation

@@ -13,7 +13,7 @@ This package is the plots' one public namespace; its modules hold one plot each.
 from ._axes import text_overlaps
 from .activity import plot_activity_curve
 from .agreement import plot_agreement
-from .calibration import plot_calibration
+from .calibration import plot_calibration, plot_reliability
 from .comparison import plot_loo
 from .distributions import plot_exposure_distributions
 from .forest import plot_forest
@@ -22,5 +22,5 @@ from .survival import plot_km
 
 __all__ = [
     "plot_activity_curve", "plot_agreement", "plot_calibration", "plot_exposure_distributions", "plot_forest", "plot_km",
-    "plot_loo", "plot_qc_overlays", "text_overlaps",
+    "plot_loo", "plot_qc_overlays", "plot_reliability", "text_overlaps",
 ]
