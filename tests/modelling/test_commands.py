@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -79,3 +80,19 @@ def test_compare_command(full_run, unadjusted_run, tmp_path):
     assert "elpd_loo" in r.output and "predicts best" in r.output and (tmp_path / "cmp.csv").is_file()
     r = _run("compare", full_run.out, tmp_path / "nope")
     assert r.exit_code == 2 and "not a run folder" in r.output
+
+
+def test_compare_cv_refusals(full_run, unadjusted_run, cohort_csv, tmp_path):
+    runs = (full_run.out, unadjusted_run.out)
+    r = _run("compare", *runs, "--cv", "site")
+    assert r.exit_code == 2 and "--data: needed by --cv site" in r.output and "Traceback" not in r.output
+    r = _run("compare", *runs, "--cv", "sites", "--data", cohort_csv[0])
+    assert r.exit_code == 2 and "Invalid value for '--cv'" in r.output and "'site'" in r.output
+    r = _run("compare", *runs, "--data", cohort_csv[0])
+    assert r.exit_code == 2 and "--data is used by leave-one-site-out cross-validation only; add --cv site" in r.output
+    flat = tmp_path / "flat"
+    shutil.copytree(unadjusted_run.out, flat)
+    spec = flat / "spec.yaml"
+    spec.write_text("".join(line for line in spec.read_text().splitlines(keepends=True) if not line.lstrip().startswith(("group:", "group_sd:"))))
+    r = _run("compare", full_run.out, flat, "--cv", "site", "--data", cohort_csv[0])
+    assert r.exit_code == 2 and "has no group term (random intercept per site)" in r.output, r.output

@@ -93,22 +93,57 @@ def _drop_reason(key: str) -> str:
 
 @click.command()
 @click.argument("runs", nargs=-1, type=click.Path(path_type=Path), required=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the comparison table here (.csv, .tsv, .parquet).")
-def compare(runs, out):
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also write the comparison table here (.csv, .tsv, .parquet); with --cv, the leave-one-site-out tables beside it "
+                   "(<name>_loso.csv, <name>_loso_summary.csv, <name>_loso_pointwise.csv).")
+@click.option("--cv", "cv", type=click.Choice(["site"]), default=None,
+              help="Also cross-validate leaving one site out: one refit per model and site (slow: folds × a fit).")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None, help="With --cv: the cohort table the runs were fit on.")
+@click.option("--workers", type=int, default=1, show_default=True, help="With --cv: local processes refitting folds at once.")
+@click.option("--scheduler", default=None, help="With --cv: address of a Dask scheduler (tcp://host:8786) to refit on.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@EXCLUDE_INVALID_ROWS
+@text_table
+@DICTIONARY
+def compare(runs, out, cv, data, workers, scheduler, quiet, exclude_invalid_rows, sep, encoding, decimal, dictionary_path):
     """Compare fitted RUNS (folders from `fit`) by PSIS-LOO, with stacking weights.
 
-    Refuses runs fit on different data or on different rows of it.
+    Refuses runs fit on different data or on different rows of it. With --cv site, also
+    refits every model once per held-out site (on the other sites) and scores the site
+    as a new one: elpd by site and in total, and whether the PSIS-LOO ranking holds.
     """
     # lazy: ArviZ and pandas; --help must not import them
+    from ..errors import BackpainEpiError
     from ..modelling.compare import compare_runs, format_comparison
     from ..tableio import check_output_path
 
+    if cv is None:
+        for given, flag in ((data, "--data"), (scheduler, "--scheduler"), (workers != 1 or None, "--workers")):
+            if given is not None:
+                raise BackpainEpiError(f"{flag} is used by leave-one-site-out cross-validation only; add --cv site, or leave it out.")
+    elif data is None:
+        raise BackpainEpiError(": needed by --cv site, which refits the models on the cohort table they were fit on; give --data TABLE.",
+                               param="data")
     if out is not None:
         check_output_path(out)
     table = compare_runs(list(runs), out=out)
     click.echo(format_comparison(table))
     if out is not None:
         click.echo(f"Wrote {out}.")
+    if cv is None:
+        return
+    # lazy: the refits import PyMC
+    from ..dictionary import load_dictionary
+    from ..modelling.crossval import cross_validate_sites, format_crossval
+
+    where = out.with_name(f"{out.stem}_loso{out.suffix}") if out is not None else None
+    result = cross_validate_sites(list(runs), data, workers=workers, scheduler=scheduler, progress=not quiet, out=where,
+                                  dictionary=load_dictionary(dictionary_path), exclude_invalid_rows=exclude_invalid_rows, sep=sep,
+                                  encoding=encoding, decimal=decimal)
+    click.echo("")
+    click.echo(format_crossval(result, table))
+    if where is not None:
+        click.echo(f"Wrote {where} (and its _summary and _pointwise tables).")
 
 
 @click.command()

@@ -266,8 +266,30 @@ class CVResult:
         for c in ("n", "n_events", "fold", "seed", "draws", "tune", "chains"):
             if c in t:
                 t[c] = pd.to_numeric(t[c]).astype(int)
+        for c in ("ladder", "gate_passed"):
+            if c in t:
+                t[c] = t[c].astype(str).str.lower().map({"true": True, "false": False, "1": True, "0": False})
         pw = _companion(path, "pointwise")
         return cls(t, read_table(pw).astype({"elpd": float}) if pw.is_file() else None)
+
+
+def format_crossval(result: CVResult, loo_table: pd.DataFrame | None = None) -> str:
+    """The cross-validation as text: elpd by site (sites × models), the totals, and the verdict."""
+    wide = result.wide()
+    models = [c for c in wide.columns if c not in ("site", "n", "n_events")]
+    lines = [f"{'site':12s} {'n':>6s} {'events':>6s} " + " ".join(f"{m[:14]:>14s}" for m in models)]
+    for r in wide.itertuples(index=False):
+        lines.append(f"{str(r[0])[:12]:12s} {r[1]:6d} {r[2]:6d} " + " ".join(f"{v:14.1f}" for v in r[3:]))
+    lines.append("")
+    lines.append(f"{'rank':>4s}  {'model':16s} {'elpd_loso':>10s} {'se':>7s} {'elpd_diff':>10s} {'dse':>7s}")
+    for r in result.summary.itertuples():
+        lines.append(f"{r.rank:4d}  {r.model:16s} {r.elpd_total:10.1f} {r.se:7.1f} {r.elpd_diff:10.1f} {r.dse:7.1f}")
+    failed = result.by_site.loc[~result.by_site["gate_passed"].astype(bool)] if "gate_passed" in result.by_site else []
+    if len(failed):
+        lines.append(f"note: the diagnostics gate failed in {len(failed)} fold fit(s) (one attempt each, no ladder): "
+                     + ", ".join(f"{m} without {s}" for m, s in failed[["model", "site"]].to_numpy()[:5]) + ("..." if len(failed) > 5 else ""))
+    lines.append(result.verdict(loo_table))
+    return "\n".join(lines)
 
 
 def summarise(by_site: pd.DataFrame) -> pd.DataFrame:
