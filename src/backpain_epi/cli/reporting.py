@@ -26,12 +26,14 @@ from .options import DICTIONARY, EXCLUDE_INVALID_ROWS, text_table
 @click.option("--truth", type=click.Path(path_type=Path), default=None, help="truth.json of a simulated cohort: show the true ORs beside the estimates.")
 @click.option("--planted", type=click.Path(path_type=Path), default=None,
               help="Exposures planted in phantom scans (participant_id + exposure columns): adds their agreement with the measured ones.")
+@click.option("--cv", "crossval", type=click.Path(path_type=Path), default=None,
+              help="Leave-one-site-out table from `compare --cv site --out` (or its folder): adds the cross-validation section.")
 @click.option("--no-survival", is_flag=True, help="Leave out the survival sensitivity analysis.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @EXCLUDE_INVALID_ROWS
 @text_table
 @DICTIONARY
-def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_exposure, survival_spec, truth, planted, no_survival, quiet,
+def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_exposure, survival_spec, truth, planted, crossval, no_survival, quiet,
            dictionary_path, exclude_invalid_rows, sep, encoding, decimal):
     """Build the publication report from saved runs (no refitting).
 
@@ -48,7 +50,7 @@ def report(runs, more_runs, data, out, segmentation, title, table1_columns, km_e
     dd = load_dictionary(dictionary_path)
     columns = [c.strip() for c in table1_columns.split(",") if c.strip()] if table1_columns else None
     result = build_report([*runs, *more_runs], data, out=out, segmentation=segmentation, title=title, table1_columns=columns,
-                          survival=not no_survival, km_exposure=km_exposure, survival_spec=survival_spec, truth=truth, planted=planted,
+                          survival=not no_survival, km_exposure=km_exposure, survival_spec=survival_spec, truth=truth, planted=planted, crossval=crossval,
                           dictionary=dd, progress=not quiet, exclude_invalid_rows=exclude_invalid_rows, sep=sep, encoding=encoding,
                           decimal=decimal)
     for note in result.notes:

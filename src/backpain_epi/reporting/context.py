@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
+from ..modelling.crossval import CVResult
 from ..modelling.fit import as_fit_result, read_analysis_table
 from ..modelling.spec import ModelSpec
 from ..modelling.survival import ONSET, TIME_SCALE
@@ -80,6 +81,8 @@ class ReportContext:
         ``truth.json`` of a simulated cohort, or ``None``.
     planted
         Exposures planted in phantom scans (``participant_id`` and exposure columns), or ``None``.
+    crossval
+        Leave-one-site-out cross-validation of the runs (:class:`~backpain_epi.modelling.crossval.CVResult`), or ``None``.
     built
         The :class:`~backpain_epi.reporting.sections.base.SectionOutput` of each section built so far, by name.
     """
@@ -92,6 +95,7 @@ class ReportContext:
     segmentation: SegmentationOutput | None = None
     truth: dict | None = None
     planted: pd.DataFrame | None = None
+    crossval: CVResult | None = None
     built: dict[str, SectionOutput] = field(default_factory=dict)
 
     @property
@@ -117,8 +121,8 @@ class ReportContext:
     @classmethod
     def load(cls, runs: list, data, dictionary: DataDictionary, *, options: ReportOptions = ReportOptions(),
              segmentation: str | os.PathLike | None = None, truth: str | os.PathLike | dict | None = None,
-             planted: str | os.PathLike | pd.DataFrame | None = None, sep: str | None = None, encoding: str = "utf-8",
-             decimal: str = ".") -> ReportContext:
+             planted: str | os.PathLike | pd.DataFrame | None = None, crossval: CVResult | str | os.PathLike | None = None,
+             sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> ReportContext:
         """Read and check the report's inputs (see :func:`~backpain_epi.reporting.report.build_report`).
 
         The table blocks on errors in the columns the report uses only: the runs' columns, Table 1's and,
@@ -142,7 +146,8 @@ class ReportContext:
             check_columns(options.table1_columns, table, dictionary, "table1_columns")
         ctx = cls(runs=load_runs(runs, table, source, dictionary), table=table, source=source, dictionary=dictionary,
                   options=options, segmentation=SegmentationOutput.read(segmentation).check_current() if segmentation is not None else None,
-                  truth=_read_truth(truth), planted=_read_planted(planted) if planted is not None else None)
+                  truth=_read_truth(truth), planted=_read_planted(planted) if planted is not None else None,
+                  crossval=crossval if crossval is None or isinstance(crossval, CVResult) else CVResult.read(crossval))
         if options.survival:
             check_columns([ctx.km_exposure], table, dictionary, "km_exposure")
         if ctx.planted is not None:

@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..dictionary import DataDictionary, load_dictionary
+from ..modelling.crossval import CVResult
 from ..modelling.spec import ModelSpec
 from ..records import REPORT_PACKAGES, VERSION, package_versions, table_hash
 from ..tableio import check_output_dir, write_text
@@ -74,6 +75,7 @@ def build_report(
     survival_spec: ModelSpec | str | os.PathLike | None = None,
     truth: str | os.PathLike | dict | None = None,
     planted: str | os.PathLike | pd.DataFrame | None = None,
+    crossval: CVResult | str | os.PathLike | None = None,
     dictionary: DataDictionary | None = None,
     progress: bool = True,
     exclude_invalid_rows: bool = False,
@@ -112,6 +114,11 @@ def build_report(
         Optional table (path or DataFrame) of the exposures planted in phantom scans
         (``participant_id`` and exposure columns): adds their agreement with the measured
         exposures of ``data`` (ICC, limits of agreement, scatter).
+    crossval
+        Optional leave-one-site-out cross-validation of the runs: a
+        :class:`~backpain_epi.modelling.crossval.CVResult`, or the table (or folder) that
+        ``backpain-epi compare --cv site --out`` writes. Adds its section: elpd by site and in
+        total, and whether the PSIS-LOO ranking holds.
     exclude_invalid_rows
         Leave out rows with errors in single rows of the columns each analysis uses, counted
         per rule in the participant flow; give it when the runs were fit with it. Without it
@@ -130,7 +137,7 @@ def build_report(
     options = ReportOptions(title=title, table1_columns=table1_columns, survival=survival, km_exposure=km_exposure,
                             survival_spec=survival_spec, exclude_invalid_rows=exclude_invalid_rows)
     ctx = ReportContext.load(runs, data, dd, options=options, segmentation=segmentation, truth=truth, planted=planted,
-                             sep=sep, encoding=encoding, decimal=decimal)
+                             crossval=crossval, sep=sep, encoding=encoding, decimal=decimal)
     report = Report(out=out, index=out / "index.html")
     pages = {}
     bar = tqdm(SECTIONS, desc="report", unit="section", disable=not progress)
