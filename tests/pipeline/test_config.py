@@ -83,3 +83,16 @@ def test_sampler_overrides_reach_the_spec(tmp_path):
     assert spec.sampler.tune == load_spec(cfg.models[0]).sampler.tune  # left out: the spec's own
     with pytest.raises(ConfigError, match="sampler.target_accept: a number from 0.5 to below 1"):
         config_from_dict(_cfg(sampler={"target_accept": 1.2}), base=tmp_path)
+
+
+def test_fit_workers_and_crossval_are_checked(tmp_path):
+    cfg = config_from_dict(_cfg(), base=tmp_path)
+    assert cfg.fit == {"workers": 1} and cfg.crossval["by"] is None
+    raw = _cfg(fit={"workers": 0}, crossval={"by": "sites", "models": ["unadjustd"], "workers": 2, "draws": 0})
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw, base=tmp_path)
+    msg = str(err.value)
+    assert "fit.workers: must be a whole number ≥ 1, got 0" in msg
+    assert "crossval.by: site (leave one site out) or null (no cross-validation), got 'sites'" in msg
+    assert "crossval.models: unknown model 'unadjustd'; did you mean 'unadjusted'?" in msg
+    assert "crossval.draws: must be a whole number ≥ 1" in msg

@@ -100,3 +100,23 @@ def test_cli_prints_the_headline_and_the_report_path(tiny):
     assert strict.exit_code == (3 if failed else 0)  # as `fit`: a failed gate is an exit status
     bad = CliRunner().invoke(main, ["pipeline", "--config", str(tiny["path"]), "--force", "fit:ful"])
     assert bad.exit_code == 2 and "did you mean 'fit:full'?" in bad.output
+
+
+def test_fits_in_two_processes_equal_the_serial_ones_and_crossval_joins_the_report(tiny):
+    """fit.workers: 2 refits both models at once (same draws: same summaries); crossval: by site adds its stage and section."""
+    out = tiny["folder"] / "out"
+    before = {m: pd.read_csv(out / "runs" / m / "summary.csv").drop(columns="run_id") for m in ("unadjusted", "full")}
+    config = {**tiny["config"], "fit": {"workers": 2},
+              "crossval": {"by": "site", "models": ["unadjusted"], "workers": 2, "draws": 100, "tune": 100, "chains": 1}}
+    tiny["path"].write_text(yaml.safe_dump(config))
+    res = _rerun(tiny, force={"fit:unadjusted", "fit:full"})
+    assert res.ran == ["fit:unadjusted", "fit:full", "compare", "crossval", "report"]
+    for m, table in before.items():
+        pd.testing.assert_frame_equal(pd.read_csv(out / "runs" / m / "summary.csv").drop(columns="run_id"), table)
+    by_site = pd.read_csv(out / "crossval" / "loso.csv")
+    assert set(by_site["model"]) == {"unadjusted"} and by_site["n"].sum() == json.loads(
+        (out / "runs" / "unadjusted" / "provenance.json").read_text())["data"]["n_analysed"]
+    html = res.report.read_text(encoding="utf-8")
+    assert "Leave-one-site-out cross-validation" in html and "were cross-validated leaving one site out" in html
+    assert _rerun(tiny).ran == []
+    tiny["path"].write_text(yaml.safe_dump(tiny["config"]))

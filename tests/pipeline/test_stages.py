@@ -126,3 +126,28 @@ def test_fingerprint_of_files_and_folders(tmp_path):
     before = fingerprint(d)
     (d / "img2.nii.gz").write_bytes(b"abc")
     assert fingerprint(d) != before
+
+
+def test_independent_stages_run_together_and_skip_what_is_up_to_date(tmp_path):
+    (tmp_path / "source.txt").write_text("x")
+    calls = []
+
+    def make(name):
+        def run():
+            calls.append(name)
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / "out.txt").write_text(name)
+            return f"{name} done"
+        return Stage(name, run, tmp_path / name, inputs=[tmp_path / "source.txt"])
+
+    given = []
+
+    def execute(todo):
+        given.append([s.name for s in todo])
+        return [s.run() for s in todo]
+
+    StageRunner(tmp_path, echo=lambda _: None).run(make("p"))
+    out = StageRunner(tmp_path, echo=lambda _: None).run_together([make("p"), make("q"), make("r")], ["1/3", "2/3", "3/3"], execute)
+    assert [o.status for o in out] == ["cached", "ran", "ran"] and given == [["q", "r"]] and out[2].summary == "r done"
+    again = StageRunner(tmp_path, echo=lambda _: None).run_together([make("p"), make("q"), make("r")], ["", "", ""], execute)
+    assert [o.status for o in again] == ["cached"] * 3 and len(given) == 1 and calls == ["p", "q", "r"]

@@ -16,12 +16,15 @@ from .options import DICTIONARY, wide_pandas
 @click.option("--n", "n", type=int, default=None, help="Participants to simulate and image [config cohort.n].")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Pipeline folder [config out].")
 @click.option("--force", multiple=True, metavar="STAGE",
-              help="Rerun a stage even if its inputs are unchanged (simulate, phantoms, segment, merge, fit:<model>, compare, report). Repeatable.")
+              help="Rerun a stage even if its inputs are unchanged (simulate, phantoms, segment, merge, fit:<model>, compare, crossval, report). Repeatable.")
 @click.option("--allow-failed-diagnostics", is_flag=True,
               help="Exit 0 even if a model's diagnostics gate failed (the report flags it either way).")
+@click.option("--scheduler", default=None,
+              help="Address of a Dask scheduler (tcp://host:8786): the model fits and the cross-validation refits run on its workers "
+                   "(they must see the pipeline folder); otherwise in local processes (config fit.workers, crossval.workers).")
 @click.option("--quiet", is_flag=True, help="No progress bars inside the stages.")
 @DICTIONARY
-def pipeline(config, n, out, force, allow_failed_diagnostics, quiet, dictionary_path):
+def pipeline(config, n, out, force, allow_failed_diagnostics, scheduler, quiet, dictionary_path):
     """Images to odds ratios: simulate a cohort, image each participant as a Dixon phantom carrying
     their exposures, segment, merge, validate, fit every model of the config, compare and report.
 
@@ -36,7 +39,8 @@ def pipeline(config, n, out, force, allow_failed_diagnostics, quiet, dictionary_
     from ..pipeline.run import run_pipeline
 
     cfg = load_config(config).with_overrides(n=n, out=out)
-    result = run_pipeline(cfg, force=set(force), echo=click.echo, progress=not quiet, dictionary=load_dictionary(dictionary_path))
+    result = run_pipeline(cfg, force=set(force), echo=click.echo, progress=not quiet, dictionary=load_dictionary(dictionary_path),
+                          scheduler=scheduler)
     ran = result.ran
     click.echo(f"\nStages run: {', '.join(ran) if ran else 'none (everything up to date)'}.")
     if result.failed_gates:

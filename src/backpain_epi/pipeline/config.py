@@ -10,6 +10,8 @@ and every problem is reported at once::
     segmentation: {device: auto, workers: 1, batch_size: 4, weights: null}
     models: [../models/unadjusted.yaml, ../models/full.yaml]
     sampler:  {draws: 500, tune: 500, chains: 4, target_accept: 0.95}   # overrides every spec's sampler settings
+    fit:      {workers: 2}           # model fits at once, in local processes (or on the cluster of --scheduler)
+    crossval: {by: site, models: [paper, full], workers: 2, draws: null, tune: null, chains: null}
     report:   {title: "...", survival: true}
 """
 
@@ -36,6 +38,8 @@ SECTIONS: dict[str, dict] = {
     "phantoms": {"seed": 1, "inplane_mm": [2.0, 2.5], "slice_mm": [4.5, 6.0], "workers": 2},
     "segmentation": {"device": "auto", "workers": 1, "batch_size": 4, "weights": None},
     "sampler": {"draws": None, "tune": None, "chains": None, "seed": None, "target_accept": None},
+    "fit": {"workers": 1},
+    "crossval": {"by": None, "models": None, "workers": 1, "draws": None, "tune": None, "chains": None},
     "report": {"title": "Back-muscle composition and chronic back pain", "survival": True, "survival_spec": None},
 }
 TOP_KEYS = ("out", "models", *SECTIONS)
@@ -52,6 +56,8 @@ class PipelineConfig:
     phantoms: dict = field(default_factory=dict)
     segmentation: dict = field(default_factory=dict)
     sampler: dict = field(default_factory=dict)
+    fit: dict = field(default_factory=dict)
+    crossval: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
     def with_overrides(self, *, n: int | None = None, out: str | os.PathLike | None = None) -> PipelineConfig:
@@ -103,6 +109,8 @@ def config_from_dict(raw: dict, *, base: str | os.PathLike = ".", path: Path | N
     problems += _check_phantoms(sections["phantoms"])
     problems += _check_segmentation(sections["segmentation"])
     problems += _check_sampler(sections["sampler"])
+    problems += _check_workers(sections["fit"], "fit")
+    problems += _check_crossval(sections["crossval"])
     if not isinstance(sections["report"]["title"], str) or not sections["report"]["title"].strip():
         problems.append("report.title: must be a non-empty text")
     if not isinstance(sections["report"]["survival"], bool):
@@ -131,6 +139,9 @@ def config_from_dict(raw: dict, *, base: str | os.PathLike = ".", path: Path | N
         stems = [p.stem for p in model_paths]
         if len(set(stems)) < len(stems):
             problems.append("models: two specs have the same file name; each run folder is named after its spec file")
+        chosen = sections["crossval"]["models"]
+        if isinstance(chosen, list):
+            problems += ["crossval.models: " + unknown_choice("model", m, stems) for m in chosen if m not in stems]
     weights = sections["segmentation"]["weights"]
     if weights is not None:
         sections["segmentation"]["weights"] = str(base / weights)
@@ -192,6 +203,24 @@ def _check_sampler(s: dict) -> list[str]:
     ta = s["target_accept"]
     if ta is not None and not (isinstance(ta, float) and 0.5 <= ta < 1):
         problems.append(f"sampler.target_accept: a number from 0.5 to below 1 (0.9 in the shipped specs), got {ta!r}")
+    return problems
+
+
+def _check_workers(section: dict, name: str) -> list[str]:
+    w = section["workers"]
+    return [] if _whole(w) and w >= 1 else [f"{name}.workers: must be a whole number ≥ 1, got {w!r}"]
+
+
+def _check_crossval(c: dict) -> list[str]:
+    problems = _check_workers(c, "crossval")
+    if c["by"] not in (None, "site"):
+        problems.append(f"crossval.by: site (leave one site out) or null (no cross-validation), got {c['by']!r}")
+    models = c["models"]
+    if models is not None and not (isinstance(models, list) and models and all(isinstance(m, str) for m in models)):
+        problems.append(f"crossval.models: a list of model names (the spec files' names, e.g. [paper, full]) or null for every "
+                        f"model, got {models!r}")
+    problems += [f"crossval.{k}: must be a whole number ≥ 1 (or null for the runs' own), got {c[k]!r}"
+                 for k in ("draws", "tune", "chains") if c[k] is not None and (not _whole(c[k]) or c[k] < 1)]
     return problems
 
 

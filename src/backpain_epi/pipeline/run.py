@@ -10,8 +10,10 @@ phantoms       one Dixon phantom per participant carrying that participant's    
                lean muscle, InterMAT and fat fraction (the *planted* exposures)
 segment        the U-Net segments every phantom (GPU when present), resumable          ``segmentation/``
 merge          measured exposures + questionnaire on ``participant_id``, validated      ``analysis/``
-fit:<model>    one Bayesian model per spec of the configuration                        ``runs/<model>/``
+fit:<model>    one Bayesian model per spec of the configuration (``fit.workers`` at    ``runs/<model>/``
+               once in local processes, or on the Dask cluster of ``scheduler``)
 compare        PSIS-LOO comparison of the runs                                         ``comparison/``
+crossval       leave-one-site-out cross-validation of the runs (``crossval.by: site``) ``crossval/``
 report         the publication report, true ORs beside the estimates and the           ``report/``
                measured exposures against the planted ones
 =============  ======================================================================  =====================
@@ -38,6 +40,8 @@ from ..dictionary import DataDictionary, load_dictionary
 from ..errors import BackpainEpiError, DataValidationError, unknown_choice
 from ..modelling import fit_model, load_spec
 from ..modelling.compare import compare_runs
+from ..modelling.crossval import CV_FILE, cross_validate_sites
+from ..modelling.parallel import map_tasks
 from ..modelling.diagnostics import GateFailedWarning
 from ..reporting.report import build_report
 from ..segmentation.batch import segment_manifest
@@ -74,6 +78,7 @@ def run_pipeline(
     echo: Callable[[str], None] = print,
     progress: bool = True,
     dictionary: DataDictionary | None = None,
+    scheduler: str | None = None,
 ) -> PipelineResult:
     """Run the pipeline of ``config`` (a YAML path or a :class:`PipelineConfig`); skip stages whose inputs are unchanged.
 
@@ -87,6 +92,10 @@ def run_pipeline(
         Receives the stage view, one line at a time.
     progress
         Progress bars inside the long stages.
+    scheduler
+        Address of a Dask scheduler (``tcp://host:8786``): the model fits and the cross-validation's refits run on its
+        workers (which must see the pipeline folder); without it they run in ``fit.workers`` / ``crossval.workers`` local
+        processes. The results are the same either way, so it is not part of any stage's key.
 
     Returns
     -------
@@ -98,15 +107,23 @@ def run_pipeline(
     if out.exists() and not out.is_dir():
         raise BackpainEpiError(f"out {out}: is a file; give a folder.")
     d = _Folders(out)
-    stages = _stages(cfg, d, dd, progress)
+    stages = _stages(cfg, d, dd, progress, scheduler)
     echo(f"Pipeline {cfg.path or '(config)'} -> {out.resolve()}: {len(stages)} stages "
          f"({cfg.cohort['n']:,} participants, {len(cfg.models)} model(s)).")
     runner = StageRunner(out, echo=echo, force=force)
     unknown = set(force or ()) - {s.name for s in stages}
     if unknown:
         raise BackpainEpiError(": " + unknown_choice("stage", sorted(unknown)[0], [s.name for s in stages]), param="force")
-    for i, stage in enumerate(stages, 1):
-        runner.run(stage, position=f"{i}/{len(stages)}")
+    fits = [s for s in stages if s.name.startswith("fit:")]
+    positions = {s.name: f"{i}/{len(stages)}" for i, s in enumerate(stages, 1)}
+    for stage in stages:
+        if stage in fits and (cfg.fit["workers"] > 1 or scheduler) and len(fits) > 1:
+            if stage is fits[0]:  # the fits are independent: run those not up to date together
+                runner.run_together(fits, [positions[s.name] for s in fits], lambda todo: map_tasks(
+                    run_fit_task, [s.task for s in todo], workers=cfg.fit["workers"], scheduler=scheduler, desc="fit",
+                    labels=[s.name for s in todo], progress=progress))
+            continue
+        runner.run(stage, position=positions[stage.name])
     meta = json.loads((d.report / "report.json").read_text(encoding="utf-8"))
     headline = read_table(d.report / "tables" / "truth_vs_estimates.csv") if (d.report / "tables" / "truth_vs_estimates.csv").is_file() else None
     return PipelineResult(out, runner.outcomes, d.report / "index.html", headline, meta.get("failed_gates", []))
@@ -122,11 +139,12 @@ class _Folders:
         self.out = out
         self.cohort, self.phantoms, self.seg = out / "cohort", out / "phantoms", out / "segmentation"
         self.analysis, self.runs, self.comparison, self.report = out / "analysis", out / "runs", out / "comparison", out / "report"
+        self.crossval = out / "crossval"
         self.questionnaire, self.truth = self.cohort / "questionnaire.csv", self.cohort / "truth.json"
         self.planted, self.analysis_table = self.phantoms / "planted_exposures.csv", self.analysis / "cohort.csv"
 
 
-def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> list[Stage]:
+def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool, scheduler: str | None = None) -> list[Stage]:
     run_dirs = [d.runs / p.stem for p in cfg.models]
     run_files = [f for r in run_dirs for f in (r / "provenance.json", r / "summary.csv")]
     seg_files = [d.seg / EXPOSURES_FILE, d.seg / FAILURES_FILE]
@@ -138,13 +156,24 @@ def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool
               params={"weights": fingerprint(_weights(cfg))}),
         Stage("merge", lambda: _merge(d, dd), d.analysis, inputs=[d.questionnaire, *seg_files]),
     ]
+    serial = cfg.fit["workers"] == 1 and not scheduler
     for spec, run_dir in zip(cfg.models, run_dirs):
-        stages.append(Stage(f"fit:{spec.stem}", _fit_fn(cfg, d, dd, spec, run_dir, progress), run_dir,
-                            inputs=[d.analysis_table, spec], params={"sampler": cfg.sampler}))
+        task = FitTask(d.analysis_table, spec, cfg.sampler, run_dir, dd, progress and serial)
+        stages.append(Stage(f"fit:{spec.stem}", lambda task=task: run_fit_task(task), run_dir, inputs=[d.analysis_table, spec],
+                            params={"sampler": cfg.sampler}, task=task))
     if len(run_dirs) >= 2:
         stages.append(Stage("compare", lambda: _compare(run_dirs, d), d.comparison, inputs=run_files))
-    stages.append(Stage("report", lambda: _report(cfg, d, dd, run_dirs, progress), d.report,
-                        inputs=[d.analysis_table, d.truth, d.planted, *seg_files, *run_files], params={"report": cfg.report}))
+    cv_file = None
+    if cfg.crossval["by"]:
+        chosen = cfg.crossval["models"] or [p.stem for p in cfg.models]
+        cv_runs = [r for r in run_dirs if r.name in chosen]
+        cv_file = d.crossval / CV_FILE
+        stages.append(Stage("crossval", lambda: _crossval(cfg, cv_runs, d, dd, progress, scheduler), d.crossval,
+                            inputs=[d.analysis_table, *(f for r in cv_runs for f in (r / "provenance.json", r / "summary.csv"))],
+                            params={"crossval": {k: v for k, v in cfg.crossval.items() if k != "workers"}}))
+    stages.append(Stage("report", lambda: _report(cfg, d, dd, run_dirs, progress, cv_file), d.report,
+                        inputs=[d.analysis_table, d.truth, d.planted, *seg_files, *run_files, *([cv_file] if cv_file else [])],
+                        params={"report": cfg.report}))
     return stages
 
 
@@ -218,20 +247,37 @@ def _merge(d: _Folders, dd: DataDictionary) -> str:
     return merged.format().replace("\n", " ") + f" Validation: {len(report.errors)} errors, {len(report.warnings)} warnings."
 
 
-def _fit_fn(cfg, d: _Folders, dd: DataDictionary, spec: Path, run_dir: Path, progress: bool):
-    def fit() -> str:
-        model = load_spec(spec, dd).with_sampler(**cfg.sampler)  # None values keep the spec's settings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", GateFailedWarning)  # said below, in the report, and by the exit status
-            res = fit_model(d.analysis_table, model, out=run_dir, dictionary=dd, progress=progress)
-        n = res.provenance.n_attempts
-        tried = f" after {n} attempts of the gate ladder" if n > 1 else ""
-        gate = f"gate passed{tried}" if res.diagnostics.passed else f"GATE FAILED{tried} (see the report's diagnostics)"
-        ex = res.summary[res.summary["kind"] == "exposure"]
-        ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
-        return f"{res.provenance.data.n_analysed:,} analysed; {gate}; OR per 2 SD: {ors}."
+@dataclass(frozen=True)
+class FitTask:
+    """One model fit of the pipeline, picklable for :func:`~backpain_epi.modelling.parallel.map_tasks`."""
 
-    return fit
+    data: Path
+    spec: Path
+    sampler: dict
+    out: Path
+    dictionary: DataDictionary
+    progress: bool = False
+
+
+def run_fit_task(task: FitTask) -> str:
+    """Fit ``task.spec`` (its sampler settings overridden by the config's) and write the run folder; return the stage's summary."""
+    model = load_spec(task.spec, task.dictionary).with_sampler(**task.sampler)  # None values keep the spec's settings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GateFailedWarning)  # said below, in the report, and by the exit status
+        res = fit_model(task.data, model, out=task.out, dictionary=task.dictionary, progress=task.progress)
+    n = res.provenance.n_attempts
+    tried = f" after {n} attempts of the gate ladder" if n > 1 else ""
+    gate = f"gate passed{tried}" if res.diagnostics.passed else f"GATE FAILED{tried} (see the report's diagnostics)"
+    ex = res.summary[res.summary["kind"] == "exposure"]
+    ors = ", ".join(f"{t} {m:.2f} ({lo:.2f}–{hi:.2f})" for t, m, lo, hi in ex[["term", "or_median", "or_lo95", "or_hi95"]].to_numpy())
+    return f"{res.provenance.data.n_analysed:,} analysed; {gate}; OR per 2 SD: {ors}."
+
+
+def _crossval(cfg: PipelineConfig, run_dirs: list[Path], d: _Folders, dd: DataDictionary, progress: bool, scheduler: str | None) -> str:
+    c = cfg.crossval
+    cv = cross_validate_sites(run_dirs, d.analysis_table, workers=c["workers"], scheduler=scheduler, progress=progress,
+                              out=d.crossval / CV_FILE, draws=c["draws"], tune=c["tune"], chains=c["chains"], dictionary=dd)
+    return f"{len(cv.by_site)} refits; " + cv.verdict(compare_runs(run_dirs) if len(run_dirs) > 1 else None)
 
 
 def _compare(run_dirs: list[Path], d: _Folders) -> str:
@@ -240,10 +286,10 @@ def _compare(run_dirs: list[Path], d: _Folders) -> str:
     return f"best by PSIS-LOO: {Path(str(table['run'].iloc[0])).name}."
 
 
-def _report(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, run_dirs: list[Path], progress: bool) -> str:
+def _report(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, run_dirs: list[Path], progress: bool, crossval: Path | None) -> str:
     r = cfg.report
     rep = build_report(run_dirs, d.analysis_table, out=d.report, segmentation=d.seg, title=r["title"], survival=r["survival"],
-                       survival_spec=r["survival_spec"] or cfg.models[0], truth=d.truth, planted=d.planted, dictionary=dd,
+                       survival_spec=r["survival_spec"] or cfg.models[0], truth=d.truth, planted=d.planted, crossval=crossval, dictionary=dd,
                        progress=progress)
     notes = f" Notes: {' '.join(rep.notes)}" if rep.notes else ""
     return f"{len(rep.tables)} tables, {len(rep.figures)} figures.{notes}"

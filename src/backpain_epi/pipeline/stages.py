@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import BackpainEpiError
 from ..records import VERSION
@@ -49,6 +49,9 @@ class Stage:
         Files or folders whose content the stage reads (fingerprinted for the key).
     params
         JSON-serialisable settings that change the stage's result.
+    task
+        A picklable description of the work, for stages that :meth:`StageRunner.run_together` hands to an executor
+        (the model fits); ``run`` does the same work in this process.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Stage:
     output: Path
     inputs: list[Path] = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    task: Any = None
 
     def key(self) -> str:
         """SHA-256 over the package version, the parameters and every input's fingerprint."""
@@ -117,29 +121,43 @@ class StageRunner:
 
     def run(self, stage: Stage, position: str = "") -> StageOutcome:
         """Run ``stage`` unless its key is recorded as finished; record the result."""
-        key = stage.key()
-        record = self.state.get(stage.name, {})
-        label = f"[{position}] {stage.name}" if position else stage.name
-        if record.get("key") == key and record.get("finished") and stage.name not in self.force and stage.output.exists():
-            outcome = StageOutcome(stage.name, "cached", 0.0, record.get("summary", ""))
-            self.echo(f"{label}: up to date (inputs unchanged), skipped. {outcome.summary}")
-            self.outcomes.append(outcome)
-            return outcome
-        resumed = record.get("key") == key and not record.get("finished") and stage.name not in self.force
-        if not resumed:
-            _clear(stage.output)
-        why = ("resuming an interrupted run" if resumed else "forced" if stage.name in self.force
-               else "inputs changed" if record else "first run")
-        self.echo(f"{label}: running ({why}) ...")
-        self._record(stage.name, {"key": key, "finished": None, "started": _now()})
-        t0 = time.perf_counter()
-        summary = stage.run() or ""
-        seconds = time.perf_counter() - t0
-        self._record(stage.name, {"key": key, "finished": _now(), "seconds": round(seconds, 1), "summary": summary})
-        outcome = StageOutcome(stage.name, "resumed" if resumed else "ran", seconds, summary)
-        self.echo(f"{label}: done in {seconds:,.1f} s. {summary}")
-        self.outcomes.append(outcome)
-        return outcome
+        return self.run_together([stage], [position], lambda todo: [s.run() for s in todo])[0]
+
+    def run_together(self, stages: list[Stage], positions: list[str], execute: Callable[[list[Stage]], list[str]]) -> list[StageOutcome]:
+        """Run independent ``stages`` at once: ``execute`` gets those that are not up to date and returns their summaries
+        in order (the pipeline's fits go to :func:`~backpain_epi.modelling.parallel.map_tasks`); each is recorded as
+        :meth:`run` records it, with the time of the whole call."""
+        outcomes: dict[str, StageOutcome] = {}
+        todo: list[tuple[Stage, str, str, bool]] = []
+        for stage, position in zip(stages, positions):
+            key = stage.key()
+            record = self.state.get(stage.name, {})
+            label = f"[{position}] {stage.name}" if position else stage.name
+            if record.get("key") == key and record.get("finished") and stage.name not in self.force and stage.output.exists():
+                outcomes[stage.name] = StageOutcome(stage.name, "cached", 0.0, record.get("summary", ""))
+                self.echo(f"{label}: up to date (inputs unchanged), skipped. {outcomes[stage.name].summary}")
+                continue
+            resumed = record.get("key") == key and not record.get("finished") and stage.name not in self.force
+            if not resumed:
+                _clear(stage.output)
+            why = ("resuming an interrupted run" if resumed else "forced" if stage.name in self.force
+                   else "inputs changed" if record else "first run")
+            self.echo(f"{label}: running ({why}) ...")
+            self._record(stage.name, {"key": key, "finished": None, "started": _now()})
+            todo.append((stage, key, label, resumed))
+        if todo:
+            t0 = time.perf_counter()
+            summaries = execute([t[0] for t in todo])
+            seconds = time.perf_counter() - t0
+            together = f" (together with {len(todo) - 1} other stage(s))" if len(todo) > 1 else ""
+            for (stage, key, label, resumed), summary in zip(todo, summaries):
+                summary = summary or ""
+                self._record(stage.name, {"key": key, "finished": _now(), "seconds": round(seconds, 1), "summary": summary})
+                outcomes[stage.name] = StageOutcome(stage.name, "resumed" if resumed else "ran", seconds, summary)
+                self.echo(f"{label}: done in {seconds:,.1f} s{together}. {summary}")
+        result = [outcomes[s.name] for s in stages]
+        self.outcomes += result
+        return result
 
     def _read_state(self) -> dict:
         if not self.state_path.is_file():

@@ -22,12 +22,18 @@ def crossval(ctx: ReportContext) -> SectionOutput:
     if cv is None:
         return SectionOutput()
     notes = _mismatch_notes(ctx)
-    loo = ctx.built.get("comparison").values.get("comparison") if "comparison" in ctx.built else None
-    if loo is not None and sorted(map(str, loo["model"])) != sorted(cv.models):
-        notes.append(f"The cross-validation scored {', '.join(cv.models)}, the report compares {', '.join(map(str, loo['model']))}: "
-                     "its verdict is not set against PSIS-LOO.")
-        loo = None
-    verdict = cv.verdict(loo)
+    loo = ctx.built["comparison"].values.get("comparison") if "comparison" in ctx.built else None
+    lead_in = ""
+    if loo is not None:
+        compared = set(map(str, loo["model"]))
+        if not set(cv.models) <= compared or len(cv.models) < 2:
+            notes.append(f"The cross-validation scored {', '.join(cv.models)}, the report compares {', '.join(sorted(compared))}: "
+                         "its verdict is not set against PSIS-LOO.")
+            loo = None
+        elif set(cv.models) < compared:  # some models only: the PSIS-LOO ranking among them
+            loo = loo[loo["model"].astype(str).isin(cv.models)].sort_values("rank")
+            lead_in = f"Of the models compared, {_and(cv.models)} were cross-validated leaving one site out. "
+    verdict = lead_in + cv.verdict(loo)
     summary, wide = cv.summary, cv.wide()
     b = cv.by_site
     k, n_models = int(summary["n_sites"].iloc[0]), len(summary)
@@ -53,6 +59,10 @@ def crossval(ctx: ReportContext) -> SectionOutput:
     return SectionOutput(tables=tables, figures={"figure": figure}, notes=notes, title=TITLE, lead=[verdict],
                          values={"result": cv, "verdict": verdict, "agrees": cv.ranking_agrees(loo) if loo is not None else None,
                                  "methods_text": methods, "results_text": results})
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _mismatch_notes(ctx: ReportContext) -> list[str]:
