@@ -44,7 +44,7 @@ from .params import BETA, GROUP_SD, GROUP_Z
 from .results import _split_level, _split_top, _thin, draws, eta_from_arrays
 
 #: Gauss–Hermite nodes of the integral over a new site's intercept.
-GH_NODES = 9
+GH_NODES = 5
 #: Posterior draws used at most (evenly thinned); medians and 95% limits are stable well below this.
 G_DRAWS = 1000
 #: Draws × rows of float64 held at once (about 32 MB per array).
