@@ -24,9 +24,11 @@ def crossval(ctx: ReportContext) -> SectionOutput:
     notes = _mismatch_notes(ctx)
     loo = ctx.built["comparison"].values.get("comparison") if "comparison" in ctx.built else None
     lead_in = ""
+    if loo is not None and len(cv.models) < 2:  # one model cross-validated: no ranking to hold
+        loo = None
     if loo is not None:
         compared = set(map(str, loo["model"]))
-        if not set(cv.models) <= compared or len(cv.models) < 2:
+        if not set(cv.models) <= compared:
             notes.append(f"The cross-validation scored {', '.join(cv.models)}, the report compares {', '.join(sorted(compared))}: "
                          "its verdict is not set against PSIS-LOO.")
             loo = None
