@@ -21,7 +21,7 @@ def _cfg(**over):
 def test_demo_config_loads_with_paths_relative_to_it():
     cfg = load_config(ROOT / "reports" / "demo.yaml")
     assert cfg.out.resolve() == (ROOT / "demo_output").resolve()
-    assert [p.stem for p in cfg.models] == ["paper", "full", "unadjusted"]
+    assert [p.stem for p in cfg.models] == ["paper", "full", "unadjusted", "paper_by_sex", "paper_intermat_spline"]
     assert all(p.is_file() for p in cfg.models)
     assert cfg.segmentation["device"] == "auto" and cfg.cohort["n"] >= 50
 
