@@ -81,3 +81,47 @@ def test_qc_counts():
     counts = qc_counts(exposures, failures).set_index("Step")["Participants"]
     assert counts.to_dict() == {"Scans in the manifest": 3, "Segmented": 2, "Failed (no exposures)": 1,
                                 "  failed: water file not found": 1, "QC flagged (excluded from the models)": 0}
+
+
+# --------------------------------------------------------------------------- posterior predictive check by decile, in chunks
+
+
+@pytest.fixture(scope="module")
+def report_run(unadjusted_run, cohort_csv, dictionary):
+    from backpain_epi.modelling.fit import read_analysis_table
+    from backpain_epi.reporting.runs import load_runs
+
+    table, source = read_analysis_table(cohort_csv[0], dictionary, unadjusted_run.spec.columns())
+    return load_runs([unadjusted_run], table, source, dictionary)[0]
+
+
+def test_ppc_by_decile_in_one_chunk_equals_the_direct_computation(report_run):
+    """The chunked check, in one chunk, gives exactly the draws x rows computation it replaced."""
+    from scipy import special
+
+    from backpain_epi.modelling.results import linear_predictor_draws
+    from backpain_epi.reporting.stats import ppc_by_decile
+
+    got = ppc_by_decile(report_run, max_draws=200, seed=3)
+    p = special.expit(linear_predictor_draws(report_run.result.idata, report_run.result.recipe, report_run.analysed,
+                                             seed=3, max_draws=200))
+    p_mean = p.mean(axis=0)
+    decile = pd.qcut(pd.Series(p_mean).rank(method="first"), 10, labels=False).to_numpy() + 1
+    y_rep = np.random.default_rng(3).random(p.shape) < p
+    for d in range(1, 11):
+        rep = y_rep[:, decile == d].mean(axis=1)
+        row = got.iloc[d - 1]
+        assert row["predicted"] == pytest.approx(p_mean[decile == d].mean())
+        assert (row["rep_lo95"], row["rep_hi95"]) == pytest.approx((np.quantile(rep, 0.025), np.quantile(rep, 0.975)))
+
+
+def test_ppc_by_decile_in_small_chunks_keeps_the_deciles(report_run):
+    """53-row chunks (memory 200 draws x 53 rows) give the same deciles and predictions, and intervals within Monte Carlo error."""
+    from backpain_epi.reporting.stats import ppc_by_decile
+
+    whole = ppc_by_decile(report_run, max_draws=200, seed=3)
+    chunked = ppc_by_decile(report_run, max_draws=200, seed=3, chunk_rows=53)
+    pd.testing.assert_frame_equal(whole[["decile", "n", "predicted", "observed"]], chunked[["decile", "n", "predicted", "observed"]])
+    width = (whole["rep_hi95"] - whole["rep_lo95"]).to_numpy()
+    assert np.all(np.abs(chunked["rep_lo95"] - whole["rep_lo95"]) < 0.35 * width)
+    assert np.all(np.abs(chunked["rep_hi95"] - whole["rep_hi95"]) < 0.35 * width)

@@ -31,7 +31,7 @@ from scipy.stats import gaussian_kde
 from ..cohort import analysis_columns
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
-from ..modelling.results import eta_from_arrays, linear_predictor_draws
+from ..modelling.results import eta_from_arrays
 from ..segmentation.exposures import qc_failures
 from ..validation import INVALID_ROWS
 
@@ -222,7 +222,7 @@ def density_by_outcome(df: pd.DataFrame, column: str, outcome: str = "cbp", *, n
 # --------------------------------------------------------------------------- posterior predictive check
 
 
-def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0) -> pd.DataFrame:
+def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0, chunk_rows: int = 20_000) -> pd.DataFrame:
     """Observed against predicted CBP by decile of predicted risk, with the replicated proportion's 95% interval.
 
     Predicted risk is each analysed participant's posterior mean probability; the
@@ -237,6 +237,10 @@ def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0) -> pd.
         Posterior draws used at most (thinned evenly).
     seed
         Seed of the draw thinning and of the replicated outcomes.
+    chunk_rows
+        Participants taken at a time: memory stays at ``max_draws × chunk_rows`` whatever the cohort's
+        size (the replicated outcomes are drawn chunk by chunk, in row order, from one seeded generator,
+        so a cohort of at most ``chunk_rows`` rows gets the same draws as one pass over all rows).
 
     Returns
     -------
@@ -245,16 +249,27 @@ def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0) -> pd.
         (``inside``: the observed proportion lies in the replicated interval).
     """
     df = run.analysed
-    p = special.expit(linear_predictor_draws(run.result.idata, run.result.recipe, df, seed=seed, max_draws=max_draws))
-    y = df[run.spec.outcome].astype(int).to_numpy()
-    p_mean = p.mean(axis=0)
+    p_mean, y = posterior_mean_risk(run, max_draws=max_draws, seed=seed, chunk_rows=chunk_rows)
     decile = pd.qcut(pd.Series(p_mean).rank(method="first"), N_DECILES, labels=False).to_numpy() + 1
+    recipe, idata = run.result.recipe, run.result.idata
+    X, A, group = recipe.transform(df)
+    S = recipe.smooth_columns(df)
     rng = np.random.default_rng(seed)
-    y_rep = rng.random(p.shape) < p
+    events = None
+    for lo in range(0, len(df), chunk_rows):
+        s = slice(lo, lo + chunk_rows)
+        eta = eta_from_arrays(idata, recipe, X[s], None if A is None else A[s], None if group is None else group[s],
+                              seed=seed, max_draws=max_draws, S=None if S is None else S[s])
+        p = special.expit(eta)
+        y_rep = rng.random(p.shape) < p
+        if events is None:
+            events = np.zeros((len(p), N_DECILES))
+        for d in range(N_DECILES):
+            events[:, d] += y_rep[:, decile[s] == d + 1].sum(axis=1)
     rows = []
     for d in range(1, N_DECILES + 1):
         m = decile == d
-        rep = y_rep[:, m].mean(axis=1)
+        rep = events[:, d - 1] / m.sum()
         rows.append({"model": run.name, "decile": d, "n": int(m.sum()), "predicted": p_mean[m].mean(), "observed": y[m].mean(),
                      "rep_lo95": np.quantile(rep, 0.025), "rep_hi95": np.quantile(rep, 0.975)})
     out = pd.DataFrame(rows)
