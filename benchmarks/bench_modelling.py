@@ -58,11 +58,11 @@ def worker_pymc(n: int, draws: int, tune: int, chains: int) -> dict:
     from backpain_epi import load_dictionary
     from backpain_epi.modelling.build import build_model
     from backpain_epi.modelling.design import make_design
-    from backpain_epi.modelling.fit import _read_data
+    from backpain_epi.modelling.fit import read_analysis_table
     from backpain_epi.modelling.spec import load_spec
 
     dd = load_dictionary()
-    table, _ = _read_data(_cohort(n).data, dd)
+    table, _ = read_analysis_table(_cohort(n).data, dd)
     model = build_model(make_design(table, load_spec(SPEC, dd), dd))
     t = time.perf_counter()
     with model:  # PyMC's defaults: its NUTS, the C backend, a diagonal mass matrix
@@ -81,11 +81,11 @@ def bambi_design(n: int, path: Path) -> None:
 
     from backpain_epi import load_dictionary
     from backpain_epi.modelling.design import make_design
-    from backpain_epi.modelling.fit import _read_data
+    from backpain_epi.modelling.fit import read_analysis_table
     from backpain_epi.modelling.spec import load_spec
 
     dd = load_dictionary()
-    table, _ = _read_data(_cohort(n).data, dd)
+    table, _ = read_analysis_table(_cohort(n).data, dd)
     d = make_design(table, load_spec(SPEC, dd), dd)
     cols = {t.replace("[", "_").replace("]", "").replace("<", "lt").replace(">", "gt"): d.X[:, j] for j, t in enumerate(d.terms)}
     cols |= {f"act{j}": d.A[:, j] for j in range(d.A.shape[1])}
