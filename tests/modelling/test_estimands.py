@@ -206,3 +206,13 @@ def test_effect_modification_table_combines_the_coefficients(cohort_csv, tmp_pat
     assert male["reri"] == pytest.approx(np.median(np.exp(b_e + b_m + b_int) - np.exp(b_e) - np.exp(b_m) + 1))
     assert table["rd_per_1000"].notna().all() and table["n"].sum() == 2 * result.provenance.data.n_analysed
     assert load_run(tmp_path / "run").effect_modification.shape == table.shape
+
+
+def test_loo_draws_are_capped_for_large_cohorts():
+    from backpain_epi.modelling.fit import LL_MAX_CELLS, loo_draw_count
+
+    assert loo_draw_count(3_000, 1000) == 1000
+    assert loo_draw_count(27_518, 1000) == 1000
+    assert loo_draw_count(300_000, 1000) == 400 and 300_000 * 400 <= 1.2 * LL_MAX_CELLS
+    assert loo_draw_count(150_000, 1000) == LL_MAX_CELLS // 150_000
+    assert loo_draw_count(1_000_000, 200) == 200  # never more than asked

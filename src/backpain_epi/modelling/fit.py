@@ -236,7 +236,8 @@ def fit_model(
     progress
         Show the sampler's progress bar.
     loo_draws
-        Draws kept for the pointwise log-likelihood in ``posterior.nc``.
+        Draws kept for the pointwise log-likelihood in ``posterior.nc`` (fewer above 100,000 rows, to
+        no fewer than 400: :func:`loo_draw_count`, so that it stays within 400 MB).
     include_qc_flagged
         Keep rows with ``qc_flag`` = 1 (recorded in ``provenance.json``).
     exclude_invalid_rows
@@ -484,14 +485,27 @@ def read_analysis_table(data, dd: DataDictionary, columns=None, *, exclude_inval
 LL_CHUNK_CELLS = 12_500_000
 
 
+#: Rows × draws of the stored log-likelihood at most (400 MB of float32): above 100,000 rows the draws kept
+#: for LOO fall below ``loo_draws``, to no fewer than :data:`LOO_MIN_DRAWS`.
+LL_MAX_CELLS = 100_000_000
+LOO_MIN_DRAWS = 400
+
+
+def loo_draw_count(n_rows: int, max_draws: int) -> int:
+    """Draws of the pointwise log-likelihood kept for LOO: ``max_draws``, capped so that rows × draws ≤ :data:`LL_MAX_CELLS`."""
+    return max(min(max_draws, LOO_MIN_DRAWS), min(max_draws, LL_MAX_CELLS // max(n_rows, 1)))
+
+
 def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int) -> None:
     """Pointwise Bernoulli log-likelihood (float32) on evenly spaced draws, as an ArviZ ``log_likelihood`` group.
 
     Computed in chunks of rows, so that no draws × rows array of float64 is held whole:
-    at 300,000 rows and 1,000 draws that would be 2.4 GB, where the float32 result is 1.2 GB.
+    at 300,000 rows and 1,000 draws that would be 2.4 GB, where the float32 result is 1.2 GB;
+    the draws kept are also capped (:func:`loo_draw_count`: 400 at 300,000 rows, 480 MB).
     """
     post = idata.posterior
     nchain, ndraw = post.sizes["chain"], post.sizes["draw"]
+    max_draws = loo_draw_count(design.n, max_draws)
     keep = max(1, min(ndraw, max_draws // nchain))
     draw_idx = np.unique(np.linspace(0, ndraw - 1, keep).round().astype(int))
     thin = idata.sel(draw=draw_idx)
