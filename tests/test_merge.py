@@ -73,3 +73,17 @@ def test_merge_command(parts, tmp_path):
     res = CliRunner().invoke(main, ["merge", "--cohort", str(tmp_path / "e.csv"), "--exposures", str(tmp_path / "e.csv"),
                                     "--out", str(tmp_path / "x.csv")])
     assert res.exit_code == 2 and res.output.startswith("error: the cohort table already has")
+
+
+def test_merge_carries_the_measurement_ses(parts, dictionary):
+    """The segmentation's SE columns (role measurement_se) are cohort columns: they merge and validate."""
+    _, questionnaire, exposures = parts
+    ses = {f"{c}_se": 0.05 * exposures[c].abs() for c in EXPOSURE_COLS}
+    with_se = exposures.assign(**ses).assign(imf_pct_se=np.nan)  # an engine without an SE writes NaN
+    res = merge_exposures(questionnaire, with_se, dictionary)
+    assert res.columns[-3:] == ["lmm_ml_se", "intermat_ml_se", "imf_pct_se"]
+    np.testing.assert_array_equal(res.table["intermat_ml_se"], ses["intermat_ml_se"])
+    report = validate_table(res.table, "cohort", dictionary)
+    assert report.ok and not [p for p in report.warnings if p.column.endswith("_se")]  # missing SEs are allowed
+    bad = merge_exposures(questionnaire, with_se.assign(lmm_ml_se=-1.0), dictionary)
+    assert [p.column for p in validate_table(bad.table, "cohort", dictionary).errors] == ["lmm_ml_se"]

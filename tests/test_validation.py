@@ -316,3 +316,18 @@ def test_table_errors_in_used_columns_still_block_with_row_errors_allowed(small_
         load_table(twice, columns=PAPER_COLUMNS, allow_row_errors=True, notify=False)
     df2 = small_raw.drop(columns=["bmi"])  # a required column the analysis does not use: a warning
     assert not validate_table(df2).ok and len(load_table(df2, columns=PAPER_COLUMNS, notify=False)[0]) == 300
+
+
+def test_measurement_se_columns(small_raw):
+    """``<exposure>_se`` columns are declared (role measurement_se, unit of the exposure, ≥ 0, missing allowed)."""
+    from backpain_epi.dictionary import load_dictionary
+
+    dd = load_dictionary()
+    for e in ("lmm_ml", "intermat_ml", "imf_pct"):
+        c = dd[f"{e}_se"]
+        assert (c.role, c.type, c.unit, c.source, c.min) == ("measurement_se", "float", dd[e].unit, "segmentation", 0)
+        assert set(c.tables) == {"cohort", "exposures"} and c.nullable
+    df = small_raw.assign(intermat_ml_se=1.5, lmm_ml_se=np.nan, imf_pct_se="0.2")
+    assert validate_table(df.assign(imf_pct_se=0.2)).ok
+    errors = validate_table(df.assign(intermat_ml_se=-0.1)).errors
+    assert [p.column for p in errors] == ["intermat_ml_se"]

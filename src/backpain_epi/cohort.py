@@ -79,7 +79,8 @@ def merge_exposures(cohort: pd.DataFrame, exposures: pd.DataFrame, dictionary: D
 
     The columns added are those of ``exposures`` that the dictionary places in the
     cohort table (``lmm_ml``, ``intermat_ml``, ``imf_pct``, ``autochthon_ml``,
-    ``psoas_ml``, ``qc_flag``); the per-side and other QC columns stay in
+    ``psoas_ml``, ``qc_flag``, and the measurement SEs ``lmm_ml_se``,
+    ``intermat_ml_se``, ``imf_pct_se``); the per-side and other QC columns stay in
     ``exposures.csv``. Cohort participants without a row get missing exposures
     (the models then exclude them and the report counts them); segmented
     participants missing from the cohort are left out and listed.

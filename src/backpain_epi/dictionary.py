@@ -29,7 +29,7 @@ from .rules import RULES
 
 TYPES = ("string", "float", "integer", "binary", "category")
 NUMERIC_TYPES = ("float", "integer", "binary")
-ROLES = ("id", "group", "outcome", "exposure", "covariate", "path", "qc")
+ROLES = ("id", "group", "outcome", "exposure", "covariate", "path", "qc", "measurement_se")
 SOURCES = ("questionnaire", "segmentation", "derived", "input")
 PRESENCE = ("required", "optional")
 MISSING = ("error", "warn", "allowed")

@@ -33,12 +33,25 @@ from .records import VERSION as __version__
 from .tableio import check_output_path, write_table, write_text
 from .cohort import add_activity_band
 from .derived import ACTIVITY_REFERENCE_MET
-from .errors import BackpainEpiError
+from .dictionary import load_dictionary
+from .errors import BackpainEpiError, unknown_choice
 from .truth import ACTIVITY_SCALE_OFFSET, CONTINUOUS_TERMS, DEFAULT_SEED, EXPOSURES, MODIFIER, N_NAKO, N_SITES, TRUTH_TERMS, CohortTruth
 
 ONSET_RISK_EXPONENT = 0.5  # how strongly CBP risk brings the onset forward
 SHAPE_GRID = (0.02, 0.98, 25)  # the true exposure curve: 25 points between the 2nd and 98th percentile
 COMORBIDITIES = ("diabetes", "dyslipidemia", "osteoporosis", "osteoarthritis")
+#: covariates that ``mar_missing`` may plant missing values in
+MAR_COLUMNS = ("met_min_week", "bmi", *COMORBIDITIES)
+MAR_MAX_FRACTION = 0.6
+#: the MAR model: log odds of a missing value per SD of age and for a case (cbp = 1); the intercept is solved
+MAR_LOG_OR_AGE = 0.6
+MAR_LOG_OR_CBP = 0.8
+MAR_MECHANISM = "MAR: logit P(missing) = a + b_age z_age + b_cbp cbp"
+#: measurement error: se = value * SD(true exposure) * U, U ~ Uniform(ME_SE_FACTOR_RANGE)
+ME_MAX_VALUE = 2.0
+ME_SE_FACTOR_RANGE = (0.5, 1.5)
+#: entropy tags of the option generators, so that an option never moves the default random stream
+_STREAM_MAR, _STREAM_ME = 0x4D4152, 0x4D45
 
 
 @dataclass
@@ -47,6 +60,8 @@ class SimulatedCohort:
 
     data: pd.DataFrame
     truth: dict
+    #: with ``measurement_error``: ``participant_id`` and the error-free values of the exposures planted with error
+    true_exposures: pd.DataFrame | None = None
 
     def write(self, out: str | os.PathLike, truth_out: str | os.PathLike | None = None) -> None:
         """Write the table (CSV or Parquet by suffix) and, if asked, the truth as JSON.
@@ -67,6 +82,8 @@ def simulate_cohort(
     *,
     n_sites: int = N_SITES,
     missing_frac: float = 0.0,
+    mar_missing: dict[str, float] | None = None,
+    measurement_error: dict[str, float] | None = None,
 ) -> SimulatedCohort:
     """Simulate a NAKO-like cohort table with CBP drawn from a known truth.
 
@@ -83,6 +100,25 @@ def simulate_cohort(
     missing_frac
         Fraction of missing values planted (completely at random) in each of
         ``bmi`` and ``met_min_week``, to exercise complete-case handling.
+    mar_missing
+        ``{column: fraction}``: missing values planted at random (MAR) in covariates
+        (``met_min_week``, ``bmi``, the binary comorbidities), more often in older
+        participants and in cases: ``logit P(missing) = a + b_age z_age + b_cbp cbp``
+        with ``b_age`` = :data:`MAR_LOG_OR_AGE` per SD of age, ``b_cbp`` =
+        :data:`MAR_LOG_OR_CBP`, and ``a`` solved so that the expected fraction is the
+        one asked for (in [0, 0.6]). Planted after the outcome is drawn, each column
+        independently; recorded in the truth's ``missingness``.
+    measurement_error
+        ``{exposure: value}`` with value in (0, 2]: the exposure is observed with
+        classical error, ``observed = true + Normal(0, se)``, with a known per-row
+        ``se = value * SD(true exposure) * U``, ``U ~ Uniform(0.5, 1.5)``
+        (heteroscedastic). The outcome is drawn from the true exposure; the table
+        holds the observed values and the SE column ``<exposure>_se``, and
+        ``true_exposures`` the true ones. Observed values are not clipped (classical
+        error), so some may fall outside the dictionary's range (below 0), which
+        :func:`~backpain_epi.validation.validate_table` reports; the truth's
+        ``measurement_error`` counts them (``n_outside_range``). The truth
+        records the reliability ratio and the expected attenuated odds ratio.
 
     Returns
     -------
@@ -95,7 +131,9 @@ def simulate_cohort(
         (threshold, true OR curve vs the median), and the true marginal risks
         (``absolute_risk``, ``absolute_risk_by_stratum``) by g-computation on the
         true model. With nothing planted the table is the same as without these
-        truths (they draw no random numbers).
+        truths (they draw no random numbers), and ``mar_missing`` and
+        ``measurement_error`` draw from generators of their own (seeded from
+        ``seed``), so they leave the rest of the table as it is without them.
     """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BackpainEpiError(f"seed must be a whole number ≥ 0, got {seed!r}.")
@@ -105,6 +143,8 @@ def simulate_cohort(
         raise BackpainEpiError(f"n_sites must lie between 2 and 100, got {n_sites}.")
     if not 0 <= missing_frac < 0.5:
         raise BackpainEpiError(f"missing_frac must lie in [0, 0.5), got {missing_frac}.")
+    mar_missing = _check_mar(mar_missing)
+    measurement_error = _check_measurement_error(measurement_error)
     truth = truth or CohortTruth()
     rng = np.random.default_rng(seed)
     n = int(n)
@@ -158,7 +198,12 @@ def simulate_cohort(
     risks, risks_by_stratum = _true_marginal_risks(model, data, intercept)
     data["cbp"] = cbp.astype(int)
     data["cbp_onset_age"] = _onset_age(rng, age, cbp, lp, ONSET_RISK_EXPONENT)
+    true_exposures, me_truth = None, {}
+    if measurement_error:
+        true_exposures = data[["participant_id", *measurement_error]].copy()
+        me_truth = _plant_measurement_error(np.random.default_rng([seed, _STREAM_ME]), data, measurement_error, model)
     _plant_missing(rng, data, ("bmi", "met_min_week"), missing_frac)
+    missingness = _plant_mar(np.random.default_rng([seed, _STREAM_MAR]), data, mar_missing)
     data = add_activity_band(data)
 
     grid = np.array([0, 100, 250, 500, 600, 1000, 1500, 2500, 5000, 7500, 10000, 15000], dtype=float)
@@ -205,9 +250,11 @@ def simulate_cohort(
             "(covariates, activity, site effects, intercept, effect modification, shape) as simulated, and the other "
             "exposures held at their observed values although they are correlated with it"
         ),
+        "missingness": missingness,
+        "measurement_error": me_truth,
         "truth_parameters": asdict(truth),
     }
-    return SimulatedCohort(data=data, truth=truth_dict)
+    return SimulatedCohort(data=data, truth=truth_dict, true_exposures=true_exposures)
 
 
 @dataclass(frozen=True)
@@ -361,3 +408,120 @@ def _plant_missing(rng, data: pd.DataFrame, columns, frac: float) -> None:
         return
     for name in columns:
         data.loc[rng.random(len(data)) < frac, name] = np.nan
+
+
+def _check_mar(mar_missing) -> dict[str, float]:
+    if mar_missing is None:
+        return {}
+    if not isinstance(mar_missing, dict):
+        raise BackpainEpiError(f"mar_missing must be a mapping {{column: fraction}}, got {mar_missing!r}.", param="mar_missing")
+    for name, frac in mar_missing.items():
+        if name not in MAR_COLUMNS:
+            raise BackpainEpiError(f": {unknown_choice('column', name, MAR_COLUMNS)} (missing values are planted in covariates "
+                                   "only; the outcome and the exposures are never missing at random here).", param="mar_missing")
+        if isinstance(frac, bool) or not isinstance(frac, (int, float, np.integer, np.floating)) or not 0 <= frac <= MAR_MAX_FRACTION:
+            raise BackpainEpiError(f"{name}: the fraction must be a number in [0, {MAR_MAX_FRACTION:g}], got {frac!r}.",
+                                   param="mar_missing")
+    return {name: float(frac) for name, frac in mar_missing.items()}
+
+
+def _check_measurement_error(measurement_error) -> dict[str, float]:
+    if measurement_error is None:
+        return {}
+    if not isinstance(measurement_error, dict):
+        raise BackpainEpiError(f"measurement_error must be a mapping {{exposure: value}}, got {measurement_error!r}.",
+                               param="measurement_error")
+    for name, value in measurement_error.items():
+        if name not in EXPOSURES:
+            raise BackpainEpiError(f": {unknown_choice('exposure', name, EXPOSURES)}", param="measurement_error")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value <= ME_MAX_VALUE:
+            raise BackpainEpiError(f"{name}: the error SD, as a multiple of the exposure's SD, must lie in (0, {ME_MAX_VALUE:g}], "
+                                   f"got {value!r}.", param="measurement_error")
+    return {name: float(value) for name, value in measurement_error.items()}
+
+
+def _plant_mar(rng: np.random.Generator, data: pd.DataFrame, fractions: dict[str, float]) -> dict:
+    """Plant MAR missing values (see ``mar_missing`` of :func:`simulate_cohort`); the truth JSON's ``missingness``."""
+    if not fractions:
+        return {}
+    age = data["age"].to_numpy(float)
+    z_age = (age - age.mean()) / age.std()
+    cbp = data["cbp"].to_numpy(float)
+    slope = MAR_LOG_OR_AGE * z_age + MAR_LOG_OR_CBP * cbp
+    out = {}
+    for name, frac in fractions.items():  # dict order: the same call gives the same table
+        u = rng.random(len(data))  # drawn for every column asked, so one fraction never moves another column
+        if frac == 0:
+            a, p = -np.inf, np.zeros(len(data))
+        else:
+            a = optimize.brentq(lambda b: stats.logistic.cdf(b + slope).mean() - frac, -30, 30)
+            p = stats.logistic.cdf(a + slope)
+        miss = u < p
+        data[name] = data[name].astype(float)
+        data.loc[miss, name] = np.nan
+        out[name] = {
+            "fraction": frac,
+            "realised_fraction": float(miss.mean()),
+            "mechanism": MAR_MECHANISM,
+            "coefficients": {"a": float(a), "b_age": MAR_LOG_OR_AGE, "b_cbp": MAR_LOG_OR_CBP},
+            "z_age": {"mean": float(age.mean()), "sd": float(age.std())},
+            "note": "z_age = (age - mean) / sd of the sample; planted after the outcome, independently per column; "
+                    "a solved so that the mean of P(missing) is the fraction",
+        }
+    return out
+
+
+def _plant_measurement_error(rng: np.random.Generator, data: pd.DataFrame, values: dict[str, float],
+                             model: "_OutcomeModel") -> dict:
+    """Replace each exposure of ``values`` by an observation with error and add its ``<exposure>_se`` column.
+
+    Returns the truth JSON's ``measurement_error``: per exposure the SE model, the reliability ratio
+    var(true) / var(observed), and the odds ratio a naive covariate-adjusted fit is expected to give
+    (first-order regression calibration: the true linear predictor projected on the observed design).
+    """
+    true = data[list(values)].to_numpy(float).copy()
+    lo, hi = ME_SE_FACTOR_RANGE
+    for j, (name, value) in enumerate(values.items()):
+        se = value * model.sd[name] * rng.uniform(lo, hi, size=len(data))
+        data[name] = true[:, j] + rng.normal(0.0, se)
+        data[f"{name}_se"] = se
+    # the naive design: observed exposures and the true other terms; regress the true linear predictor on it
+    male = (data["sex"] == MODIFIER[1]).to_numpy(float)
+    columns = {t: data[t].to_numpy(float) for t in CONTINUOUS_TERMS}
+    design = np.column_stack([np.ones(len(data)), *columns.values(), male, *(data[k].to_numpy(float) for k in COMORBIDITIES),
+                              model.truth.activity_log_or(data["met_min_week"].to_numpy())])
+    lp_true = model.linear_predictor(data.assign(**{name: true[:, j] for j, name in enumerate(values)})) - model.site_offset
+    naive = np.linalg.lstsq(design, lp_true, rcond=None)[0][1:1 + len(CONTINUOUS_TERMS)]
+    dd, out = load_dictionary(), {}
+    for j, (name, value) in enumerate(values.items()):
+        observed, se = data[name].to_numpy(float), data[f"{name}_se"].to_numpy(float)
+        var_true, var_obs = float(np.var(true[:, j], ddof=1)), float(np.var(observed, ddof=1))
+        per_unit_naive = float(naive[list(CONTINUOUS_TERMS).index(name)])
+        column = dd[name]
+        low, high = (float(v) if v is not None else None for v in (column.min, column.max))
+        low, high = -np.inf if low is None else low, np.inf if high is None else high
+        sd_obs = float(np.sqrt(var_obs))
+        out[name] = {
+            "value": value,
+            "se_model": f"se = {value:g} * sd_true * U, U ~ Uniform({lo:g}, {hi:g}); observed = true + Normal(0, se)",
+            "se_column": f"{name}_se",
+            "sd_true": model.sd[name],
+            "sd_observed": sd_obs,
+            "mean_se": float(se.mean()),
+            "rms_se": float(np.sqrt(np.mean(se**2))),
+            "reliability_ratio": var_true / var_obs,
+            "reliability_ratio_expected": var_true / (var_true + float(np.mean(se**2))),
+            "n_outside_range": int(((observed < low) | (observed > high)).sum()),
+            "allowed_range": [low, high],
+            "or_per_2sd_true": model.truth.odds_ratios[name],
+            "attenuated_or_per_2sd_true": float(np.exp(per_unit_naive * 2 * model.sd[name])),
+            "attenuated_or_per_2sd_observed": float(np.exp(per_unit_naive * 2 * sd_obs)),
+            "attenuation_factor": per_unit_naive / model.per_unit[name] if model.per_unit[name] else None,
+            "note": ("the outcome is drawn from the true exposure; attenuated_or_* is what a naive fit adjusted for the "
+                     "other terms is expected to give (first-order regression calibration: the true linear predictor "
+                     "projected on the observed design), per 2 SD of the true exposure and per 2 SD of the observed one; "
+                     "attenuation_factor is the naive per-unit slope over the true one (the reliability ratio given the "
+                     "other terms). Observed values are not clipped: n_outside_range of them lie outside the dictionary's "
+                     "allowed range, which validate_table reports as errors"),
+        }
+    return out
