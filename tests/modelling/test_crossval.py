@@ -153,3 +153,13 @@ def test_refusals(loso, loso_cohort, dictionary):
         cross_validate_sites([no_group], loso_cohort, progress=False)
     with pytest.raises(BackpainEpiError, match="data DataFrame: the in-memory fit of 'unadjusted' was fit on other data"):
         cross_validate_sites([true], loso_cohort.iloc[:-1], progress=False)
+
+
+@pytest.mark.slow
+def test_a_spline_exposure_model_is_cross_validated(loso_cohort, dictionary):
+    """The held-out score of a model with a spline exposure uses its penalized columns (it raised before)."""
+    raw = {**NULL_SPEC, "name": "spline", "exposures": [{"intermat_ml": {"basis": "spline", "df": 4}}],
+           "priors": {**NULL_SPEC["priors"], "smooth_sd": "halfnormal(1)"}}
+    spline = fit_model(loso_cohort, ModelSpec.from_dict(raw, dictionary), dictionary=dictionary, **FEW)
+    cv = cross_validate_sites([spline], loso_cohort, progress=False, dictionary=dictionary)
+    assert len(cv.by_site) == 4 and np.isfinite(cv.by_site["elpd"]).all()

@@ -67,6 +67,7 @@ from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_ri
 from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
+from .latent import pointwise_log_likelihood, row_latents
 from .sensitivity import add_log_prior
 from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
@@ -215,6 +216,7 @@ def fit_model(
     encoding: str = "utf-8",
     decimal: str = ".",
     ladder: GateLadder | bool | None = None,
+    estimands: bool = True,
 ) -> FitResult:
     """Validate ``data``, build the model of ``spec``, sample it, check it and (with ``out``) save the run.
 
@@ -252,6 +254,10 @@ def fit_model(
         ladder, ``False``: one attempt). The result is the last attempt's; its spec holds
         that attempt's sampler settings, and ``provenance.attempts`` records every attempt.
 
+    estimands
+        Compute the absolute risks, the effect modification and the log prior (for the prior
+        sensitivity check); ``False`` skips them, for refits used only to predict (cross-validation).
+
     Returns
     -------
     FitResult
@@ -278,16 +284,17 @@ def fit_model(
     run_id = uuid.uuid4().hex
     idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
-    _add_log_likelihood(idata, design, loo_draws)
-    add_log_prior(idata, design)  # the top-level priors on the same draws, for power-scaling sensitivity (psens)
+    analysed = _analysed_rows(table, design, dd)
+    _add_log_likelihood(idata, design, loo_draws, analysed)
+    if estimands:
+        add_log_prior(idata, design)  # the top-level priors on the same draws, for power-scaling sensitivity (psens)
     summary = odds_ratio_summary(idata, design.recipe, dd)
     curve = activity_curve(idata, design.recipe) if spec.activity else None
     curves = exposure_curves(idata, design.recipe)
     timings["summarise_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    analysed = _analysed_rows(table, design, dd)
-    risks = absolute_risks(idata, design.recipe, analysed)
-    modification = effect_modification(idata, design.recipe, analysed) if spec.effect_modifiers else None
+    risks = absolute_risks(idata, design.recipe, analysed) if estimands else None
+    modification = effect_modification(idata, design.recipe, analysed) if spec.effect_modifiers and estimands else None
     timings["gcomputation_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     provenance = _provenance(spec, design, table, source, sampler_info, timings, diagnostics, run_id, attempts)
@@ -496,12 +503,15 @@ def loo_draw_count(n_rows: int, max_draws: int) -> int:
     return max(min(max_draws, LOO_MIN_DRAWS), min(max_draws, LL_MAX_CELLS // max(n_rows, 1)))
 
 
-def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int) -> None:
+def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int, rows: pd.DataFrame | None = None) -> None:
     """Pointwise Bernoulli log-likelihood (float32) on evenly spaced draws, as an ArviZ ``log_likelihood`` group.
 
     Computed in chunks of rows, so that no draws × rows array of float64 is held whole:
     at 300,000 rows and 1,000 draws that would be 2.4 GB, where the float32 result is 1.2 GB;
     the draws kept are also capped (:func:`loo_draw_count`: 400 at 300,000 rows, 480 MB).
+    With imputed or measurement-error columns (``rows``: the analysed rows, needed then), a row's
+    log-likelihood is at each draw's imputed (true) values, and the log of the mixture where a
+    discrete covariate is marginalised (:func:`~backpain_epi.modelling.latent.pointwise_log_likelihood`).
     """
     post = idata.posterior
     nchain, ndraw = post.sizes["chain"], post.sizes["draw"]
@@ -512,16 +522,21 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
     n_draws = nchain * len(draw_idx)
     chunk = max(1, LL_CHUNK_CELLS // n_draws)
     ll = np.empty((n_draws, design.n), dtype=np.float32)
+    if design.recipe.latent and rows is None:
+        raise BackpainEpiError("the model has imputed or measurement-error columns: pass the analysed rows to the log-likelihood.")
     for start in range(0, design.n, chunk):
-        rows = slice(start, start + chunk)
-        eta = eta_from_arrays(thin, design.recipe, design.X[rows], None if design.A is None else design.A[rows],
-                              None if design.group is None else design.group[rows], S=None if design.S is None else design.S[rows])
-        ll[:, rows] = design.y[None, rows] * eta - np.logaddexp(0.0, eta)
+        part = slice(start, start + chunk)
+        eta = eta_from_arrays(thin, design.recipe, design.X[part], None if design.A is None else design.A[part],
+                              None if design.group is None else design.group[part], S=None if design.S is None else design.S[part])
+        lat = row_latents(thin, design.recipe, rows.iloc[part], np.arange(n_draws)) if design.recipe.latent else None
+        ll[:, part] = pointwise_log_likelihood(design.y[part], eta, lat)
     ll = ll.reshape(nchain, len(draw_idx), design.n)
     name = design.recipe.spec.outcome
     ds = xr.Dataset({name: (("chain", "draw", f"{name}_dim_0"), ll)},
                     coords={"chain": post.chain.values, "draw": post.draw.values[draw_idx], f"{name}_dim_0": design.ids})
     idata.add_groups({"log_likelihood": ds})
+    if "observed_data" in idata.groups() and idata.observed_data.sizes.get(f"{name}_dim_0", design.n) != design.n:
+        del idata["observed_data"]  # a model with marginalised rows observes the outcome in two parts; keep one, of every row
     if "observed_data" not in idata.groups():
         idata.add_groups({"observed_data": xr.Dataset({name: ((f"{name}_dim_0",), design.y)}, coords={f"{name}_dim_0": design.ids})})
 
@@ -529,7 +544,9 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int)
 def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics, run_id, attempts) -> Provenance:
     data = DataRecord(source=source, sha256=table_hash(table), n_rows=len(table), n_analysed=design.n,
                       n_events=int(design.y.sum()), dropped=design.dropped, analysed_sha256=ids_hash(design.ids),
-                      qc_flagged_included=bool(design.include_qc_flagged))
+                      qc_flagged_included=bool(design.include_qc_flagged), imputed=dict(design.imputed),
+                      measurement_error={m["exposure"]: {k: m[k] for k in ("se", "sd_observed", "sd_true", "mean_se", "reliability")}
+                                         for m in design.recipe.latent.get("measured", ())})
     settings = _settings_record(spec.sampler)
     return Provenance(model=spec.name, formula=spec.terms_text(), priors={k: str(v) for k, v in spec.priors.items()}, data=data,
                       design=design.recipe.to_dict(), activity_parameterization=activity_parameterization(design),
