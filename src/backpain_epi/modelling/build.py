@@ -21,6 +21,8 @@ and a random intercept per group::
   little), the non-centred 0. The centred HSGP gave 522 at 27,518 rows (its
   high-frequency coefficients are barely informed), the non-centred 23–26.
 
+A spec's ``impute`` and ``measurement_error`` add the latent part of :mod:`.build_latent`.
+
 Priors come from the spec. The model keeps the data as constants and has no
 per-row deterministics, so the cost of a gradient is one pass over the rows.
 """
@@ -31,6 +33,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from .build_latent import add_latent, mixture_logp
 from .design import Design
 from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT,
                      SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, smooth_parameterization)
@@ -55,6 +58,7 @@ def build_model(design: Design) -> pm.Model:
         intercept = _prior(INTERCEPT, spec.priors["intercept"])
         beta = _prior(BETA, spec.priors["coefficients"], dims="term")
         eta = intercept + pt.dot(pt.as_tensor(design.X), beta)
+        activity_coef = None
         if act is not None and act["basis"] == "spline":
             lin = _prior(ACT_LIN, spec.priors["coefficients"])
             sd = _prior(SMOOTH_SD, spec.priors["smooth_sd"])
@@ -63,6 +67,7 @@ def build_model(design: Design) -> pm.Model:
             else:
                 w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
             eta = eta + lin * pt.as_tensor(design.A[:, 0]) + pt.dot(pt.as_tensor(design.A[:, 1:]), w)
+            activity_coef = (lin, w)
         elif act is not None:
             amp = _prior(GP_AMP, spec.priors["gp_amplitude"])
             ls = _prior(GP_LS, spec.priors["gp_lengthscale"])
@@ -77,6 +82,7 @@ def build_model(design: Design) -> pm.Model:
                 z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
                 w = z * sqrt_psd
             eta = eta + pt.dot(pt.as_tensor(design.A), w)
+            activity_coef = w
         if design.S is not None:
             esd = _prior(EXP_SMOOTH_SD, spec.priors["smooth_sd"], dims="smooth_exposure")
             scale = esd[recipe.smooth_index()]
@@ -90,7 +96,16 @@ def build_model(design: Design) -> pm.Model:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
             z = pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")
             eta = eta + (sd * z)[design.group]
-        pm.CustomDist(spec.outcome, eta, logp=bernoulli_logit_logp, random=_bernoulli_logit_random, observed=design.y)
+        mixtures = []
+        if design.latent is not None:
+            eta, mixtures = add_latent(design, eta, beta, activity_coef, model)
+        if not mixtures:
+            pm.CustomDist(spec.outcome, eta, logp=bernoulli_logit_logp, random=_bernoulli_logit_random, observed=design.y)
+        else:  # rows with a marginalised covariate: the mixture's log-likelihood (a potential); the others as usual
+            plain = np.setdiff1d(np.arange(design.n), np.concatenate([sel for sel, _, _ in mixtures]))
+            pm.CustomDist(spec.outcome, eta[plain], logp=bernoulli_logit_logp, random=_bernoulli_logit_random,
+                          observed=design.y[plain])
+            pm.Potential(f"{spec.outcome}_marginalised", pt.sum(pt.stack(mixture_logp(design.y, eta, mixtures))))
     return model
 
 

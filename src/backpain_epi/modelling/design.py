@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import patsy
 
 from ..derived import DERIVED_FROM
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
 from .formula import fixed_effects, learn_factors
 from ..validation import INVALID_ROWS
+from .basis import _activity_basis_u, _cr, _hsgp_phi
+from .latent import Latents, finish_latent_recipe, latent_arrays, placeholders
 from .spec import ModelSpec
 
 #: Activity grid (MET-min/week) of the activity curve written with every fit.
@@ -72,6 +73,8 @@ class Design:
     dropped: dict[str, int] = field(default_factory=dict)
     include_qc_flagged: bool = False
     S: np.ndarray | None = None
+    latent: "Latents | None" = None
+    imputed: dict[str, int] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -90,12 +93,41 @@ class DesignRecipe:
     activity: dict | None                  # basis parameters (knots, transform matrix, ...)
     categories: dict[str, list] = field(default_factory=dict)  # other categorical factor (C(age > 50)) -> levels
     exposure_splines: dict[str, dict] = field(default_factory=dict)  # spline exposure -> its basis (knots, transform, grid)
+    latent: dict = field(default_factory=dict)  # imputed and measurement-error columns (modelling.latent)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Design rows (``X``, ``A``, group index) of a complete table ``df``.
 
-        A group level not seen in the fit gets index -1 (a new group).
+        A group level not seen in the fit gets index -1 (a new group). In a model that imputes
+        (``impute``), a missing value of an imputed column is allowed: its cells of ``X`` (and its
+        row of ``A`` for the activity) are 0, and :func:`~backpain_epi.modelling.latent.row_latents`
+        adds what its imputed draws contribute.
         """
+        df, masks = self._filled(df)
+        X, A, group = self._transform(df)
+        for e in self.latent.get("imputed", ()):
+            miss = masks.get(e["column"])
+            if miss is None or not miss.any():
+                continue
+            if e["kind"] == "activity":
+                A[miss] = 0.0
+            elif e["kind"] in ("continuous", "binary"):
+                X[miss, self.terms.index(e["term"])] = 0.0
+        return X, A, group
+
+    def _filled(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """``df`` with the missing values of imputed columns set to placeholders, and where they were."""
+        masks, fill = {}, {}
+        for e in self.latent.get("imputed", ()):
+            col = e["column"]
+            if col in df and df[col].isna().any():
+                masks[col] = df[col].isna().to_numpy()
+                fill[col] = df[col].where(~df[col].isna(), e["fill"])
+                if e["kind"] == "bands":
+                    fill[col] = fill[col].astype(object)
+        return (df.assign(**fill) if fill else df), masks
+
+    def _transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         dm = fixed_effects(self._prepared(df), self.spec, self.scaling, {**self.levels, **self.categories})
         missing = [t for t in self.terms if t not in dm.columns]
         if missing:
@@ -148,13 +180,16 @@ class DesignRecipe:
                "group_levels": self.group_levels, "activity": self.activity}
         if self.exposure_splines:
             out["exposure_splines"] = self.exposure_splines
+        if self.latent:
+            out["latent"] = self.latent
         return out
 
     @classmethod
     def from_dict(cls, spec: ModelSpec, raw: dict) -> "DesignRecipe":
         return cls(spec=spec, scaling={k: list(v) for k, v in raw["scaling"].items()}, levels=raw["levels"],
                    terms=list(raw["terms"]), group_levels=raw["group_levels"], activity=raw["activity"],
-                   categories=raw.get("categories", {}), exposure_splines=raw.get("exposure_splines", {}))
+                   categories=raw.get("categories", {}), exposure_splines=raw.get("exposure_splines", {}),
+                   latent=raw.get("latent", {}))
 
     def activity_curve_basis(self, met: np.ndarray, reference: float) -> np.ndarray:
         """Activity basis at ``met`` minus that at ``reference`` (rows of the curve's log odds ratio)."""
@@ -201,12 +236,19 @@ def complete_rows(df: pd.DataFrame, spec: ModelSpec, *, include_qc_flagged: bool
             dropped[reason] = int(hit.sum())
         left &= ~hit
     na = df[cols].isna()
+    for c in _imputed_columns(spec):
+        na[c] = False  # kept: its missing values are parameters of the model
     for c in cols:
         if na[c][left].any():
             dropped[" / ".join(DERIVED_FROM.get(c, (c,)))] = int(na[c][left].sum())  # activity_band is missing where met_min_week is
     keep = ~na.any(axis=1).to_numpy() & left
     dropped["any"] = int((~keep).sum())
     return df.loc[keep], dropped
+
+
+def _imputed_columns(spec: ModelSpec) -> list[str]:
+    """Columns whose missing values the model imputes (``activity_band`` stands for ``met_min_week`` under ``bands``)."""
+    return list(spec.impute)
 
 
 def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *, include_qc_flagged: bool = False) -> Design:
@@ -221,6 +263,7 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *
         only, or a term has no variation.
     """
     data, dropped = complete_rows(df, spec, include_qc_flagged=include_qc_flagged)
+    imputed = {" / ".join(DERIVED_FROM.get(c, (c,))): int(data[c].isna().sum()) for c in spec.impute}
     if len(data) < 10:
         raise BackpainEpiError(f"model '{spec.name}': only {len(data)} complete row(s) remain after dropping incomplete rows {dropped}.")
     y = data[spec.outcome].astype(int).to_numpy()
@@ -239,21 +282,29 @@ def make_design(df: pd.DataFrame, spec: ModelSpec, dictionary: DataDictionary, *
         if a.basis == "bands":
             levels[a.variable] = _levels(data[a.variable], dictionary[a.variable].levels, reference=a.reference)
         else:
-            activity = _learn_activity(data[a.variable], a)
+            activity = _learn_activity(data[a.variable].dropna(), a)
     group_levels = sorted(data[spec.group].astype(str).unique()) if spec.group else None
     recipe = DesignRecipe(spec=spec, scaling={}, levels=levels, terms=[], group_levels=group_levels, activity=activity)
-    frame = recipe._prepared(data)
+    recipe.latent = placeholders(data, spec, dictionary, levels)
+    filled, _ = recipe._filled(data)
+    frame = recipe._prepared(filled)
     binary = {c for c in spec.columns() if dictionary[c].type == "binary"}
     recipe.scaling, categories = learn_factors(frame, spec, binary)
     recipe.categories = {k: v for k, v in categories.items() if k not in levels}
     recipe.terms = list(fixed_effects(frame, spec, recipe.scaling, {**levels, **recipe.categories}).columns)
     recipe.exposure_splines = {e: _learn_exposure_spline(data[e], df) for e, df in spec.exposure_splines.items()}
+    if recipe.latent:
+        finish_latent_recipe(recipe, data, dictionary_id(dictionary))  # observed-only scaling; the true exposures' 2 SD
     X, A, group = recipe.transform(data)
     for j, term in enumerate(recipe.terms):
         if np.ptp(X[:, j]) == 0:
             raise BackpainEpiError(f"term '{term}' is constant in the {len(data):,} analysed rows; remove it from the spec.")
-    return Design(y=y, X=X, terms=recipe.terms, A=A, group=group, ids=data[dictionary_id(dictionary)].astype(str).to_numpy(),
-                  recipe=recipe, dropped=dropped, include_qc_flagged=include_qc_flagged, S=recipe.smooth_columns(data))
+    design = Design(y=y, X=X, terms=recipe.terms, A=A, group=group, ids=data[dictionary_id(dictionary)].astype(str).to_numpy(),
+                    recipe=recipe, dropped=dropped, include_qc_flagged=include_qc_flagged, S=recipe.smooth_columns(data),
+                    imputed=imputed)
+    if recipe.latent:
+        design.latent = latent_arrays(design, data)
+    return design
 
 
 def dictionary_id(dictionary: DataDictionary) -> str:
@@ -344,23 +395,5 @@ def _spline_wiggly(x: pd.Series, recipe: dict) -> np.ndarray:
     return (B - np.asarray(recipe["column_means"])) @ np.asarray(recipe["transform_matrix"])[:, 1:]
 
 
-def _cr(u: np.ndarray, inner, lo: float, hi: float) -> np.ndarray:
-    u = np.clip(u, lo, hi)  # the fitted function is held constant beyond the data's range
-    return np.asarray(patsy.dmatrix("cr(u, knots=inner, lower_bound=lo, upper_bound=hi) - 1",
-                                    {"u": u, "inner": np.asarray(inner), "lo": lo, "hi": hi}))
-
-
-def _hsgp_phi(xs: np.ndarray, L: float, m: int) -> np.ndarray:
-    """Laplace eigenfunctions of ``pm.gp.HSGP`` (1-D) at centred inputs ``xs``."""
-    j = np.arange(1, m + 1)
-    sqrt_lambda = j * np.pi / (2 * L)
-    return np.sqrt(1 / L) * np.sin(np.outer(xs + L, sqrt_lambda))
-
-
 def _activity_basis(x: pd.Series, recipe: dict, transform: str) -> np.ndarray:
-    u = np.clip(_transformed(x, transform), recipe["lower"], recipe["upper"])
-    if recipe["basis"] == "spline":
-        B = _cr(u, recipe["inner_knots"], recipe["lower"], recipe["upper"])
-        return (B - np.asarray(recipe["column_means"])) @ np.asarray(recipe["transform_matrix"])
-    phi = _hsgp_phi(u - recipe["centre"], recipe["L"], recipe["m"])
-    return phi - np.asarray(recipe["column_means"])
+    return _activity_basis_u(_transformed(x, transform), recipe)

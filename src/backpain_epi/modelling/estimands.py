@@ -36,11 +36,11 @@ from collections.abc import Callable, Sequence
 import arviz as az
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from ..errors import BackpainEpiError
 from .design import DesignRecipe
 from .params import BETA, GROUP_SD, GROUP_Z
+from .imputed import posterior_weights, risks, row_latents
 from .results import _split_level, _split_top, _thin, draws, eta_from_arrays
 
 #: Gauss–Hermite nodes of the integral over a new site's intercept.
@@ -109,28 +109,44 @@ def marginal_risk_draws(idata: az.InferenceData, recipe: DesignRecipe, rows: pd.
     total = np.zeros(n_draws)
     for start in range(0, len(rows), chunk):
         part = rows.iloc[start:start + chunk]
+        lat, post_w = None, None
+        if recipe.latent:  # imputed and true values: this draw's; marginalised ones weighted by their posterior probability
+            lat = row_latents(idata, recipe, part, take, fixed=tuple(setting or ()))
+            if lat.mixtures:
+                X0, A0, g0 = recipe.transform(part)
+                eta0 = eta_from_arrays(idata, recipe, X0, A0, g0, max_draws=max_draws, S=recipe.smooth_columns(part))
+                post_w = posterior_weights(part[recipe.spec.outcome].astype(int).to_numpy(), eta0, lat)
         if setting:
             part = part.assign(**setting)
         X, A, group = recipe.transform(part)
         eta = eta_from_arrays(idata, recipe, X, A, None, max_draws=max_draws, S=recipe.smooth_columns(part))
         if not grouped:
-            total += special.expit(eta).sum(axis=1)
+            total += risks(eta, lat, post_w).sum(axis=1)
         elif new_site:
             for x, w in zip(nodes, weights):
-                total += w * special.expit(eta + (x * sd)[:, None]).sum(axis=1)
+                total += w * risks(eta + (x * sd)[:, None], lat, post_w).sum(axis=1)
         else:
             if (group < 0).any():
                 raise BackpainEpiError("g-computation over the observed sites needs rows of the fitted sites only.")
-            total += special.expit(eta + u[:, group]).sum(axis=1)
+            total += risks(eta + u[:, group], lat, post_w).sum(axis=1)
     return total / len(rows)
 
 
-def exposure_contrast(rows: pd.DataFrame, exposure: str) -> tuple[float, float]:
-    """The exposure's mean − 1 SD and mean + 1 SD over ``rows`` (SD with ddof 1): the 2 SD contrast of the odds ratios."""
+def exposure_contrast(rows: pd.DataFrame, exposure: str, recipe: DesignRecipe | None = None) -> tuple[float, float]:
+    """The exposure's mean − 1 SD and mean + 1 SD over ``rows`` (SD with ddof 1): the 2 SD contrast of the odds ratios.
+
+    For an exposure measured with error (``recipe``'s ``measurement_error``) the SD is that of the true exposure,
+    ``sqrt(var(observed) − mean(se²))``, the SD its odds ratio is per.
+    """
     x = pd.to_numeric(rows[exposure], errors="coerce").dropna().to_numpy(dtype=float)
     if len(x) < 2 or np.std(x) == 0:
         raise BackpainEpiError(f"exposure '{exposure}' has no variation in the analysed rows; no 2 SD contrast.")
     mean, sd = x.mean(), x.std(ddof=1)
+    if recipe is not None and recipe.latent:
+        for m in recipe.latent.get("measured", ()):
+            if m["exposure"] == exposure:
+                se = pd.to_numeric(rows[m["se"]], errors="coerce").to_numpy(dtype=float)
+                sd = float(np.sqrt(max(x.var(ddof=1) - np.nanmean(se**2), 0.0)))
     return float(mean - sd), float(mean + sd)
 
 
@@ -179,7 +195,7 @@ def absolute_risks(idata: az.InferenceData, recipe: DesignRecipe, rows: pd.DataF
     for e in exposures:
         if progress:
             progress(e)
-        lo_value, hi_value = exposure_contrast(rows, e)
+        lo_value, hi_value = exposure_contrast(rows, e, recipe)
         low = marginal_risk_draws(idata, recipe, rows, {e: lo_value}, max_draws=max_draws)
         high = marginal_risk_draws(idata, recipe, rows, {e: hi_value}, max_draws=max_draws)
         row = {"term": e, "low_value": lo_value, "high_value": hi_value, "n": len(rows), **contrast_summary(low, high)}
@@ -245,7 +261,7 @@ def effect_modification(idata: az.InferenceData, recipe: DesignRecipe, rows: pd.
             if e not in recipe.terms:
                 continue  # a spline exposure has no single OR; its curve is by stratum elsewhere
             b_e = beta[:, recipe.terms.index(e)]
-            lo_value, hi_value = exposure_contrast(rows, e)
+            lo_value, hi_value = exposure_contrast(rows, e, recipe)
             for level in levels:
                 j = _term_index(recipe, e, modifier, level) if level != reference else None
                 b_int = beta[:, j] if j is not None else np.zeros(len(beta))

@@ -67,7 +67,7 @@ from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_ri
 from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
-from .latent import pointwise_log_likelihood, row_latents
+from .imputed import pointwise_log_likelihood, row_latents
 from .sensitivity import add_log_prior
 from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec

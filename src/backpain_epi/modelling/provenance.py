@@ -32,6 +32,10 @@ class DataRecord:
     dropped: dict[str, int]
     analysed_sha256: str
     qc_flagged_included: bool = False
+    #: rows kept although missing an imputed covariate, per column (``met_min_week`` for the activity band too)
+    imputed: dict[str, int] = field(default_factory=dict)
+    #: per measurement-error exposure: its SE column, observed and true SD, mean SE and reliability ratio
+    measurement_error: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from scipy import special
 from ..cohort import add_activity_band
 from ..derived import ACTIVITY_REFERENCE_MET
 from ..dictionary import DataDictionary
+from ..errors import BackpainEpiError
 from .params import ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W
 from .design import ACTIVITY_GRID, DesignRecipe
 from .spec import term_variables
@@ -185,10 +186,15 @@ def linear_predictor_draws(idata: az.InferenceData, recipe: DesignRecipe, df: pd
                            max_draws: int | None = None) -> np.ndarray:
     """Draws of the log-odds of each row of ``df`` (complete in the model's columns): shape (samples, rows).
 
-    A row whose group was in the fit gets that group's intercept; a row of a
+    An exposure measured with error is taken at its measured value. A row whose group was in the fit gets that group's intercept; a row of a
     group not seen in the fit (a new study site) gets a new intercept drawn from
     the fitted group distribution, so its interval carries that uncertainty.
     """
+    for e in (recipe.latent or {}).get("imputed", ()):
+        if e["column"] in df and df[e["column"]].isna().any():
+            raise BackpainEpiError(f"model '{recipe.spec.name}': {int(df[e['column']].isna().sum()):,} row(s) miss '{e['column']}'; "
+                                   "the model imputes missing values of the participants it was fit on only (used by its "
+                                   "g-computation); give complete values to predict.")
     X, A, group = recipe.transform(df)
     return eta_from_arrays(idata, recipe, X, A, group, seed=seed, max_draws=max_draws, S=recipe.smooth_columns(df))
 

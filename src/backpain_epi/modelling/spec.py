@@ -197,6 +197,8 @@ class ModelSpec:
     description: str = ""
     effect_modifiers: tuple[str, ...] = ()
     exposure_splines: dict[str, int] = field(default_factory=dict)
+    impute: tuple[str, ...] = ()
+    measurement_error: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: Any, dictionary: DataDictionary | None = None, *, source: str = "spec") -> "ModelSpec":
@@ -213,6 +215,7 @@ class ModelSpec:
         if self.group and self.group not in cols:
             cols.append(self.group)
         cols += [m for m in self.effect_modifiers if m not in cols]
+        cols += [se for se in self.measurement_error.values() if se not in cols]
         return cols
 
     def modifier_terms(self) -> list[str]:
@@ -237,6 +240,10 @@ class ModelSpec:
             out["group"] = self.group
         if self.effect_modifiers:
             out["effect_modifiers"] = list(self.effect_modifiers)
+        if self.impute:
+            out["impute"] = list(self.impute)
+        if self.measurement_error:
+            out["measurement_error"] = dict(self.measurement_error)
         out["priors"] = {k: str(v) for k, v in self.priors.items()}
         out["sampler"] = asdict(self.sampler)
         return out
@@ -264,6 +271,8 @@ class ModelSpec:
         if self.group:
             terms.append(f"(1 | {self.group})")
         terms += [f"{e} × {m}" for m in self.effect_modifiers for e in self.exposures]
+        terms += [f"imputed[{c}]" for c in self.impute]
+        terms += [f"measurement_error[{e}; se {se}]" for e, se in self.measurement_error.items()]
         return terms
 
 
@@ -328,7 +337,8 @@ def patsy_terms(term: str) -> list[patsy.Term]:
 class _SpecReader:
     """Reads a raw spec, collecting every problem before raising one :class:`SpecError`."""
 
-    _KEYS = ("name", "description", "outcome", "exposures", "covariates", "effect_modifiers", "activity", "group", "priors", "sampler")
+    _KEYS = ("name", "description", "outcome", "exposures", "covariates", "effect_modifiers", "activity", "group", "priors", "sampler",
+             "impute", "measurement_error")
 
     def __init__(self, raw: Any, dd: DataDictionary, source: str):
         self.raw, self.dd, self.source, self.problems = raw, dd, source, []
@@ -354,11 +364,93 @@ class _SpecReader:
         if modifiers and splines:
             self.problems.append(f"effect_modifiers: the spline exposure(s) {', '.join(splines)} have no single odds ratio to "
                                  "modify; enter them linearly in a model with effect modifiers")
+        impute = self._impute(self._list("impute"), outcome, exposures, covariates, activity, modifiers)
+        errors = self._measurement_error(self.raw.get("measurement_error"), exposures, splines, covariates, modifiers)
         if self.problems:
             raise SpecError(f"{self.source}: {len(self.problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in self.problems))
         return ModelSpec(name=name, outcome=outcome, exposures=exposures, covariates=covariates, activity=activity,
                          group=group, priors=priors, sampler=sampler, description=str(self.raw.get("description") or "").strip(),
-                         effect_modifiers=modifiers, exposure_splines=splines)
+                         effect_modifiers=modifiers, exposure_splines=splines, impute=impute, measurement_error=errors)
+
+    def _impute(self, names: list, outcome, exposures: tuple, covariates: tuple, activity, modifiers: tuple) -> tuple[str, ...]:
+        """Covariates whose missing values become parameters: each a plain covariate term or the activity variable.
+
+        ``met_min_week`` names the activity term whichever its basis (for ``bands``: ``activity_band``, derived from it).
+        """
+        out: list[str] = []
+        how = ("list covariates that enter the model as a plain term (bmi, diabetes) or the activity variable "
+               "(met_min_week)")
+        for name in names:
+            where = f"impute: '{name}'"
+            if name == outcome or name in exposures:
+                self.problems.append(f"{where} is the {'outcome' if name == outcome else 'exposure'}; the outcome and the "
+                                     "exposures are never imputed (rows missing them are dropped); remove it from impute")
+                continue
+            if name not in self.dd:
+                self.problems.append(f"impute: {unknown_choice('column', name, self.dd.columns)}")
+                continue
+            column = name
+            if activity and (name == activity.variable or (activity.basis == "bands" and name == "met_min_week")):
+                column = activity.variable
+            else:
+                plain = [t for t in covariates if t.strip() == name]
+                others = [t for t in covariates if t.strip() != name and name in term_variables(t)]
+                if name in modifiers:
+                    self.problems.append(f"{where} is an effect modifier; imputing a modifier is not supported, remove it from "
+                                         "impute or from effect_modifiers")
+                    continue
+                if others:
+                    self.problems.append(f"{where} enters the term(s) {', '.join(map(repr, others))}; an imputed covariate must "
+                                         f"enter as the plain column only (write '{name}', or remove it from impute)")
+                    continue
+                if not plain:
+                    self.problems.append(f"{where} is not a covariate of this model; {how}")
+                    continue
+                c = self.dd[name]
+                if c.type not in ("float", "integer", "binary"):
+                    self.problems.append(f"{where} is a {c.type} column; numeric covariates are imputed and binary (0/1) ones "
+                                         "marginalised; remove it from impute (rows missing it are dropped)")
+                    continue
+            if column in out:
+                self.problems.append(f"{where} is listed twice; list it once")
+                continue
+            out.append(column)
+        return tuple(out)
+
+    def _measurement_error(self, raw: Any, exposures: tuple, splines: dict, covariates: tuple, modifiers: tuple) -> dict[str, str]:
+        """``{exposure: its SE column}``: exposures observed with a known per-row standard error."""
+        if raw is None:
+            return {}
+        example = "e.g. measurement_error: {intermat_ml: intermat_ml_se}"
+        if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+            self.problems.append(f"'measurement_error' must map an exposure to its SE column, {example}; got {raw!r}")
+            return {}
+        out = {}
+        for exposure, se in raw.items():
+            where = f"measurement_error: '{exposure}'"
+            if exposure not in exposures:
+                self.problems.append(f"{where} is not an exposure of this model (exposures: {', '.join(map(str, exposures))}); "
+                                     "only an exposure can be modelled as measured with error")
+                continue
+            if exposure in splines:
+                self.problems.append(f"{where} enters as a spline; a measurement-error exposure enters linearly (per 2 SD "
+                                     "of the true exposure): write it as a plain column")
+                continue
+            if modifiers or any(exposure in term_variables(t) for t in covariates):
+                self.problems.append(f"{where} enters an interaction (effect_modifiers or a covariate term); a measurement-error "
+                                     "exposure enters as its main effect only")
+                continue
+            if se not in self.dd:
+                self.problems.append(f"{where}: its SE {unknown_choice('column', se, self.dd.columns)} (the segmentation "
+                                     f"writes {exposure}_se)")
+                continue
+            c = self.dd[se]
+            if c.role != "measurement_se" or c.type not in ("float", "integer"):
+                self.problems.append(f"{where}: column '{se}' has role {c.role} and type {c.type}; the SE column must be a "
+                                     f"numeric column of role measurement_se (such as {exposure}_se)")
+                continue
+            out[exposure] = se
+        return out
 
     def _text(self, key: str, required: bool = False) -> str | None:
         value = self.raw.get(key)
