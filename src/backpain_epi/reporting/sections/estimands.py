@@ -171,7 +171,8 @@ def dose_response(ctx: ReportContext) -> SectionOutput:
         axes = plot_dose_response(sub, values, xlabel=dd.label(term) if term in dd else term)
         figures[term] = FigureItem(f"dose_response_{term}", axes[0].figure, f"Odds ratio of chronic back pain against "
                                    f"{lower(dd.label(term, unit=False)) if term in dd else term} (penalized spline; posterior "
-                                   "median and 95% band) relative to its median; below: its distribution.")
+                                   "median and 95% band) relative to its median, between its 2nd and 98th percentiles; below: its "
+                                   "distribution over that range.")
     for run in spline_runs:
         linear = _linear_counterpart(run, ctx.runs)
         if linear is None:
