@@ -15,13 +15,13 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "src" / "backpain_epi" / "repor
 
 
 #: Sections shown by the page's generic block (they set a title), not by a place of their own in the template.
-GENERIC = {"absolute_risk", "effect_modification", "dose_response", "crossval", "prior_sensitivity"}
+GENERIC = {"absolute_risk", "effect_modification", "dose_response", "missing_data", "crossval", "prior_sensitivity"}
 
 
 def test_every_section_is_on_the_page_in_order():
     names = [s.__name__ for s in SECTIONS]
     assert names == ["participants", "exposures", "odds_ratios", "absolute_risk", "effect_modification", "activity",
-                     "dose_response", "comparison", "crossval", "diagnostics", "predictive_check", "prior_sensitivity", "survival",
+                     "dose_response", "comparison", "missing_data", "crossval", "diagnostics", "predictive_check", "prior_sensitivity", "survival",
                      "segmentation_qc", "agreement", "text"]
     used = re.findall(r"sections\.(\w+)", TEMPLATE.read_text(encoding="utf-8"))
     assert set(used) - {"items"} == set(names) - GENERIC

@@ -29,6 +29,7 @@ from scipy.optimize import isotonic_regression
 from scipy.stats import gaussian_kde
 
 from ..cohort import analysis_columns
+from ..derived import DERIVED_FROM
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
 from ..modelling.results import eta_from_arrays
@@ -101,13 +102,15 @@ def participant_flow(data: pd.DataFrame, runs: list[ReportRun], dictionary: Data
                 counts[f"Excluded: {reason}"] = int(hit.sum())
                 left &= ~hit
         exposure_cols = list(spec.exposures)
-        other_cols = [c for c in spec.columns() if c not in exposure_cols]
+        other_cols = [c for c in spec.columns() if c not in exposure_cols and c not in spec.impute]
         hit = left & data[exposure_cols].isna().any(axis=1)
         counts["Excluded: missing exposure"] = int(hit.sum())
         left &= ~hit
         hit = left & data[other_cols].isna().any(axis=1)
         counts["Excluded: missing covariate or activity"] = int(hit.sum())
         left &= ~hit
+        for c in spec.impute:  # kept: the model imputes them (issue 15)
+            counts[f"Kept, {' / '.join(DERIVED_FROM.get(c, (c,)))} imputed"] = int((left & data[c].isna()).sum())
         counts["Analysed"] = int(left.sum())
         counts["  with CBP"] = int(data.loc[left, spec.outcome].astype(int).sum())
         if counts["Analysed"] != run.provenance.data.n_analysed:
@@ -117,6 +120,8 @@ def participant_flow(data: pd.DataFrame, runs: list[ReportRun], dictionary: Data
             )
         rows[run.name] = counts
     table = pd.DataFrame(rows).fillna(0).astype(int)
+    last = ["Analysed", "  with CBP"]
+    table = table.loc[[i for i in table.index if i not in last] + last]
     table.index.name = "Step"
     return table
 

@@ -84,6 +84,9 @@ def methods_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.
     parts.append("Exposures and continuous covariates were centred and divided by two standard deviations (Gelman 2008), so that "
                  "odds ratios compare participants 2 SD apart and are comparable with those of binary covariates; participants "
                  "with a missing value in a model's variables were excluded from that model.")
+    latent = latent_methods(runs, dd)
+    if latent:
+        parts.append(latent)
     priors: dict[str, str] = {}
     for r in runs:
         for k, val in r.provenance.priors.items():
@@ -115,6 +118,32 @@ def methods_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.
     parts.append(f"Analyses used Python {v.get('python')}, PyMC {v.get('pymc')}, ArviZ {v.get('arviz')} and backpain-epi "
                  f"{v.get('backpain-epi')}.")
     return " ".join(parts)
+
+
+def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
+    """Sentences on imputation inside the model and on measurement error (issue 15); empty when no run has either."""
+    out = []
+    imputing = [r for r in runs if r.spec.impute]
+    if imputing:
+        counts = "; ".join(f"{r.name}: " + ", ".join(f"{format_int(n)} {dd.label(c, unit=False).lower()}"
+                                                     for c, n in r.provenance.data.imputed.items()) for r in imputing)
+        out.append("Missing covariate values were imputed inside the model rather than excluded (" + counts + " values): each "
+                   "imputed covariate had an imputation model conditional on the fully observed exposures and covariates and a "
+                   "random intercept per study site (normal on the scale of the design, physical activity on log1p(MET-min/week) "
+                   "entering the activity term at its imputed value), and binary covariates and activity bands were "
+                   "marginalised as mixtures over their values; the pointwise log-likelihood and the g-computed risks used the "
+                   "posterior draws of the imputed values.")
+    measured = [(r, e, se) for r in runs for e, se in r.spec.measurement_error.items()]
+    if measured:
+        parts = []
+        for r, e, se in measured:
+            m = r.provenance.data.measurement_error.get(e, {})
+            rel = f", reliability {m['reliability']:.2f}" if "reliability" in m else ""
+            parts.append(f"{dd.label(e, unit=False).lower()} in {r.name} (SE column {se}{rel})")
+        out.append("Segmentation error was modelled for " + _list(parts) + ": the true exposure was latent, with a regression on "
+                   "the covariates and a random intercept per site as its prior, and observed with the per-participant standard "
+                   "error; its odds ratio is per 2 SD of the true exposure, SD = sqrt(var(observed) − mean(SE²)).")
+    return " ".join(out)
 
 
 def results_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival,

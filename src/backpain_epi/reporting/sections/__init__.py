@@ -9,7 +9,7 @@ key of its output in ``ctx.built`` and on the page.
 from collections.abc import Callable
 
 from ..context import ReportContext
-from . import checks, cohort, crossval, estimands, estimates, segmentation, sensitivity, survival, text
+from . import checks, cohort, crossval, estimands, estimates, missing, segmentation, sensitivity, survival, text
 from .base import FigureItem, SectionOutput, TableItem
 from .survival import save_km_figure
 
@@ -19,7 +19,7 @@ Section = Callable[[ReportContext], SectionOutput]
 #: The sections in page order; later ones may read what earlier ones built.
 SECTIONS: tuple[Section, ...] = (
     cohort.participants, cohort.exposures, estimates.odds_ratios, estimands.absolute_risk, estimands.effect_modification,
-    estimates.activity, estimands.dose_response, estimates.comparison, crossval.crossval,
+    estimates.activity, estimands.dose_response, estimates.comparison, missing.missing_data, crossval.crossval,
     checks.diagnostics, checks.predictive_check, sensitivity.prior_sensitivity, survival.survival,
     segmentation.segmentation_qc, segmentation.agreement, text.text,
 )
