@@ -129,7 +129,7 @@ def test_the_section_gives_a_table_and_verdict_and_a_note_for_an_old_run(shipped
     assert item.df["Prior"].str.fullmatch(r"\d\.\d{3}").all()
     strong_rows = item.numeric[item.numeric["model"] == "strong"].set_index("term")
     assert set(strong_rows.loc[list(EXPOSURES), "diagnosis"]) <= {CONFLICT, STRONG_PRIOR}
-    assert "Kallioinen" in out.values["methods_text"] and "strong:" in out.values["results_text"]
+    assert "Kallioinen" in out.values["methods_text"] and "strong 4 of 4" in out.values["results_text"]
     assert "InterMAT" in out.values["results_text"]  # the dictionary's label, not the column name
 
 

@@ -58,6 +58,10 @@ def _results_sentence(numeric: pd.DataFrame) -> str:
     flagged = numeric[(numeric["diagnosis"] != NOT_SENSITIVE) & (numeric["parameter"] == BETA)]
     if flagged.empty:
         return "Under power scaling, no reported odds ratio of any model was sensitive to its prior."
-    parts = [f"{model}: {', '.join(f'{r.label} ({r.diagnosis})' for r in g.itertuples())}"
-             for model, g in flagged.groupby("model", sort=False)]
-    return f"Under power scaling, odds ratios sensitive to their prior were found ({'; '.join(parts)})."
+    reported = numeric[numeric["parameter"] == BETA].groupby("model", sort=False).size()
+    parts = []
+    for model, g in flagged.groupby("model", sort=False):
+        by = "; ".join(f"{d}: {', '.join(h['label'])}" for d, h in g.groupby("diagnosis", sort=False))
+        parts.append(f"{model} {len(g)} of {reported[model]} ({by})")
+    return (f"Under power scaling, odds ratios sensitive to their prior were found in {'; '.join(parts)}; "
+            "their intervals depend on the prior as well as the data, which is expected in a small cohort.")
