@@ -23,11 +23,20 @@ and a random intercept per group::
 
 A spec's ``impute`` and ``measurement_error`` add the latent part of :mod:`.build_latent`.
 
-Priors come from the spec. The model keeps the data as constants and has no
-per-row deterministics, so the cost of a gradient is one pass over the rows.
+Priors come from the spec. The model has no per-row deterministics, so the cost of a
+gradient is one pass over the rows. A model without latent values keeps its data in
+``pm.Data`` containers (:data:`DATA_NAMES`): two designs with the same
+:func:`structure_key` (terms, bases, number of sites, priors, parameterization) give
+the same graph, so a compiled model is reused for the other with nutpie's
+``with_data`` (:mod:`.sample`): the gate ladder, cross-validation folds, a refit on
+new data. A model with latent values (imputation, measurement error) keeps them as
+constants, since its graph depends on which rows are missing.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import numpy as np
 import pymc as pm
@@ -38,6 +47,38 @@ from .design import Design
 from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT,
                      SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, smooth_parameterization)
 from .spec import Prior
+
+
+#: The data containers of a model without latent values, by name (see :func:`model_data`).
+DATA_NAMES = ("X", "A", "S", "group_index", "y")
+
+
+def model_data(design: Design) -> dict[str, np.ndarray] | None:
+    """The arrays of ``design`` as its model's ``pm.Data`` containers hold them; ``None`` for a model with latent values."""
+    if design.latent is not None:
+        return None
+    arrays = {"X": design.X, "A": design.A, "S": design.S, "group_index": design.group, "y": design.y}
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+def structure_key(design: Design) -> str | None:
+    """A hash of everything in the model's graph except its data: equal keys, interchangeable compiled models.
+
+    ``None`` for a model with latent values (its graph holds the rows of the missing values).
+    """
+    data = model_data(design)
+    if data is None:
+        return None
+    recipe, spec = design.recipe, design.recipe.spec
+    act = recipe.activity
+    parts = {
+        "version": 1, "outcome": spec.outcome, "terms": design.terms, "priors": {k: str(v) for k, v in spec.priors.items()},
+        "shapes": {k: list(v.shape[1:]) for k, v in data.items()}, "groups": len(recipe.group_levels or []),
+        "activity": None if act is None else {"basis": act["basis"], **({"L": act["L"], "m": act["m"]} if act["basis"] == "hsgp" else {})},
+        "activity_param": activity_parameterization(design), "smooth_param": smooth_parameterization(design),
+        "smooth_index": recipe.smooth_index().tolist() if design.S is not None else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def build_model(design: Design) -> pm.Model:
@@ -55,9 +96,16 @@ def build_model(design: Design) -> pm.Model:
         index = recipe.smooth_index()
         coords["exposure_basis"] = [f"{e}_b{j}" for i, e in enumerate(recipe.exposure_splines) for j in range(int((index == i).sum()))]
     with pm.Model(coords=coords) as model:
+        shared = model_data(design)
+        if shared is not None:
+            data = {name: pm.Data(name, values) for name, values in shared.items()}
+        else:
+            data = {k: pt.as_tensor(v) for k, v in {"X": design.X, "A": design.A, "S": design.S}.items() if v is not None}
+            data |= {"group_index": design.group, "y": design.y}
+        X, A, S = data["X"], data.get("A"), data.get("S")
         intercept = _prior(INTERCEPT, spec.priors["intercept"])
         beta = _prior(BETA, spec.priors["coefficients"], dims="term")
-        eta = intercept + pt.dot(pt.as_tensor(design.X), beta)
+        eta = intercept + pt.dot(X, beta)
         activity_coef = None
         if act is not None and act["basis"] == "spline":
             lin = _prior(ACT_LIN, spec.priors["coefficients"])
@@ -66,7 +114,7 @@ def build_model(design: Design) -> pm.Model:
                 w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
             else:
                 w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
-            eta = eta + lin * pt.as_tensor(design.A[:, 0]) + pt.dot(pt.as_tensor(design.A[:, 1:]), w)
+            eta = eta + lin * A[:, 0] + pt.dot(A[:, 1:], w)
             activity_coef = (lin, w)
         elif act is not None:
             amp = _prior(GP_AMP, spec.priors["gp_amplitude"])
@@ -81,7 +129,7 @@ def build_model(design: Design) -> pm.Model:
             else:
                 z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
                 w = z * sqrt_psd
-            eta = eta + pt.dot(pt.as_tensor(design.A), w)
+            eta = eta + pt.dot(A, w)
             activity_coef = w
         if design.S is not None:
             esd = _prior(EXP_SMOOTH_SD, spec.priors["smooth_sd"], dims="smooth_exposure")
@@ -91,16 +139,16 @@ def build_model(design: Design) -> pm.Model:
             else:
                 ew = pm.Deterministic(EXP_SMOOTH_W, scale * pm.Normal(EXP_SMOOTH_Z, 0.0, 1.0, dims="exposure_basis"),
                                       dims="exposure_basis")
-            eta = eta + pt.dot(pt.as_tensor(design.S), ew)
+            eta = eta + pt.dot(S, ew)
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
             z = pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")
-            eta = eta + (sd * z)[design.group]
+            eta = eta + (sd * z)[data["group_index"]]
         mixtures = []
         if design.latent is not None:
             eta, mixtures = add_latent(design, eta, beta, activity_coef, model)
         if not mixtures:
-            pm.CustomDist(spec.outcome, eta, logp=bernoulli_logit_logp, random=_bernoulli_logit_random, observed=design.y)
+            pm.CustomDist(spec.outcome, eta, logp=bernoulli_logit_logp, random=_bernoulli_logit_random, observed=data["y"])
         else:  # rows with a marginalised covariate: the mixture's log-likelihood (a potential); the others as usual
             plain = np.setdiff1d(np.arange(design.n), np.concatenate([sel for sel, _, _ in mixtures]))
             pm.CustomDist(spec.outcome, eta[plain], logp=bernoulli_logit_logp, random=_bernoulli_logit_random,

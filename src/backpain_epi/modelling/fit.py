@@ -433,15 +433,16 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
     Returns the last attempt's InferenceData and sampler record, and every :class:`Attempt`.
     """
     # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
-    from .build import build_model
+    from .build import build_model, model_data, structure_key
     from .sample import sample_model
 
     model = build_model(design)
+    key, data = structure_key(design), model_data(design)
     var_names = [BETA, *scale_parameters(design.recipe)]
     cache: dict = {}  # the compiled model, shared by the attempts
     attempts: list[Attempt] = []
     for number, settings in enumerate(ladder.settings(spec.sampler), start=1):
-        idata, info = sample_model(model, settings, progress=progress, cache=cache)
+        idata, info = sample_model(model, settings, progress=progress, cache=cache, key=key, data=data)
         diagnostics = check_diagnostics(idata, var_names)
         attempts.append(Attempt(number, _settings_record(settings), diagnostics,
                                 {k: round(v, 2) for k, v in info.pop("timings").items()}))
