@@ -28,6 +28,9 @@ def test_fit_prints_model_priors_table_and_gate(cohort_csv, tmp_path):
     assert "Analysed 3,000 participants" in r.output
     assert "intermat_ml" in r.output and "Diagnostics" in r.output.replace("DIAGNOSTICS", "Diagnostics")
     assert json.loads((out / "provenance.json").read_text())["settings"]["draws"] == 400
+    assert "Absolute risk at mean - 1 SD -> mean + 1 SD" in r.output and "E-value" in r.output  # issue 14 on the command line
+    assert "Prior sensitivity (power scaling)" in r.output
+    assert "absolute_risk.csv" in r.output.split("Wrote")[-1]
 
 
 def test_failed_gate_exits_non_zero(cohort_csv, tmp_path):

@@ -77,9 +77,14 @@ def fit(data, spec, out, draws, tune, chains, seed, sampler, allow_failed_diagno
         for a in attempts:
             click.echo(f"  {a.number}. {a.describe()}")
     click.echo(result.format_summary())
+    estimands = result.format_estimands()
+    if estimands:
+        click.echo(estimands)
     gate = result.diagnostics
     click.secho(gate.format(), fg="green" if gate.passed else "red", bold=not gate.passed)
-    click.echo(f"Wrote {out}/ (posterior.nc, summary.csv{', activity_curve.csv' if result.curve is not None else ''}, spec.yaml, provenance.json).")
+    written = ["posterior.nc", "summary.csv", *(name for name in sorted(p.name for p in Path(out).glob("*.csv")) if name != "summary.csv"),
+               "spec.yaml", "provenance.json"]
+    click.echo(f"Wrote {out}/ ({', '.join(written)}).")
     if not gate.passed and not allow_failed_diagnostics:
         sys.exit(3)
 

@@ -68,7 +68,7 @@ from .ladder import Attempt, GateLadder
 from .params import BETA, activity_parameterization
 from .provenance import DataRecord, Provenance
 from .imputed import pointwise_log_likelihood, row_latents
-from .sensitivity import add_log_prior
+from .sensitivity import add_log_prior, prior_sensitivity, sensitivity_verdict
 from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
 
@@ -179,11 +179,36 @@ class FitResult:
         return table.to_latex(index=False, escape=True)
 
     def print_summary(self, style: str = "ascii") -> None:
-        """Print the model, its odds ratios and the gate's verdict; ``style`` as :meth:`format_summary`."""
+        """Print the model, its odds ratios, the estimands beyond them and the gate's verdict; ``style`` as :meth:`format_summary`."""
         print(f"{self.name}: {' + '.join(self.spec.terms_text())}; {self.provenance.data.n_analysed:,} analysed, "
               f"{self.provenance.data.n_events:,} with {self.spec.outcome}")
         print(self.format_summary(style))
+        if self.format_estimands():
+            print(self.format_estimands())
         print(self.diagnostics.format())
+
+    def format_estimands(self) -> str:
+        """The absolute risks with E-values, the effect modification, the spline exposures and the prior-sensitivity verdict, as text."""
+        lines = []
+        if self.absolute_risk is not None and len(self.absolute_risk):
+            lines.append("Absolute risk at mean - 1 SD -> mean + 1 SD (g-computation over the analysed participants, observed sites):")
+            for r in self.absolute_risk.itertuples():
+                nnt = f"; {r.nnt_kind} {r.nnt:.0f}" if isinstance(r.nnt_kind, str) and r.nnt_kind else ""
+                lines.append(f"  {r.term:16s} {100 * r.risk_low:5.1f}% -> {100 * r.risk_high:5.1f}%; RD {r.rd_per_1000:+6.1f} per 1,000 "
+                             f"({r.rd_lo95:+.1f} to {r.rd_hi95:+.1f}); RR {format_or(r.rr, r.rr_lo95, r.rr_hi95)}; "
+                             f"E-value {r.e_value:.2f} (CI {r.e_value_ci:.2f}){nnt}")
+        if self.effect_modification is not None and len(self.effect_modification):
+            lines.append("Effect modification (OR per 2 SD within the stratum; ratio of ORs and RERI against the reference):")
+            for r in self.effect_modification.rename(columns={"or": "or_mid"}).itertuples():
+                extra = "" if pd.isna(r.ratio_of_ors) else (f"; ratio {format_or(r.ratio_of_ors, r.ratio_lo95, r.ratio_hi95)}; "
+                                                          f"RERI {format_or(r.reri, r.reri_lo95, r.reri_hi95)}")
+                lines.append(f"  {r.term:16s} {r.modifier} {str(r.level):8s} OR {format_or(r.or_mid, r.or_lo95, r.or_hi95)}{extra}")
+        if self.exposure_curves is not None:
+            names = ", ".join(dict.fromkeys(self.exposure_curves["term"]))
+            lines.append(f"Dose-response of {names}: exposure_curves.csv (OR against the median on a grid).")
+        if "log_prior" in self.idata.groups():
+            lines.append(sensitivity_verdict(prior_sensitivity(self.idata)))
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         gate = "passed" if self.diagnostics.passed else "<b style='color:#C00000'>FAILED: do not report these estimates</b>"
