@@ -32,6 +32,11 @@ from .latent import ACTIVITY, BANDS, BINARY, CONTINUOUS, DISCRETE, band_cuts, mi
     true_dim, true_z_name
 
 
+#: How a measurement-error exposure's latent is parameterized: ``observation`` (``x_obs + se * z``, the default) or
+#: ``centred`` (``x_true ~ Normal(mu, tau)``); BENCHMARKS.md compares them.
+ME_PARAMETERIZATION = "observation"
+
+
 def spline_basis_pt(u, activity: dict, pieces=None):
     """The activity spline basis (centred, mixed-model columns) at a tensor ``u`` of transformed values: shape (len(u), cols)."""
     left, coef = pieces if pieces is not None else spline_pieces(activity)
@@ -122,10 +127,16 @@ def add_latent(design, eta, beta, activity_coef, model):
         mu = _regression(ex, L.Z, continuous, group)
         tau = pm.HalfNormal(f"{ex}_true_sd", 1.0)
         se = L.measured_se[ex]
-        z = pm.Normal(true_z_name(ex), 0.0, 1.0, dims=true_dim(ex))
-        shift = pt.as_tensor(se) * z
-        x_true = pt.as_tensor(L.measured_obs[ex]) + shift
-        pm.Potential(f"{ex}_true_prior", pm.logp(pm.Normal.dist(mu, tau), x_true).sum())
+        if ME_PARAMETERIZATION == "observation":
+            z = pm.Normal(true_z_name(ex), 0.0, 1.0, dims=true_dim(ex))
+            shift = pt.as_tensor(se) * z
+            x_true = pt.as_tensor(L.measured_obs[ex]) + shift
+            pm.Potential(f"{ex}_true_prior", pm.logp(pm.Normal.dist(mu, tau), x_true).sum())
+        else:  # centred on the prior: x_true ~ Normal(mu, tau), x_obs ~ Normal(x_true, se) (kept to measure against)
+            x_true = pm.Normal(f"{ex}_true", mu, tau, dims=true_dim(ex))
+            pm.Normal(f"{ex}_measured", x_true, se, observed=L.measured_obs[ex])
+            shift = x_true - pt.as_tensor(L.measured_obs[ex])
+            pm.Deterministic(true_z_name(ex), shift / pt.as_tensor(np.maximum(se, 1e-12)), dims=true_dim(ex))
         eta = eta + beta[terms.index(m["term"])] * shift
     return eta, _mixtures(design, discrete)
 

@@ -412,6 +412,10 @@ def cross_validate_sites(
         sites = sorted(group.unique())
         if len(sites) < 2:
             raise BackpainEpiError(f"model '{name}': the run analysed {len(sites)} site(s); holding one out needs two or more.")
+        if r.spec.impute or r.spec.measurement_error:
+            raise BackpainEpiError(f"model '{name}': leave-one-site-out scoring of a model with impute or measurement_error is "
+                                   "not supported (a held-out site's missing and true values have no draws); cross-validate "
+                                   "the same spec without those keys, and compare the two fits by PSIS-LOO.")
         spec = r.spec.with_sampler(draws=draws, tune=tune, chains=chains)
         for k, site in enumerate(sites):
             folds.append(Fold(model=name, fold=k, site=site, spec=spec.with_sampler(seed=spec.sampler.seed + k),

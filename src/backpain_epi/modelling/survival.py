@@ -232,6 +232,8 @@ def survival_analysis(data: str | os.PathLike | pd.DataFrame, spec: str | os.Pat
     _check_exposure(table, exposure, dd)
 
     cox_spec, removed = (spec, []) if birth_cohort else _without_time_scale(spec)
+    # the Cox model is complete case with the exposures as measured: imputation and measurement error are the logistic fit's
+    cox_spec = replace(cox_spec, impute=(), measurement_error={})
     if spec.exposures and TIME_SCALE in spec.exposures:
         raise SurvivalError(f"spec '{spec.name}' has age as an exposure; age is the time scale of the survival analysis.")
     design = make_design(table, cox_spec, dd)
