@@ -23,9 +23,12 @@ def _known():
 def test_the_columns_are_the_dictionarys_exposures_table():
     from backpain_epi.dictionary import load_dictionary
 
+    from backpain_epi.segmentation.uncertainty import SE_COLUMNS, SE_EXPOSURES
+
     dd = load_dictionary()
-    assert [dd.id_column, *EXPOSURE_COLUMNS] == dd.names(table="exposures")
-    assert list(EXPOSURE_COLUMNS[:3]) == dd.primary_exposures
+    assert [dd.id_column, *EXPOSURE_COLUMNS, *SE_COLUMNS] == dd.names(table="exposures")
+    assert list(EXPOSURE_COLUMNS[:3]) == dd.primary_exposures == list(SE_EXPOSURES)
+    assert list(SE_COLUMNS) == dd.names(table="exposures", role="measurement_se")
 
 
 def test_exposures_are_exact_counts_and_means():

@@ -41,3 +41,17 @@ def test_shipped_weights_on_the_independent_family(segmenter, index):
     # the weights before domain randomisation gave a psoas Dice of about 0.25 on this family
     auto, psoas, lmm = _scores(segmenter, make_independent_phantom(SEEDS[index]))
     assert auto >= 0.75 and psoas >= 0.6 and abs(lmm) <= 0.30
+
+
+def test_shipped_weights_carry_their_se_calibration():
+    """The SE factors beside the shipped weights were fitted for them (SHA-256) and say where they were checked."""
+    import json
+
+    from backpain_epi.segmentation.uncertainty import SE_EXPOSURES, calibration_path, load_calibration
+
+    cal = load_calibration(default_weights_path())
+    assert cal.calibrated, cal.note
+    assert set(cal.factors) == set(SE_EXPOSURES) and all(f > 0 for f in cal.factors.values())
+    saved = json.loads(calibration_path(default_weights_path()).read_text())
+    assert saved["fitted_on"]["family"] == "training" and set(saved["validation"]) == {"heldout", "independent"}
+    assert saved["fitted_on"]["seed"] not in {saved["validation"][k]["seed"] for k in saved["validation"]}

@@ -11,7 +11,11 @@ every run, so a killed run leaves no half file and a rerun skips the
 participants already done (failed ones are retried). A
 record remembers what made it (the engine and its settings, the edge erosion,
 and the size and modification time of each input file); a participant whose
-record differs is segmented again.
+record differs is segmented again. The builtin engine also writes a standard error of
+each primary exposure (``lmm_ml_se``, ``intermat_ml_se``, ``imf_pct_se``: see
+:mod:`.uncertainty`; its method and calibration file are part of the record's key);
+the other engines give no voxel probabilities, so their SE columns are missing and
+the record says why.
 
 With ``workers`` the scans run on a local Dask cluster (one process per
 worker, one thread each); with ``scheduler`` on an existing Dask cluster.
@@ -41,6 +45,10 @@ from .exposures import EXPOSURE_COLUMNS, compute_exposures, fat_fraction
 from .io import ScanError, load_dixon, load_volume, save_nifti
 from .network import default_weights_path
 from .output import EXPOSURES_FILE, FAILURE_COLUMNS, FAILURES_FILE, MANIFEST_FILE, file_stamp, label_path, record_path
+from .uncertainty import NO_SE_NOTE, SE_COLUMNS, missing_standard_errors, raw_spread, standard_errors
+
+#: the exposures table: the id column, then these (the data dictionary's ``exposures`` table)
+TABLE_COLUMNS = (*EXPOSURE_COLUMNS, *SE_COLUMNS)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -169,7 +177,8 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
     rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary)
     if not (out / MANIFEST_FILE).exists() or not (out / MANIFEST_FILE).samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
-    state = {r["participant_id"]: _state(out, r, record_key(engine, r, erode)) for r in rows}
+    reuse = not engine.engine_class().gives_probabilities  # the SEs need the probabilities: no label map is reused
+    state = {r["participant_id"]: _state(out, r, record_key(engine, r, erode), reuse) for r in rows}
     todo = [r for r in rows if state[r["participant_id"]] != "done"]
     for r in todo:
         r["_reuse_labels"] = state[r["participant_id"]] == "labels"  # only the erosion changed: the label map stands
@@ -207,14 +216,21 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
     labels_file = label_path(out, pid)
     try:
         pair = load_dixon(row.get("water") or "", row.get("fat") or "")
-        if row.get("_reuse_labels") and labels_file.is_file():
+        probabilities, runner = None, None
+        if row.get("_reuse_labels") and labels_file.is_file():  # never for an engine with probabilities
             labels = np.rint(load_volume(labels_file, "label")[0]).astype(np.uint8)
         else:
-            labels = make_engine(replace(engine, device=_worker_device(engine.device))).segment(pair, row)
+            runner = make_engine(replace(engine, device=_worker_device(engine.device)))
+            labels, probabilities = runner.segment_scan(pair, row)
         ff, reliable = fat_fraction(pair.water, pair.fat)
         exposures = compute_exposures(labels, ff, pair.voxel_ml, reliable, erode=erode, slice_axis=pair.slice_axis)
+        if probabilities is not None:
+            raw = raw_spread(probabilities, ff, pair.voxel_ml, reliable, erode=erode, slice_axis=pair.slice_axis)
+            ses, se_record = standard_errors(raw, runner.calibration), {**runner.calibration.record(), "raw": raw}
+        else:
+            ses, se_record = missing_standard_errors(), {"method": None, "note": NO_SE_NOTE}
         save_nifti(labels_file, labels.astype(np.uint8), pair.affine)
-        record = {"participant_id": pid, "status": "ok", "exposures": exposures}
+        record = {"participant_id": pid, "status": "ok", "exposures": {**exposures, **ses}, "se": se_record}
     except ScanError as exc:
         labels_file.unlink(missing_ok=True)  # no label map of an earlier run beside a failure
         record = {"participant_id": pid, "status": "failed", "reason": str(exc)}
@@ -230,8 +246,9 @@ def process_one(row: dict, *, out, engine=None, erode: int = 0, weights=None, de
 def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild the exposures and failures tables of ``ids`` (manifest order) from the per-participant records.
 
-    The exposures table has the dictionary's id column, then :data:`~.exposures.EXPOSURE_COLUMNS`; its
-    float columns (by the dictionary's types) are rounded to 4 decimals.
+    The exposures table has the dictionary's id column, then :data:`TABLE_COLUMNS` (the exposures and their
+    SEs; a record without SEs gives missing ones); its float columns (by the dictionary's types) are rounded
+    to 4 decimals.
     """
     dd = dictionary or load_dictionary()
     out = Path(out)
@@ -245,8 +262,8 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
             ok.append({dd.id_column: pid, **rec["exposures"]})
         else:
             failed.append(dict(zip(FAILURE_COLUMNS, (pid, rec["reason"]))))
-    exposures = pd.DataFrame(ok, columns=[dd.id_column, *EXPOSURE_COLUMNS])
-    float_cols = [c for c in EXPOSURE_COLUMNS if dd[c].type == "float"]
+    exposures = pd.DataFrame(ok, columns=[dd.id_column, *TABLE_COLUMNS])
+    float_cols = [c for c in TABLE_COLUMNS if dd[c].type == "float"]
     exposures[float_cols] = exposures[float_cols].astype(float).round(4)
     failures = pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
     if len(exposures):
@@ -262,9 +279,9 @@ def collect(out, ids, dictionary=None) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _state(out: Path, row: dict, key: dict) -> str:
+def _state(out: Path, row: dict, key: dict, reuse_labels: bool = True) -> str:
     """``done`` (an ``ok`` record of the same key and its label map), ``labels`` (the same but for the erosion:
-    the exposures are computed again from the label map), or ``todo``."""
+    the exposures are computed again from the label map; ``todo`` instead unless ``reuse_labels``), or ``todo``."""
     pid = row["participant_id"]
     path = record_path(out, pid)
     if not path.exists() or not label_path(out, pid).exists():
@@ -276,7 +293,7 @@ def _state(out: Path, row: dict, key: dict) -> str:
     have, want = rec.get("key") or {}, json.loads(json.dumps(key))
     if rec.get("status") != "ok" or {k: v for k, v in have.items() if k != "erode"} != {k: v for k, v in want.items() if k != "erode"}:
         return "todo"
-    return "done" if have.get("erode") == want["erode"] else "labels"
+    return "done" if have.get("erode") == want["erode"] else "labels" if reuse_labels else "todo"
 
 
 def _worker_device(device: str) -> str:

@@ -36,6 +36,7 @@ from .io import DixonPair, ScanError, load_label_map
 from .network import default_weights_path, load_weights, make_inferer, resolve_device
 from .output import file_stamp
 from .schemes import LabelScheme, load_scheme
+from .uncertainty import METHOD as SE_METHOD, SeCalibration, calibration_path, load_calibration
 
 #: engine name -> "module:Class" (imported only when used: nnU-Net and TotalSegmentator are optional extras)
 ENGINES = {
@@ -117,10 +118,13 @@ class EngineSpec:
 
 def engine_key(spec: EngineSpec) -> dict:
     """The engine and what changes its label maps: the weights or model files (by size and mtime), the folds, the
-    label scheme's mapping; not the device or batch size."""
+    label scheme's mapping, and for the builtin engine the SE method and its calibration file (see
+    :mod:`.uncertainty`); not the device or batch size."""
     key: dict = {"engine": spec.engine}
     if spec.engine == "builtin":
-        key["weights"] = file_stamp(spec.weights or default_weights_path())
+        weights = spec.weights or default_weights_path()
+        key["weights"] = file_stamp(weights)
+        key["se"] = {"method": SE_METHOD, "calibration": file_stamp(calibration_path(weights))}
     if spec.engine == "nnunet":
         folder = Path(spec.model or "").expanduser()
         key["model"] = [file_stamp(folder / name) for name in ("dataset.json", "plans.json")]
@@ -145,9 +149,16 @@ def make_engine(spec: EngineSpec) -> "Engine":
 
 
 class Engine(ABC):
-    """One way of making label maps. Subclasses set :attr:`scheme` and implement :meth:`predict`."""
+    """One way of making label maps. Subclasses set :attr:`scheme` and implement :meth:`predict`.
+
+    An engine that also gives voxel probabilities (:attr:`gives_probabilities`) overrides
+    :meth:`segment_scan` and sets :attr:`calibration`, from which the batch computes the
+    exposures' standard errors (:mod:`.uncertainty`); the others get missing SEs.
+    """
 
     scheme: LabelScheme
+    gives_probabilities: bool = False
+    calibration: SeCalibration | None = None
 
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
@@ -164,21 +175,35 @@ class Engine(ABC):
             raise ScanError(f"the {type(self).__name__} label map {labels.shape} is not on the image grid {pair.water.shape}")
         return self.scheme.apply(labels)
 
+    def segment_scan(self, pair: DixonPair, row: dict) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`segment`'s label map and, where the engine has them, the ``(2, X, Y, Z)`` probabilities of labels
+        1 and 2 on the input grid (``None`` here)."""
+        return self.segment(pair, row), None
+
 
 class BuiltinEngine(Engine):
-    """The package's MONAI UNet (:class:`~backpain_epi.segmentation.infer.Segmenter`)."""
+    """The package's MONAI UNet (:class:`~backpain_epi.segmentation.infer.Segmenter`), with the SE calibration
+    beside its weights (:func:`.uncertainty.load_calibration`)."""
+
+    gives_probabilities = True
 
     def __init__(self, spec: EngineSpec):
         self.segmenter = Segmenter.load(spec.weights, spec.device)
         self.segmenter.inferer = make_inferer(self.segmenter.config, sw_batch_size=spec.batch_size)
         self.scheme = load_scheme("backpain-epi")
+        self.calibration = load_calibration(spec.weights or default_weights_path())
 
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
         load_weights(spec.weights, "cpu")  # a missing or wrong file fails here, naming weights
+        load_calibration(spec.weights or default_weights_path())  # and a broken calibration file
 
     def predict(self, pair, row):
         return self.segmenter.segment(pair)
+
+    def segment_scan(self, pair, row):
+        labels, probabilities = self.segmenter.segment_with_probabilities(pair)
+        return self.scheme.apply(labels), probabilities
 
 
 class LabelsEngine(Engine):

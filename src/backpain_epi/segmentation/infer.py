@@ -66,9 +66,16 @@ class Segmenter:
 
     def segment(self, pair: DixonPair) -> np.ndarray:
         """uint8 label map on the input's own grid (largest connected component per label)."""
+        return self.segment_with_probabilities(pair)[0]
+
+    def segment_with_probabilities(self, pair: DixonPair) -> tuple[np.ndarray, np.ndarray]:
+        """The label map of :meth:`segment` and the probabilities of labels 1 and 2 (the compartment, left and
+        right), ``(2, X, Y, Z)`` float32, both on the input's own grid (what :mod:`.uncertainty` reads)."""
         grid = Grid.plan(pair.water.shape, pair.affine, self.config["spacing_mm"])
-        labels = self.probabilities(pair, grid).argmax(dim=0).numpy().astype(np.uint8)
-        return grid.from_canonical(keep_largest_components(labels))
+        probs = self.probabilities(pair, grid)
+        labels = grid.from_canonical(keep_largest_components(probs.argmax(dim=0).numpy().astype(np.uint8)))
+        compartment = np.stack([grid.from_canonical(probs[k].numpy()) for k in (1, 2)])
+        return labels, compartment
 
 
 def keep_largest_components(labels: np.ndarray, n_labels: int = 4) -> np.ndarray:

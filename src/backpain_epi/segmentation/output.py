@@ -3,7 +3,8 @@
 ``segment_manifest`` writes, under its output folder::
 
     labels/<participant_id>.nii.gz   uint8 label map on the input's grid and affine
-    exposures.csv                    one row per segmented participant (dictionary table ``exposures``)
+    exposures.csv                    one row per segmented participant (dictionary table ``exposures``: the
+                                     exposures, QC, and the SEs of the primary exposures, see :mod:`.uncertainty`)
     failures.csv                     participant_id, reason: the inputs that could not be processed
     manifest.csv                     the manifest as segmented, with absolute paths
     .parts/<participant_id>.json     per-participant records, the basis of resuming
