@@ -58,7 +58,7 @@ def test_table2_numbers_equal_the_summary_csvs(report, full_run, unadjusted_run)
         mine = numeric[numeric["model"] == run.spec.name].set_index("term")
         assert set(mine.index) == set(exposures.index)
         for col in ("or_median", "or_lo95", "or_hi95", "p_or_gt_1", "r_hat", "ess_bulk"):
-            np.testing.assert_array_equal(mine.loc[exposures.index, col].to_numpy(), exposures[col].to_numpy())
+            np.testing.assert_allclose(mine.loc[exposures.index, col].to_numpy(), exposures[col].to_numpy(), rtol=1e-12)
         rows = shown[shown["Model"] == run.spec.name]
         assert len(rows) == len(exposures)
         for (_, row), term in zip(rows.iterrows(), [t for t in numeric["term"].unique() if t in exposures.index]):
