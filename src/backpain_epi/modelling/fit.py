@@ -74,9 +74,10 @@ from .spec import ModelSpec, load_spec
 
 RUN_FILES = ("posterior.nc", "summary.csv", "spec.yaml", "provenance.json")
 CURVE_FILE = "activity_curve.csv"
+EXPOSURE_CURVES_FILE = "exposure_curves.csv"
 #: Files a run folder may hold besides :data:`RUN_FILES`, each read into the FitResult attribute named.
 OPTIONAL_FILES = {CURVE_FILE: "curve", ABSOLUTE_RISK_FILE: "absolute_risk", EFFECT_MODIFICATION_FILE: "effect_modification",
-                  "exposure_curves.csv": "exposure_curves"}
+                  EXPOSURE_CURVES_FILE: "exposure_curves"}
 #: The column of ``summary.csv`` that holds the run id (dropped again by :func:`load_run`).
 RUN_ID_COLUMN = "run_id"
 LOO_DRAWS = 1000
@@ -183,8 +184,9 @@ class FitResult:
         print(f"{self.name}: {' + '.join(self.spec.terms_text())}; {self.provenance.data.n_analysed:,} analysed, "
               f"{self.provenance.data.n_events:,} with {self.spec.outcome}")
         print(self.format_summary(style))
-        if self.format_estimands():
-            print(self.format_estimands())
+        estimands = self.format_estimands()  # once: it runs psens
+        if estimands:
+            print(estimands)
         print(self.diagnostics.format())
 
     def format_estimands(self) -> str:

@@ -164,7 +164,7 @@ def dose_response(ctx: ReportContext) -> SectionOutput:
     if not spline_runs:
         return SectionOutput()
     dd = ctx.dictionary
-    figures, lead, results, verdicts = {}, [], [], []
+    figures, verdicts = {}, []
     curves = pd.concat([r.result.exposure_curves.assign(model=r.name) for r in spline_runs], ignore_index=True)
     for term, sub in curves.groupby("term", sort=False):
         values = ctx.primary.analysed[term] if term in ctx.primary.analysed else ctx.table[term]
@@ -185,14 +185,13 @@ def dose_response(ctx: ReportContext) -> SectionOutput:
         form = "the spline" if best.model == run.name else "the linear form"
         verdicts.append(f"PSIS-LOO prefers {form} ({best.model} over {second.model}: elpd difference {second.elpd_diff:.1f}, "
                         f"SE {second.dse:.1f}{'' if clear else '; less than 2 SE, so not clearly'}).")
-    lead = verdicts
     methods = ("Departure from linearity of an exposure was assessed by entering it as a penalized cubic regression spline "
                "(its linear part with the coefficients' prior, its wiggly part shrunk towards a straight line) and comparing "
                "that model with the linear one by PSIS-LOO.")
     table = curves[["model", "term", "x", "reference", "or_median", "or_lo95", "or_hi95"]]
     return SectionOutput(
         title="Exposure dose–response",
-        lead=lead,
+        lead=verdicts,
         figures=figures,
         tables={"table": TableItem("tableS3_dose_response", table.assign(
             **{"OR (95% CrI)": [format_or(a, b, c) for a, b, c in zip(table.or_median, table.or_lo95, table.or_hi95)]})
