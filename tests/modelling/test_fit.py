@@ -245,6 +245,48 @@ def test_auto_parameterization_follows_the_number_of_events():
     assert activity_parameterization(design("spline", "centred", 5)) == "centred"
 
 
+def test_group_intercepts_are_centred_when_every_group_has_enough_events_and_non_events():
+    from types import SimpleNamespace
+
+    from backpain_epi.modelling.params import GROUP_CENTRED_MIN_EVENTS as N, group_parameterization
+
+    def design(events, non_events):  # two groups: the first with ``events`` / ``non_events``, the second with plenty
+        y = np.r_[np.ones(events), np.zeros(non_events), np.ones(5 * N), np.zeros(5 * N)]
+        group = np.r_[np.zeros(events + non_events, int), np.ones(10 * N, int)]
+        return SimpleNamespace(group=group, y=y, recipe=SimpleNamespace(group_levels=["a", "b"]))
+
+    assert group_parameterization(design(N, N)) == "centred"
+    assert group_parameterization(design(N - 1, 10 * N)) == "noncentred"  # one group short of events is enough
+    assert group_parameterization(design(10 * N, N - 1)) == "noncentred"  # ... or of non-events
+    assert group_parameterization(SimpleNamespace(group=None)) is None
+
+
+def test_centred_group_intercepts_keep_group_z_as_the_standardised_effects(dictionary):
+    """The centred form samples ``group_effect`` ~ Normal(0, group_sd); ``group_z`` (read by the results, the
+    g-computation and cross-validation) is its deterministic ``group_effect / group_sd``."""
+    from backpain_epi.modelling import load_spec
+    from backpain_epi.modelling.params import group_parameterization
+
+    design = make_design(simulate_cohort(n=27518, seed=2025).data, load_spec(MODELS / "paper.yaml", dictionary), dictionary)
+    assert group_parameterization(design) == "centred"
+    model = build_model(design)
+    assert "group_effect" in {v.name for v in model.free_RVs} and "group_z" in {v.name for v in model.deterministics}
+    z, effect, sd = pm.draw([model["group_z"], model["group_effect"], model["group_sd"]], draws=5, random_seed=1)
+    assert z.shape == (5, len(design.recipe.group_levels))
+    np.testing.assert_allclose(z, effect / sd[:, None])
+
+
+def test_the_fast_logistic_equals_scipys():
+    from scipy import special
+
+    from backpain_epi.modelling.imputed import expit
+
+    eta = np.r_[np.linspace(-40, 40, 10001), -745.0, 709.0]
+    np.testing.assert_allclose(expit(eta), special.expit(eta), rtol=1e-12, atol=1e-15)
+    eta.setflags(write=False)  # a new array: the argument is left alone
+    assert expit(eta) is not eta
+
+
 # --------------------------------------------------------------------------- the run folder: whole or not at all
 
 

@@ -138,3 +138,35 @@ def test_a_local_dask_cluster_gives_the_same_result(scans, tmp_path, tiny_weight
     serial = _run(scans, tmp_path / "serial", tiny_weights)
     parallel = _run(scans, tmp_path / "dask", tiny_weights, workers=2)
     pd.testing.assert_frame_equal(parallel.exposures, serial.exposures)
+
+
+def _semicolon_latin1_manifest(path, folder="Müller_scans"):
+    """A manifest as a German spreadsheet exports it: ';' between fields, Latin-1 text (the 'ü' of a folder name)."""
+    lines = ["participant_id;water;fat"] + [f"P{i};{folder}/p{i}_water.nii.gz;{folder}/p{i}_fat.nii.gz" for i in (1, 2)]
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path
+
+
+def test_a_semicolon_latin1_manifest_is_read_with_its_delimiter_and_encoding(tmp_path):
+    manifest = _semicolon_latin1_manifest(tmp_path / "manifest.csv")
+    assert "ü".encode("latin-1") in manifest.read_bytes() and "ü".encode() not in manifest.read_bytes()
+    rows = read_manifest(manifest, sep=";", encoding="latin-1")
+    assert [r["participant_id"] for r in rows] == ["P1", "P2"]
+    assert rows[0]["water"] == str((tmp_path / "Müller_scans" / "p1_water.nii.gz").absolute())
+    assert rows[1]["fat"] == str((tmp_path / "Müller_scans" / "p2_fat.nii.gz").absolute())
+    assert read_manifest(manifest, sep="semicolon", encoding="latin-1") == rows  # the command line's names work too
+
+
+def test_a_semicolon_manifest_read_on_commas_says_which_delimiter_to_give(tmp_path):
+    manifest = _semicolon_latin1_manifest(tmp_path / "manifest.csv")
+    with pytest.raises(InputFileError, match=r"looks semicolon-separated\. .*give the delimiter \(sep=';'\)\.$"):
+        read_manifest(manifest, encoding="latin-1")
+    with pytest.raises(InputFileError, match=r"not valid utf-8 text \(byte 0xfc on line 2\).*\(encoding=latin-1\)"):
+        read_manifest(manifest)  # neither: the encoding is the first thing it meets
+
+
+def test_read_manifest_passes_the_decimal_mark_on(phantom_dir):
+    # decimal commas with the default comma delimiter cannot be: the refusal shows decimal reached read_table
+    with pytest.raises(InputFileError, match="cannot have decimal commas and comma delimiters"):
+        read_manifest(phantom_dir / "manifest.csv", decimal=",")
+    assert len(read_manifest(phantom_dir / "manifest.csv", decimal=".")) == 3

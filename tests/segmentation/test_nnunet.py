@@ -56,6 +56,23 @@ def test_dataset_from_manifest(phantom_dir, tmp_path):
         f"{pid}_{c}.nii.gz" for pid in manifest["participant_id"] for c in ("0000", "0001"))
 
 
+def test_dataset_and_training_read_a_semicolon_latin1_manifest(phantom_dir, tmp_path):
+    """``sep`` and ``encoding`` reach the manifest's reader in write_nnunet_dataset and in train_nnunet's case count."""
+    shutil.copytree(phantom_dir, tmp_path / "Rücken")
+    manifest = pd.read_csv(phantom_dir / "manifest.csv")
+    for col in ("water", "fat", "label"):
+        manifest[col] = "Rücken/" + manifest[col]
+    manifest.to_csv(tmp_path / "m.csv", sep=";", index=False, encoding="latin-1")
+    with pytest.raises(InputFileError, match="not valid utf-8 text"):
+        nnunet.write_nnunet_dataset(tmp_path / "raw", 13, manifest=tmp_path / "m.csv")
+    out = nnunet.write_nnunet_dataset(tmp_path / "raw", 13, manifest=tmp_path / "m.csv", sep=";", encoding="latin-1")
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 3
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == sorted(f"{pid}.nii.gz" for pid in manifest["participant_id"])
+    # the case count is read before any training: three cases are too few for fold 0
+    with pytest.raises(BackpainEpiError, match=r"needs at least 5 cases \(3 given\)"):
+        nnunet.train_nnunet(tmp_path / "model", manifest=tmp_path / "m.csv", fold=0, sep=";", encoding="latin-1")
+
+
 def test_dataset_from_phantoms_water_only(tmp_path):
     out = nnunet.write_nnunet_dataset(tmp_path / "raw", 3, phantoms=(2, 5), channels=("water",), name="Tiny",
                                       phantom_protocol=TINY)

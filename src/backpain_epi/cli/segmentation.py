@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import BackpainEpiError, InputFileError
-from .options import DICTIONARY as _DICTIONARY, wide_pandas
+from .options import DICTIONARY as _DICTIONARY, text_table, wide_pandas
 
 _PATH = click.Path(path_type=Path)
 _DEVICE = click.option("--device", default="auto", show_default=True,
@@ -33,7 +33,8 @@ _WORKERS = click.option("--workers", type=int, default=None, help="Run on a loca
 @click.option("--targets", type=_PATH, default=None,
               help="Table with participant_id, lmm_ml, intermat_ml, imf_pct: one phantom per row carrying those "
                    "exposures (for the imaged slab); --n is then ignored.")
-def phantoms(n, seed, out, protocol, family, targets):
+@text_table
+def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
@@ -42,7 +43,7 @@ def phantoms(n, seed, out, protocol, family, targets):
 
     table = None
     if targets is not None:
-        table = read_table(targets)
+        table = read_table(targets, sep=sep, encoding=encoding, decimal=decimal)
         dd = load_dictionary()
         missing = [c for c in (dd.id_column, *dd.primary_exposures) if c not in table.columns]
         if missing:
@@ -88,9 +89,11 @@ def phantoms(n, seed, out, protocol, family, targets):
               help="--engine nnunet: folder for nnUNet_raw, nnUNet_preprocessed and nnUNet_results (default: temporary).")
 @click.option("--base-features", type=int, default=None, help="--engine nnunet: features of the first stage (nnU-Net: 32).")
 @_DEVICE
+@text_table
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device):
+                            anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device,
+                            sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..segmentation.train import TrainSettings, train_segmenter
@@ -106,7 +109,7 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
         model = train_nnunet(out, manifest=manifest, n_phantoms=None if manifest else (n_phantoms or 40), phantom_seed=seed,
                              configuration=configuration, fold="all" if fold == "all" else _int_option("--fold", fold),
                              trainer=trainer, device=device, work_dir=work_dir,
-                             base_features=base_features)
+                             base_features=base_features, sep=sep, encoding=encoding, decimal=decimal)
         click.echo(f"Wrote the nnU-Net model folder {model}; segment with: backpain-epi segment --engine nnunet --model {model} ...")
         return
 
@@ -125,7 +128,7 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     base = TrainSettings(seed=seed)
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,
-                           n_validation=n_validation, threads=threads)
+                           n_validation=n_validation, threads=threads, sep=sep, encoding=encoding, decimal=decimal)
     val = info.get("validation", {})
     click.echo(f"Wrote {out} ({info['steps']} steps, {info['total_seconds']:.0f} s). "
                + (f"Validation Dice: autochthon {val['dice_autochthon']:.3f}, psoas {val['dice_psoas']:.3f}." if val else ""))
@@ -157,8 +160,9 @@ _ERODE = click.option("--erode", type=int, default=0, show_default=True,
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:8786) to run on.")
 @_WEIGHTS
 @_DICTIONARY
+@text_table
 def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode, device, batch_size, workers, scheduler, weights,
-            dictionary_path):
+            dictionary_path, sep, encoding, decimal):
     """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
@@ -170,7 +174,8 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
                       folds=_parse_folds(folds), checkpoint=checkpoint, label_scheme=label_scheme, device=device,
                       batch_size=batch_size)
     result = segment_manifest(manifest, out, engine=spec, erode=erode, workers=workers,
-                              scheduler=scheduler, dictionary=load_dictionary(dictionary_path))
+                              scheduler=scheduler, dictionary=load_dictionary(dictionary_path), sep=sep, encoding=encoding,
+                              decimal=decimal)
     flagged = int(result.exposures["qc_flag"].sum()) if len(result.exposures) else 0
     click.echo(f"Segmented {result.n_processed} scan(s), skipped {result.n_skipped} already done: "
                f"{len(result.exposures)} in {out / EXPOSURES_FILE} ({flagged} QC-flagged), "
@@ -192,7 +197,9 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
 @_WEIGHTS
 @_DEVICE
 @_WORKERS
-def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, model, label_scheme, erode, weights, device, workers):
+@text_table
+def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, model, label_scheme, erode, weights, device, workers,
+                               sep, encoding, decimal):
     """Score a segmentation engine on held-out phantoms of both families: Dice and exposure errors, pass/fail per target.
 
     With --engine labels the phantoms' own true label maps are scored: the floor that
@@ -205,7 +212,7 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
                       label_scheme=label_scheme, device=device)
     scores, summary = evaluate_segmenter(out, n=n, seed=seed, family=family, manifest=manifest, truth=truth, engine=spec,
-                                         erode=erode, workers=workers)
+                                         erode=erode, workers=workers, sep=sep, encoding=encoding, decimal=decimal)
     with wide_pandas():
         click.echo(f"{len(scores)} scan(s) scored; per scan: {out / 'evaluation.csv'}")
         click.echo(summary.to_string(index=False))

@@ -44,8 +44,9 @@ import pytensor.tensor as pt
 
 from .build_latent import add_latent, mixture_logp
 from .design import Design
-from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_SD, GROUP_Z, INTERCEPT,
-                     SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, smooth_parameterization)
+from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_EFFECT, GROUP_SD, GROUP_Z,
+                     INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, group_parameterization,
+                     smooth_parameterization)
 from .spec import Prior
 
 
@@ -76,6 +77,7 @@ def structure_key(design: Design) -> str | None:
         "shapes": {k: list(v.shape[1:]) for k, v in data.items()}, "groups": len(recipe.group_levels or []),
         "activity": None if act is None else {"basis": act["basis"], **({"L": act["L"], "m": act["m"]} if act["basis"] == "hsgp" else {})},
         "activity_param": activity_parameterization(design), "smooth_param": smooth_parameterization(design),
+        "group_param": group_parameterization(design),
         "smooth_index": recipe.smooth_index().tolist() if design.S is not None else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -142,8 +144,12 @@ def build_model(design: Design) -> pm.Model:
             eta = eta + pt.dot(S, ew)
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
-            z = pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")
-            eta = eta + (sd * z)[data["group_index"]]
+            if group_parameterization(design) == "centred":
+                u = pm.Normal(GROUP_EFFECT, 0.0, sd, dims="group")
+                pm.Deterministic(GROUP_Z, u / sd, dims="group")
+            else:
+                u = sd * pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")
+            eta = eta + u[data["group_index"]]
         mixtures = []
         if design.latent is not None:
             eta, mixtures = add_latent(design, eta, beta, activity_coef, model)

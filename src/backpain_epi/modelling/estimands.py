@@ -39,9 +39,9 @@ import pandas as pd
 
 from ..errors import BackpainEpiError
 from .design import DesignRecipe
-from .params import BETA, GROUP_SD, GROUP_Z
+from .params import BETA
 from .imputed import posterior_weights, risks, row_latents
-from .results import _split_level, _split_top, _thin, draws, eta_from_arrays
+from .results import LinearPredictor, _split_level, _split_top, draws
 
 #: Gauss–Hermite nodes of the integral over a new site's intercept.
 GH_NODES = 5
@@ -97,38 +97,43 @@ def marginal_risk_draws(idata: az.InferenceData, recipe: DesignRecipe, rows: pd.
     ``new_site``: integrate each row's site intercept over Normal(0, group_sd) instead of using its own site's.
     Returns shape (draws,), the draws thinned evenly to ``max_draws``.
     """
-    take = _thin(idata, max_draws)
-    n_draws = len(take)
+    lp = LinearPredictor(idata, recipe, max_draws)
+    take, n_draws = lp.take, len(lp)
     grouped = recipe.group_levels is not None
     if grouped:
-        sd = draws(idata, GROUP_SD)[take]
-        u = draws(idata, GROUP_Z)[take] * sd[:, None]
+        sd, u = lp.group_sd, lp.group_u
         nodes, weights = np.polynomial.hermite_e.hermegauss(GH_NODES)  # probabilists': ∫ f(x) φ(x) dx ≈ Σ w f(x) / √(2π)
         weights = weights / weights.sum()
     chunk = max(1, CHUNK_CELLS // (n_draws * (GH_NODES if new_site and grouped else 1)))
+    # the design arrays of all rows at once (patsy per chunk costs more than the arithmetic); the observed ones
+    # only where marginalised covariates need each row's posterior weights
+    X, A, group = recipe.transform(rows.assign(**setting) if setting else rows)
+    S = recipe.smooth_columns(rows.assign(**setting) if setting else rows)
+    observed = None
     total = np.zeros(n_draws)
     for start in range(0, len(rows), chunk):
-        part = rows.iloc[start:start + chunk]
+        s = slice(start, start + chunk)
+        part = rows.iloc[s]
         lat, post_w = None, None
         if recipe.latent:  # imputed and true values: this draw's; marginalised ones weighted by their posterior probability
             lat = row_latents(idata, recipe, part, take, fixed=tuple(setting or ()))
             if lat.mixtures:
-                X0, A0, g0 = recipe.transform(part)
-                eta0 = eta_from_arrays(idata, recipe, X0, A0, g0, max_draws=max_draws, S=recipe.smooth_columns(part))
+                if observed is None:
+                    observed = (*recipe.transform(rows)[:2], recipe.smooth_columns(rows))
+                X0, A0, S0 = observed
+                eta0 = lp.eta(X0[s], None if A0 is None else A0[s], None if group is None else group[s],
+                              S=None if S0 is None else S0[s])
                 post_w = posterior_weights(part[recipe.spec.outcome].astype(int).to_numpy(), eta0, lat)
-        if setting:
-            part = part.assign(**setting)
-        X, A, group = recipe.transform(part)
-        eta = eta_from_arrays(idata, recipe, X, A, None, max_draws=max_draws, S=recipe.smooth_columns(part))
+        eta = lp.eta(X[s], None if A is None else A[s], None, S=None if S is None else S[s])
         if not grouped:
             total += risks(eta, lat, post_w).sum(axis=1)
         elif new_site:
             for x, w in zip(nodes, weights):
                 total += w * risks(eta + (x * sd)[:, None], lat, post_w).sum(axis=1)
         else:
-            if (group < 0).any():
+            if (group[s] < 0).any():
                 raise BackpainEpiError("g-computation over the observed sites needs rows of the fitted sites only.")
-            total += risks(eta + u[:, group], lat, post_w).sum(axis=1)
+            total += risks(eta + u[:, group[s]], lat, post_w).sum(axis=1)
     return total / len(rows)
 
 

@@ -65,11 +65,11 @@ from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
 from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_risks, effect_modification
 from .ladder import Attempt, GateLadder
-from .params import BETA, activity_parameterization
+from .params import BETA, activity_parameterization, group_parameterization
 from .provenance import DataRecord, Provenance
 from .imputed import pointwise_log_likelihood, row_latents
 from .sensitivity import add_log_prior, prior_sensitivity, sensitivity_verdict
-from .results import activity_curve, eta_from_arrays, exposure_curves, odds_ratio_summary, predict, scale_parameters
+from .results import LinearPredictor, activity_curve, exposure_curves, odds_ratio_summary, predict, scale_parameters
 from .spec import ModelSpec, load_spec
 
 RUN_FILES = ("posterior.nc", "summary.csv", "spec.yaml", "provenance.json")
@@ -552,10 +552,11 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int,
     ll = np.empty((n_draws, design.n), dtype=np.float32)
     if design.recipe.latent and rows is None:
         raise BackpainEpiError("the model has imputed or measurement-error columns: pass the analysed rows to the log-likelihood.")
+    lp = LinearPredictor(thin, design.recipe)
     for start in range(0, design.n, chunk):
         part = slice(start, start + chunk)
-        eta = eta_from_arrays(thin, design.recipe, design.X[part], None if design.A is None else design.A[part],
-                              None if design.group is None else design.group[part], S=None if design.S is None else design.S[part])
+        eta = lp.eta(design.X[part], None if design.A is None else design.A[part],
+                     None if design.group is None else design.group[part], S=None if design.S is None else design.S[part])
         lat = row_latents(thin, design.recipe, rows.iloc[part], np.arange(n_draws)) if design.recipe.latent else None
         ll[:, part] = pointwise_log_likelihood(design.y[part], eta, lat)
     ll = ll.reshape(nchain, len(draw_idx), design.n)
@@ -579,4 +580,5 @@ def _provenance(spec, design: Design, table, source, sampler_info, timings, diag
     return Provenance(model=spec.name, formula=spec.terms_text(), priors={k: str(v) for k, v in spec.priors.items()}, data=data,
                       design=design.recipe.to_dict(), activity_parameterization=activity_parameterization(design),
                       sampler=sampler_info, settings=settings, timings={k: round(v, 2) for k, v in timings.items()},
-                      diagnostics=diagnostics, run_id=run_id, attempts=attempts)
+                      diagnostics=diagnostics, run_id=run_id, attempts=attempts,
+                      group_parameterization=group_parameterization(design))

@@ -156,12 +156,25 @@ def posterior_weights(y: np.ndarray, eta_observed: np.ndarray, lat: RowLatents) 
     return out
 
 
+def expit(eta: np.ndarray) -> np.ndarray:
+    """The logistic function as ``(1 + tanh(eta / 2)) / 2``, in a new array.
+
+    Equal to :func:`scipy.special.expit` to rounding (a test checks it) and about 2.5 times
+    faster on large arrays: the g-computation evaluates it on draws × rows × nodes cells.
+    """
+    p = np.multiply(eta, 0.5)
+    np.tanh(p, out=p)
+    p *= 0.5
+    p += 0.5
+    return p
+
+
 def risks(eta: np.ndarray, lat: RowLatents | None, weights: list[np.ndarray] | None = None) -> np.ndarray:
     """Predicted risk of each row (draws, rows); marginalised rows average their combinations by ``weights``."""
     if lat is None:
-        return special.expit(eta)
+        return expit(eta)
     eta = eta + lat.shift
-    p = special.expit(eta)
+    p = expit(eta)
     for (sel, _, delta), w in zip(lat.mixtures, weights or []):
         p[:, sel] = (w * special.expit(eta[:, sel, None] + delta)).sum(axis=-1)
     return p

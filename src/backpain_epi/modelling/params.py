@@ -12,6 +12,8 @@ from .design import Design
 
 #: Free parameters that are reported or gated, by model part.
 INTERCEPT, BETA, GROUP_SD, GROUP_Z = "intercept", "beta", "group_sd", "group_z"
+#: The centred group intercepts (``group_z`` is then their deterministic ``group_effect / group_sd``).
+GROUP_EFFECT = "group_effect"
 ACT_LIN, SMOOTH_SD, SMOOTH_W = "activity_linear", "smooth_sd", "smooth_w"
 GP_AMP, GP_LS, GP_Z = "gp_amplitude", "gp_lengthscale", "gp_z"
 SMOOTH_Z = "smooth_z"
@@ -31,6 +33,25 @@ def activity_parameterization(design: Design) -> str | None:
     if act.basis == "hsgp":
         return "noncentred"
     return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
+
+
+#: ``auto`` centres the group intercepts when every group has this many events and as many non-events.
+GROUP_CENTRED_MIN_EVENTS = 50
+
+
+def group_parameterization(design: Design) -> str | None:
+    """``centred`` or ``noncentred`` for the group intercepts of ``design`` (``None`` without a group).
+
+    Centred when every group has at least :data:`GROUP_CENTRED_MIN_EVENTS` events and as
+    many non-events: each group's intercept is then pinned down by its own data, where
+    the non-centred form makes the sampler take more leapfrog steps (BENCHMARKS.md).
+    """
+    if design.group is None:
+        return None
+    n_groups = len(design.recipe.group_levels)
+    events = np.bincount(design.group, weights=design.y, minlength=n_groups)
+    rows = np.bincount(design.group, minlength=n_groups)
+    return "centred" if min(events.min(), (rows - events).min()) >= GROUP_CENTRED_MIN_EVENTS else "noncentred"
 
 
 def smooth_parameterization(design: Design) -> str | None:

@@ -52,6 +52,9 @@ class Provenance:
         The design recipe (scaling, levels, activity basis) as a dict, enough to rebuild the design.
     activity_parameterization
         ``centred`` / ``noncentred`` for a spline or HSGP activity term, else ``None``.
+    group_parameterization
+        ``centred`` / ``noncentred`` for the group intercepts (``None`` without a group, and for runs
+        written before the choice existed, which were non-centred).
     sampler, settings, timings
         The sampler used (and why), the draws/tune/chains/seed/target_accept, and seconds per step.
     diagnostics
@@ -78,6 +81,7 @@ class Provenance:
     diagnostics: Diagnostics
     run_id: str = ""
     attempts: tuple[Attempt, ...] = ()
+    group_parameterization: str | None = None
     versions: dict[str, str | None] = field(default_factory=lambda: package_versions(MODELLING_PACKAGES, python=True))
     backpain_epi: str = VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -98,7 +102,8 @@ class Provenance:
         d["data"] = asdict(self.data)
         d["diagnostics"] = self.diagnostics.to_dict()
         d["attempts"] = [a.to_dict() for a in self.attempts]
-        order = ("created", "run_id", "model", "formula", "priors", "data", "design", "activity_parameterization", "sampler", "settings",
+        order = ("created", "run_id", "model", "formula", "priors", "data", "design", "activity_parameterization",
+                 "group_parameterization", "sampler", "settings",
                  "timings", "diagnostics", "attempts", "versions", "backpain_epi")
         return {k: d[k] for k in order}
 

@@ -204,27 +204,62 @@ def eta_from_arrays(idata: az.InferenceData, recipe: DesignRecipe, X: np.ndarray
     """Log-odds draws from design arrays (see :func:`linear_predictor_draws`); group -1 is a new group.
 
     ``S`` holds the penalized columns of the spline exposures (:meth:`DesignRecipe.smooth_columns`), needed when the recipe has any.
+    For many calls on the same posterior (rows in chunks), build one :class:`LinearPredictor` instead.
     """
-    take = _thin(idata, max_draws)
-    eta = draws(idata, INTERCEPT)[take, None] + draws(idata, BETA)[take] @ X.T
-    if recipe.exposure_splines:
-        if S is None:
-            raise ValueError("the model has spline exposures: pass their columns (recipe.smooth_columns) as S")
-        eta += draws(idata, EXP_SMOOTH_W)[take] @ S.T
-    if recipe.activity is not None:
-        if recipe.activity["basis"] == "spline":
-            eta += draws(idata, ACT_LIN)[take, None] * A[:, 0] + (draws(idata, SMOOTH_W))[take] @ A[:, 1:].T
-        else:
-            eta += (draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe))[take] @ A.T
-    if group is not None:
-        sd = draws(idata, GROUP_SD)[take]
-        u = draws(idata, GROUP_Z)[take] * sd[:, None]
-        if (group < 0).any():
-            new = np.random.default_rng(seed).standard_normal(len(u)) * sd
-            eta += np.where(group >= 0, u[:, np.maximum(group, 0)], new[:, None])
-        else:
-            eta += u[:, group]
-    return eta
+    return LinearPredictor(idata, recipe, max_draws).eta(X, A, group, S=S, seed=seed)
+
+
+class LinearPredictor:
+    """The posterior draws of the linear predictor's parameters, taken (and thinned to ``max_draws``) once.
+
+    :meth:`eta` gives the log-odds draws of rows given as design arrays; code that goes
+    through a cohort in row chunks builds one of these rather than reading the draws from
+    the posterior again for every chunk.
+    """
+
+    def __init__(self, idata: az.InferenceData, recipe: DesignRecipe, max_draws: int | None = None):
+        self.recipe = recipe
+        self.take = _thin(idata, max_draws)
+        take = self.take
+        self.intercept = draws(idata, INTERCEPT)[take, None]
+        self.beta = draws(idata, BETA)[take]
+        self.exposure_w = draws(idata, EXP_SMOOTH_W)[take] if recipe.exposure_splines else None
+        self.activity_linear = self.activity_w = None
+        if recipe.activity is not None:
+            if recipe.activity["basis"] == "spline":
+                self.activity_linear, self.activity_w = draws(idata, ACT_LIN)[take, None], draws(idata, SMOOTH_W)[take]
+            else:
+                self.activity_w = (draws(idata, GP_Z) * _hsgp_sqrt_psd(idata, recipe))[take]
+        self.group_sd = self.group_u = None
+        if recipe.group_levels is not None:
+            self.group_sd = draws(idata, GROUP_SD)[take]
+            self.group_u = draws(idata, GROUP_Z)[take] * self.group_sd[:, None]
+
+    def __len__(self) -> int:
+        return len(self.take)
+
+    def eta(self, X: np.ndarray, A: np.ndarray | None, group: np.ndarray | None, *, S: np.ndarray | None = None,
+            seed: int = 0) -> np.ndarray:
+        """Log-odds draws (draws, rows); ``group`` ``None`` leaves the group intercepts out, -1 draws a new group's."""
+        recipe = self.recipe
+        eta = self.intercept + self.beta @ X.T
+        if self.exposure_w is not None:
+            if S is None:
+                raise ValueError("the model has spline exposures: pass their columns (recipe.smooth_columns) as S")
+            eta += self.exposure_w @ S.T
+        if recipe.activity is not None:
+            if self.activity_linear is not None:
+                eta += self.activity_linear * A[:, 0] + self.activity_w @ A[:, 1:].T
+            else:
+                eta += self.activity_w @ A.T
+        if group is not None:
+            u = self.group_u
+            if (group < 0).any():
+                new = np.random.default_rng(seed).standard_normal(len(u)) * self.group_sd
+                eta += np.where(group >= 0, u[:, np.maximum(group, 0)], new[:, None])
+            else:
+                eta += u[:, group]
+        return eta
 
 
 def predict(idata: az.InferenceData, recipe: DesignRecipe, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from ..cohort import analysis_columns
 from ..derived import DERIVED_FROM
 from ..dictionary import DataDictionary
 from ..errors import BackpainEpiError
-from ..modelling.results import eta_from_arrays
+from ..modelling.results import LinearPredictor
 from ..segmentation.exposures import qc_failures
 from ..validation import INVALID_ROWS
 
@@ -261,10 +261,11 @@ def ppc_by_decile(run: ReportRun, *, max_draws: int = 400, seed: int = 0, chunk_
     S = recipe.smooth_columns(df)
     rng = np.random.default_rng(seed)
     events = None
+    lp = LinearPredictor(idata, recipe, max_draws)
     for lo in range(0, len(df), chunk_rows):
         s = slice(lo, lo + chunk_rows)
-        eta = eta_from_arrays(idata, recipe, X[s], None if A is None else A[s], None if group is None else group[s],
-                              seed=seed, max_draws=max_draws, S=None if S is None else S[s])
+        eta = lp.eta(X[s], None if A is None else A[s], None if group is None else group[s], seed=seed,
+                     S=None if S is None else S[s])
         p = special.expit(eta)
         y_rep = rng.random(p.shape) < p
         if events is None:
@@ -301,11 +302,11 @@ def posterior_mean_risk(run: ReportRun, *, max_draws: int = 400, seed: int = 0,
     X, A, group = run.result.recipe.transform(df)
     S = run.result.recipe.smooth_columns(df)
     p = np.empty(len(df))
+    lp = LinearPredictor(run.result.idata, run.result.recipe, max_draws)
     for lo in range(0, len(df), chunk_rows):
         s = slice(lo, lo + chunk_rows)
-        eta = eta_from_arrays(run.result.idata, run.result.recipe, X[s], None if A is None else A[s],
-                              None if group is None else group[s], seed=seed, max_draws=max_draws,
-                              S=None if S is None else S[s])
+        eta = lp.eta(X[s], None if A is None else A[s], None if group is None else group[s], seed=seed,
+                     S=None if S is None else S[s])
         p[s] = special.expit(eta).mean(axis=0)
     return p, df[run.spec.outcome].astype(int).to_numpy()
 

@@ -74,24 +74,30 @@ class BatchResult:
     out: Path
 
 
-def read_manifest(path, *, require_label: bool | str = False, dictionary=None) -> list[dict]:
+def read_manifest(path, *, require_label: bool | str = False, dictionary=None, sep: str | None = None,
+                  encoding: str = "utf-8", decimal: str = ".") -> list[dict]:
     """Read and validate a manifest; return one dict per row with absolute paths.
 
     ``require_label``: ``True`` needs a ``label`` path in every row (training and
     evaluation); ``"column"`` needs the column only (a row without a label fails on
     its own, as a bad scan does).
 
+    ``sep``, ``encoding``, ``decimal``: how the manifest's text is read (see
+    :func:`backpain_epi.tableio.read_table`), e.g. ``sep=";", encoding="latin-1"``
+    for a semicolon-separated Latin-1 export.
+
     Raises
     ------
     InputFileError
-        Unreadable file, unsafe participant ids (they become file names), or no
+        Unreadable file (not in ``encoding``, split on another delimiter than
+        ``sep``, ...), unsafe participant ids (they become file names), or no
         ``label`` path where ``require_label``.
     DataValidationError
         The manifest breaks the dictionary's ``manifest`` table (missing column,
         duplicate id, ...); the report lists every problem.
     """
     path = Path(path)
-    df = read_table(path)
+    df = read_table(path, sep=sep, encoding=encoding, decimal=decimal)
     validate_table(df, "manifest", dictionary, source=str(path)).raise_for_errors()
     bad = [str(p) for p in df["participant_id"] if not _SAFE_ID.match(str(p))]
     if bad:
@@ -116,7 +122,8 @@ def read_manifest(path, *, require_label: bool | str = False, dictionary=None) -
 
 def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=None, label_scheme=None, erode: int = 0,
                      device: str = "auto", batch_size: int = 4, workers: int | None = None,
-                     scheduler: str | None = None, progress: bool = True, dictionary=None) -> BatchResult:
+                     scheduler: str | None = None, progress: bool = True, dictionary=None, sep: str | None = None,
+                     encoding: str = "utf-8", decimal: str = ".") -> BatchResult:
     """Segment the scans of ``manifest`` into ``out``.
 
     Parameters
@@ -124,6 +131,9 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
     manifest
         CSV with ``participant_id``, ``water``, ``fat`` (paths relative to it or absolute),
         and ``label`` for the ``labels`` engine.
+    sep, encoding, decimal
+        How the manifest's text is read (see :func:`read_manifest`); the copy in
+        ``out`` is always written as comma-separated UTF-8.
     engine
         ``builtin``, ``nnunet``, ``totalsegmentator`` or ``labels`` (see :mod:`.engines`),
         or an :class:`~backpain_epi.segmentation.engines.EngineSpec`, which then
@@ -174,7 +184,8 @@ def segment_manifest(manifest, out, *, engine="builtin", weights=None, model=Non
         raise BackpainEpiError("totalsegmentator starts processes of its own, which Dask's daemonic workers cannot: "
                                "run it without workers=N (on a cluster, set distributed.worker.daemon: False and use "
                                "scheduler=ADDRESS).", param="engine")
-    rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary)
+    rows = read_manifest(manifest, require_label="column" if engine.engine == "labels" else False, dictionary=dictionary,
+                         sep=sep, encoding=encoding, decimal=decimal)
     if not (out / MANIFEST_FILE).exists() or not (out / MANIFEST_FILE).samefile(manifest):  # never overwrite the input
         _write_manifest_copy(out, rows)
     reuse = not engine.engine_class().gives_probabilities  # the SEs need the probabilities: no label map is reused

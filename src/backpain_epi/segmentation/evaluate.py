@@ -99,9 +99,31 @@ def summarise(scores: pd.DataFrame, n_failed: int = 0, targets=TARGETS) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def _as_numbers(true: pd.DataFrame, columns, path) -> pd.DataFrame:
+    """``columns`` of the truth table as floats, or an :class:`InputFileError` naming the column and a value."""
+    out = true.copy()
+    for col in columns:
+        try:
+            out[col] = out[col].astype(float)
+        except ValueError:
+            bad = next(v for v in out[col].dropna() if not _is_float(v))
+            hint = " (decimal commas: give decimal=',')" if "," in str(bad) else ""
+            raise InputFileError(f"{path}: {col} {bad!r} is not a number{hint}.", param="truth") from None
+    return out
+
+
+def _is_float(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family: str = "both", manifest=None, truth=None,
                        engine="builtin", weights=None, erode: int = 0, device: str = "auto", workers: int | None = None,
-                       progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       progress: bool = True, sep: str | None = None, encoding: str = "utf-8",
+                       decimal: str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segment phantoms of one or both families (or a manifest with reference labels) and score them against the targets.
 
     Parameters
@@ -116,6 +138,10 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
     manifest, truth
         A manifest with a ``label`` column and a table of true exposures, instead of
         phantoms (scored as family ``manifest`` against the training targets).
+    sep, encoding, decimal
+        How the text of ``manifest`` and ``truth`` is read (see
+        :func:`backpain_epi.tableio.read_table`); the phantoms drawn without a
+        ``manifest`` are read as written.
     engine, weights, erode, device, workers
         As for :func:`~backpain_epi.segmentation.batch.segment_manifest`.
 
@@ -133,25 +159,26 @@ def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family:
             raise BackpainEpiError(f": give the true exposures (a table with {', '.join(truth_columns)}) "
                                    "with manifest=FILE.", param="truth")
         sets = [("manifest", Path(manifest), Path(truth), TARGETS)]
+        reading = {"sep": sep, "encoding": encoding, "decimal": decimal}
     else:
         if family not in (*FAMILY_TARGETS, "both"):
             raise BackpainEpiError(f": {unknown_choice('phantom family', family, (*FAMILY_TARGETS, 'both'))}", param="family")
-        sets = []
+        sets, reading = [], {}  # the package's own files
         for fam in FAMILY_TARGETS if family == "both" else (family,):
             folder = out / fam / "phantoms"
             m = write_phantoms(folder, n, seed, protocol="heldout", family=fam, progress=progress, resume=True)
             sets.append((fam, m, folder / TRUTH_EXPOSURES_FILE, FAMILY_TARGETS[fam]))
     all_scores, summaries = [], []
     for fam, m, t, targets in sets:
-        rows = read_manifest(m, require_label=True)
-        true = read_table(t)
+        rows = read_manifest(m, require_label=True, **reading)
+        true = read_table(t, **reading)
         missing = [c for c in truth_columns if c not in true.columns]
         if missing:  # before any scan is segmented
             raise InputFileError(f"{t}: missing column(s) {', '.join(missing)}.", param="truth")
-        true = true[truth_columns].astype({c: float for c in dd.primary_exposures})
+        true = _as_numbers(true[truth_columns], dd.primary_exposures, t)
         seg_dir = out / fam / "segmentation" if manifest is None else out / "segmentation"
         segment_manifest(m, seg_dir, engine=engine, weights=weights, erode=erode, device=device, workers=workers,
-                         progress=progress)
+                         progress=progress, **reading)
         predicted = SegmentationOutput.read(seg_dir)
         scores = score(predicted, {r["participant_id"]: r["label"] for r in rows}, true)
         all_scores.append(scores.assign(family=fam))

@@ -368,7 +368,8 @@ def nnunet_paths(work_dir):
 
 
 def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=None, channels=CHANNELS,
-                         name: str = "BackpainEpi", label_scheme=None, phantom_protocol="train", progress: bool = False) -> Path:
+                         name: str = "BackpainEpi", label_scheme=None, phantom_protocol="train", progress: bool = False,
+                         sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> Path:
     """Write an nnU-Net v2 raw dataset ``raw_dir/DatasetXXX_<name>`` and return its folder.
 
     Parameters
@@ -385,6 +386,9 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
         ``("water", "fat")`` (channels 0000, 0001) or ``("water",)``.
     label_scheme
         How the manifest's label IDs map to ours (see :mod:`.schemes`); default: they are ours (0–4).
+    sep, encoding, decimal
+        How the manifest's text is read (see :func:`.batch.read_manifest`); the phantoms' manifest
+        is read as written.
 
     Returns
     -------
@@ -408,10 +412,12 @@ def write_nnunet_dataset(raw_dir, dataset_id: int, *, manifest=None, phantoms=No
     if taken:
         raise InputFileError(f"{dataset_id}: {raw_dir / taken[0]} exists; choose another ID or remove it.", param="dataset_id")
     with tempfile.TemporaryDirectory(prefix="backpain_phantoms_") as tmp:
+        reading = {"sep": sep, "encoding": encoding, "decimal": decimal}
         if phantoms is not None:
             n, seed = phantoms
             manifest = write_phantoms(tmp, int(n), seed=int(seed), protocol=phantom_protocol, progress=progress)
-        rows = read_manifest(manifest, require_label=True)
+            reading = {}  # the package's own file
+        rows = read_manifest(manifest, require_label=True, **reading)
         scheme = load_scheme(label_scheme) if label_scheme else None
         out = raw_dir / f"Dataset{int(dataset_id):03d}_{name}"
         try:
@@ -449,7 +455,8 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
                  phantom_protocol="train", channels=CHANNELS, configuration: str = "3d_fullres", fold=0,
                  trainer: str = "nnUNetTrainer", device: str = "cpu", work_dir=None, dataset_id: int = 777,
                  label_scheme=None, gpu_memory_target_gb: float | None = None, base_features: int | None = None,
-                 validate: bool = False, da_processes: int = 0, quiet: bool = True) -> Path:
+                 validate: bool = False, da_processes: int = 0, quiet: bool = True, sep: str | None = None,
+                 encoding: str = "utf-8", decimal: str = ".") -> Path:
     """Train an nnU-Net v2 model on an annotated manifest or phantoms; the model folder for :class:`NnunetEngine`.
 
     Writes the raw dataset (:func:`write_nnunet_dataset`), extracts the fingerprint,
@@ -463,6 +470,8 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
         Where the model folder goes (must not hold a model yet).
     manifest, n_phantoms, phantom_seed, phantom_protocol, channels, label_scheme
         The training data (see :func:`write_nnunet_dataset`).
+    sep, encoding, decimal
+        How the manifest's text is read (see :func:`.batch.read_manifest`).
     configuration, fold, trainer
         As for ``nnUNetv2_train``; ``trainer`` may be one of :data:`TRAINERS`
         (``nnUNetTrainer_Tiny`` for smoke tests) or any nnU-Net trainer.
@@ -497,7 +506,8 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
         raise BackpainEpiError("give either an annotated manifest (manifest=FILE) or phantoms (n_phantoms=N), "
                                "not both or neither.")
     if fold != "all":
-        n_cases = int(n_phantoms) if manifest is None else len(read_manifest(manifest, require_label=True))
+        n_cases = int(n_phantoms) if manifest is None else len(read_manifest(manifest, require_label=True, sep=sep,
+                                                                             encoding=encoding, decimal=decimal))
         if n_cases < 5:
             raise BackpainEpiError(f"{fold}: nnU-Net's 5-fold split needs at least 5 cases ({n_cases} given); "
                                    "pass fold=all (train on all cases) or add cases.", param="fold")
@@ -508,7 +518,8 @@ def train_nnunet(out, *, manifest=None, n_phantoms: int | None = None, phantom_s
         with nnunet_paths(work) as paths:
             dataset = write_nnunet_dataset(paths["nnUNet_raw"], dataset_id, manifest=manifest, channels=channels,
                                            phantoms=None if manifest is not None else (n_phantoms, phantom_seed),
-                                           label_scheme=label_scheme, phantom_protocol=phantom_protocol)
+                                           label_scheme=label_scheme, phantom_protocol=phantom_protocol,
+                                           sep=sep, encoding=encoding, decimal=decimal)
             log = open(work / "nnunet.log", "a", encoding="utf-8") if quiet else None
             with log or contextlib.nullcontext(), contextlib.redirect_stdout(log or sys.stdout):
                 folder = _plan_and_train(int(dataset_id), configuration, fold, cls, torch.device(dev.type), validate,

@@ -121,9 +121,11 @@ def phantom_examples(settings: TrainSettings, progress: bool = True) -> list[dic
     return out
 
 
-def manifest_examples(manifest, config, progress: bool = True) -> list[dict]:
-    """Training examples from a manifest with ``water``, ``fat`` and ``label`` paths (see ``batch.read_manifest``)."""
-    rows = read_manifest(manifest, require_label=True)
+def manifest_examples(manifest, config, progress: bool = True, *, sep: str | None = None, encoding: str = "utf-8",
+                      decimal: str = ".") -> list[dict]:
+    """Training examples from a manifest with ``water``, ``fat`` and ``label`` paths (see ``batch.read_manifest``,
+    which reads it with ``sep``, ``encoding`` and ``decimal``)."""
+    rows = read_manifest(manifest, require_label=True, sep=sep, encoding=encoding, decimal=decimal)
     out = []
     for row in tqdm(rows, desc="training scans", unit="vol", disable=not progress):
         try:
@@ -239,7 +241,8 @@ def validate(network, config, device, n: int, seed: int, protocol: str = "heldou
 
 
 def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None, init_weights=None, device="auto",
-                    n_validation: int = 6, validation_seed: int = 555, threads: int | None = None, progress: bool = True) -> dict:
+                    n_validation: int = 6, validation_seed: int = 555, threads: int | None = None, progress: bool = True,
+                    sep: str | None = None, encoding: str = "utf-8", decimal: str = ".") -> dict:
     """Train (or fine-tune) the segmenter and write its weights to ``out``.
 
     Parameters
@@ -250,6 +253,8 @@ def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None
         :class:`TrainSettings`; defaults reproduce the shipped weights.
     manifest
         Manifest with a ``label`` column: train on these scans instead of phantoms.
+    sep, encoding, decimal
+        How the manifest's text is read (see :func:`.batch.read_manifest`).
     init_weights
         Start from these weights (fine-tuning) instead of a random initialisation.
     device
@@ -269,7 +274,8 @@ def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None
         torch.set_num_threads(threads)
     dev = resolve_device(device) if isinstance(device, str) else device
     start = time.perf_counter()
-    examples = manifest_examples(manifest, settings.config, progress) if manifest else phantom_examples(settings, progress)
+    examples = (manifest_examples(manifest, settings.config, progress, sep=sep, encoding=encoding, decimal=decimal)
+                if manifest else phantom_examples(settings, progress))
     prep_seconds = time.perf_counter() - start
     network, info = train(examples, settings, dev, init_weights, progress)
     info["data_seconds"] = round(prep_seconds, 1)
