@@ -143,6 +143,8 @@ def test_readme_interaction_next_to_its_main_effects_loads(dictionary):
     (["age - 1"], "the model always has an intercept"),
     (["np.logg(bmi)"], "unknown numpy function 'logg'; did you mean 'log'?"),
     (["age +"], "covariate 'age +': not a patsy term"),
+    (["C(age)"], "covariate 'C(age)': age is a continuous column; C(age) would make one indicator per distinct value"),
+    (["sex", "C(bmi):sex"], "C(bmi) would make one indicator per distinct value. Enter it as bmi (per 2 SD)"),
 ])
 def test_unsupported_covariates_are_named_with_what_is_supported(covariates, message, dictionary):
     raw = _raw("unadjusted")
@@ -151,4 +153,4 @@ def test_unsupported_covariates_are_named_with_what_is_supported(covariates, mes
         ModelSpec.from_dict(raw, dictionary, source="my.yaml")
     assert message in str(err.value)
     problem = str(err.value).splitlines()[1]
-    assert "twice" in problem or "a covariate is a column (age), an interaction (age:sex" in problem
+    assert "twice" in problem or "continuous column" in problem or "a covariate is a column (age), an interaction (age:sex" in problem

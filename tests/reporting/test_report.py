@@ -312,7 +312,8 @@ def test_a_cox_model_that_cannot_be_fit_becomes_a_note(full_run, cohort_csv, tmp
 
     monkeypatch.setattr(survival_section, "survival_analysis", fail)
     rep = build_report([full_run.out], cohort_csv[0], out=tmp_path / "rep", progress=False)
-    assert any(n.startswith("Survival analysis not shown: the Cox model") for n in rep.notes)
+    assert any(n.startswith("Survival analysis not shown (report --no-survival leaves the section out): the Cox model")
+               for n in rep.notes)
     html = rep.index.read_text(encoding="utf-8")
     assert 'id="survival"' not in html and "did not converge" in html and "Table 1" in html
 

@@ -310,6 +310,17 @@ def term_variables(term: str) -> list[str]:
     return names
 
 
+def _categorised(term: str) -> list[str]:
+    """Columns a term puts in ``C(...)``: ``"C(site):age"`` gives ``["site"]`` (an unparsable term gives none)."""
+    try:
+        tree = ast.parse(term.replace(":", "*"), mode="eval")
+    except SyntaxError:
+        return []
+    return [node.args[0].id for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C"
+            and node.args and isinstance(node.args[0], ast.Name)]
+
+
 def patsy_terms(term: str) -> list[patsy.Term]:
     """The model terms a covariate adds (``"age*sex"`` gives age, sex and age:sex); :class:`SpecError` if unsupported."""
     refuse = f"covariate {term!r}: {{}}; a covariate is {SUPPORTED_TERMS}."
@@ -565,6 +576,11 @@ class _SpecReader:
             return term
         for name in names:
             self._column(name, f"covariate {term!r}", roles=("covariate", "exposure"))
+        for name in _categorised(term):
+            if name in self.dd and self.dd[name].type == "float":
+                self.problems.append(f"covariate {term!r}: {name} is a continuous column; C({name}) would make one indicator "
+                                     f"per distinct value. Enter it as {name} (per 2 SD), a transform of it (np.log({name}), "
+                                     f"I({name}**2)), or derive a categorical column from it first")
         return term
 
     def _activity(self, raw: Any) -> ActivityTerm | None:

@@ -52,8 +52,9 @@ def survival(ctx: ReportContext) -> SectionOutput:
     table, dd = ctx.table, ctx.dictionary
     if not ctx.options.survival:
         return SectionOutput()
+    leave_out = " (report --no-survival leaves the section out)"
     if ONSET not in table.columns or not table[ONSET].notna().any():
-        return SectionOutput(notes=[f"Survival analysis not run: the table has no {ONSET} values."])
+        return SectionOutput(notes=[f"Survival analysis not run: the table has no {ONSET} values{leave_out}."])
     spec = {"spec": ctx.options.survival_spec} if ctx.options.survival_spec is not None else {}
     try:
         with warnings.catch_warnings():
@@ -61,9 +62,9 @@ def survival(ctx: ReportContext) -> SectionOutput:
             result = survival_analysis(table, exposure=ctx.km_exposure, dictionary=dd,
                                        exclude_invalid_rows=ctx.options.exclude_invalid_rows, **spec)
     except SurvivalError as exc:  # a sensitivity analysis that cannot be fit does not block the report
-        return SectionOutput(notes=[f"Survival analysis not shown: {exc}"])
+        return SectionOutput(notes=[f"Survival analysis not shown{leave_out}: {exc}"])
     except DataValidationError as exc:  # an error in a column of the survival spec only (the others were checked on loading)
-        return SectionOutput(notes=[f"Survival analysis not shown: {str(exc).splitlines()[0]}"])
+        return SectionOutput(notes=[f"Survival analysis not shown{leave_out}: {str(exc).splitlines()[0]}"])
     hr = result.hazard_ratios
     return SectionOutput(
         tables={
