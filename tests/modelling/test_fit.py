@@ -46,6 +46,8 @@ def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
     assert p["versions"]["pymc"] and p["versions"]["nutpie"] and p["timings"]["sampling_s"] > 0
     assert p["priors"]["smooth_sd"] == "halfnormal(1)"
     assert p["activity_parameterization"] == "noncentred"  # auto: about 660 events, below CENTRED_MIN_EVENTS
+    assert p["group_parameterization"] in ("centred", "noncentred")
+    assert p["sampler"]["options"]["low_rank_modified_mass_matrix"] is True and p["sampler"]["options"]["free_parameters"] < 100
     assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
     assert {c["name"] for c in p["diagnostics"]["checks"]} == {"R-hat", "bulk ESS", "divergences", "E-BFMI"}
     assert Provenance.from_dict(p) == full_run.provenance  # the typed provenance is the file, both ways

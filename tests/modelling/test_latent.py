@@ -255,6 +255,11 @@ def test_fit_with_imputation_and_measurement_error_round_trips(mar_table, dictio
         assert float(post["bmi_missing"].mean()) == pytest.approx(rows["bmi"].mean(), rel=0.2)
         assert float(post["met_min_week_missing"].min()) >= 0
     assert "diabetes_p_missing" in post and "lmm_ml_true_z" in post
+    from backpain_epi.modelling.sample import LOW_RANK_MAX_DIM
+
+    options = result.provenance.sampler["options"]  # hundreds of latent values: low rank only up to LOW_RANK_MAX_DIM
+    assert options["free_parameters"] > len(rows)  # a true lmm_ml per row, and the imputed values
+    assert options["low_rank_modified_mass_matrix"] is (options["free_parameters"] <= LOW_RANK_MAX_DIM)
     assert result.idata.log_likelihood["cbp"].sizes["cbp_dim_0"] == len(rows)
     assert result.absolute_risk is not None and np.isfinite(result.absolute_risk["rd_per_1000"]).all()
     again = load_run(tmp_path / "run")

@@ -11,6 +11,9 @@ Two measured costs shape this module (BENCHMARKS.md, "Modelling"):
   intercept and the site effects; a diagonal mass matrix needed about 20
   leapfrog steps per draw (23 at target_accept 0.9). nutpie's low-rank modified
   mass matrix captures these directions and brings it to about 8 (13 at 0.9).
+  Its adaptation costs per draw in proportion to the number of parameters: a
+  model with latent values (imputation, measurement error: thousands of them)
+  sampled twice as fast with the diagonal one (:data:`LOW_RANK_MAX_DIM`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class SamplerFallbackWarning(BackpainEpiWarning):
 
 #: Compiled nutpie models of this process by :func:`~backpain_epi.modelling.build.structure_key`, most recent last.
 _COMPILED: OrderedDict[str, object] = OrderedDict()
+#: Models with more free parameters than this use nutpie's diagonal mass matrix: at 10,000 rows with imputed
+#: activity and BMI (about 3,500 parameters) the low-rank one took 15.6 s for 300 draws at 40 leapfrog steps per
+#: draw, the diagonal 7.4 s at 34 (BENCHMARKS.md).
+LOW_RANK_MAX_DIM = 500
 #: Compiled models kept at most (each holds its own copy of the data it was last given).
 COMPILED_CACHE_SIZE = 8
 
@@ -84,12 +91,13 @@ def _nutpie(model, settings: SamplerSettings, cores: int, progress: bool, info: 
     compiled = cache["nutpie"]
     info["timings"]["compile_s"] = time.perf_counter() - t
     t = time.perf_counter()
+    low_rank = bool(compiled.n_dim <= LOW_RANK_MAX_DIM)
     idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=cores,
                           seed=settings.seed, target_accept=settings.target_accept, progress_bar=progress,
-                          low_rank_modified_mass_matrix=True, save_warmup=False)
+                          low_rank_modified_mass_matrix=low_rank, save_warmup=False)
     info["timings"]["sampling_s"] = time.perf_counter() - t
     info["version"] = nutpie.__version__
-    info["options"] = {"backend": "numba", "low_rank_modified_mass_matrix": True}
+    info["options"] = {"backend": "numba", "low_rank_modified_mass_matrix": low_rank, "free_parameters": int(compiled.n_dim)}
     return idata
 
 
