@@ -51,15 +51,26 @@ from .spec import Prior
 
 
 #: The data containers of a model without latent values, by name (see :func:`model_data`).
-DATA_NAMES = ("X", "A", "S", "group_index", "y")
+DATA_NAMES = ("X", "A", "A_linear", "A_smooth", "S", "group_index", "y")
 
 
 def model_data(design: Design) -> dict[str, np.ndarray] | None:
-    """The arrays of ``design`` as its model's ``pm.Data`` containers hold them; ``None`` for a model with latent values."""
+    """The arrays of ``design`` as its model's ``pm.Data`` containers hold them; ``None`` for a model with latent values.
+
+    Each container is one C-contiguous array that the graph uses whole: a spline's linear
+    column and its penalized columns are two containers, not slices of one. A slice
+    (``A[:, 1:]``) of a container is strided at run time, and the compiled gradient then
+    copies it at every evaluation: the per-gradient cost was about 50 % higher (BENCHMARKS.md).
+    """
     if design.latent is not None:
         return None
-    arrays = {"X": design.X, "A": design.A, "S": design.S, "group_index": design.group, "y": design.y}
-    return {k: v for k, v in arrays.items() if v is not None}
+    arrays = {"X": design.X, "S": design.S, "group_index": design.group, "y": design.y}
+    act = design.recipe.activity
+    if act is not None and act["basis"] == "spline":
+        arrays |= {"A_linear": design.A[:, 0], "A_smooth": design.A[:, 1:]}
+    else:
+        arrays["A"] = design.A
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items() if v is not None}
 
 
 def structure_key(design: Design) -> str | None:
@@ -73,7 +84,7 @@ def structure_key(design: Design) -> str | None:
     recipe, spec = design.recipe, design.recipe.spec
     act = recipe.activity
     parts = {
-        "version": 1, "outcome": spec.outcome, "terms": design.terms, "priors": {k: str(v) for k, v in spec.priors.items()},
+        "version": 2, "outcome": spec.outcome, "terms": design.terms, "priors": {k: str(v) for k, v in spec.priors.items()},
         "shapes": {k: list(v.shape[1:]) for k, v in data.items()}, "groups": len(recipe.group_levels or []),
         "activity": None if act is None else {"basis": act["basis"], **({"L": act["L"], "m": act["m"]} if act["basis"] == "hsgp" else {})},
         "activity_param": activity_parameterization(design), "smooth_param": smooth_parameterization(design),
@@ -83,8 +94,12 @@ def structure_key(design: Design) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_model(design: Design) -> pm.Model:
-    """PyMC model of ``design`` with the priors of its spec; the outcome is named after the spec's outcome."""
+def build_model(design: Design, *, shared: bool = False) -> pm.Model:
+    """PyMC model of ``design`` with the priors of its spec; the outcome is named after the spec's outcome.
+
+    ``shared``: the data in ``pm.Data`` containers (:func:`model_data`), so that the compiled model can be
+    given other rows (cross-validation folds); otherwise constants, which sample faster.
+    """
     spec, recipe = design.recipe.spec, design.recipe
     coords = {"term": design.terms}
     if design.group is not None:
@@ -98,12 +113,14 @@ def build_model(design: Design) -> pm.Model:
         index = recipe.smooth_index()
         coords["exposure_basis"] = [f"{e}_b{j}" for i, e in enumerate(recipe.exposure_splines) for j in range(int((index == i).sum()))]
     with pm.Model(coords=coords) as model:
-        shared = model_data(design)
-        if shared is not None:
-            data = {name: pm.Data(name, values) for name, values in shared.items()}
+        containers = model_data(design) if shared else None
+        if containers is not None:
+            data = {name: pm.Data(name, values) for name, values in containers.items()}
         else:
             data = {k: pt.as_tensor(v) for k, v in {"X": design.X, "A": design.A, "S": design.S}.items() if v is not None}
             data |= {"group_index": design.group, "y": design.y}
+        if "A" in data and act is not None and act["basis"] == "spline":
+            data |= {"A_linear": data["A"][:, 0], "A_smooth": data["A"][:, 1:]}
         X, A, S = data["X"], data.get("A"), data.get("S")
         intercept = _prior(INTERCEPT, spec.priors["intercept"])
         beta = _prior(BETA, spec.priors["coefficients"], dims="term")
@@ -116,7 +133,7 @@ def build_model(design: Design) -> pm.Model:
                 w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
             else:
                 w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
-            eta = eta + lin * A[:, 0] + pt.dot(A[:, 1:], w)
+            eta = eta + lin * data["A_linear"] + pt.dot(data["A_smooth"], w)
             activity_coef = (lin, w)
         elif act is not None:
             amp = _prior(GP_AMP, spec.priors["gp_amplitude"])

@@ -160,7 +160,7 @@ def fit_fold(fold: Fold) -> dict:
         warnings.simplefilter("ignore", GateFailedWarning)  # recorded per fold (gate_passed)
         warnings.simplefilter("ignore", DataQualityWarning)  # the table was checked when the run was fit
         res = fit_model(fold.train, fold.spec, dictionary=fold.dictionary, progress=False, ladder=False, loo_draws=1,
-                        include_qc_flagged=fold.include_qc_flagged, estimands=False)
+                        include_qc_flagged=fold.include_qc_flagged, estimands=False, reuse_compiled=True)
     X, A, _ = res.recipe.transform(fold.test)
     eta = eta_from_arrays(res.idata, res.recipe, X, A, None, S=res.recipe.smooth_columns(fold.test))
     y = fold.test[fold.spec.outcome].to_numpy(dtype=float)

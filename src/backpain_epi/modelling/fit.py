@@ -244,6 +244,7 @@ def fit_model(
     decimal: str = ".",
     ladder: GateLadder | bool | None = None,
     estimands: bool = True,
+    reuse_compiled: bool = False,
 ) -> FitResult:
     """Validate ``data``, build the model of ``spec``, sample it, check it and (with ``out``) save the run.
 
@@ -284,6 +285,11 @@ def fit_model(
     estimands
         Compute the absolute risks, the effect modification and the log prior (for the prior
         sensitivity check); ``False`` skips them, for refits used only to predict (cross-validation).
+    reuse_compiled
+        Keep the model's data in ``pm.Data`` containers and reuse a model of the same structure compiled
+        earlier in this process (nutpie's ``with_data``): for many fits of one spec on other rows, as the
+        folds of a cross-validation. ``False`` (the default) compiles the data in as constants, which
+        samples about 20 % faster per gradient (BENCHMARKS.md) but compiles every fit.
 
     Returns
     -------
@@ -302,7 +308,7 @@ def fit_model(
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
-    idata, sampler_info, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress)
+    idata, sampler_info, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress, reuse_compiled)
     last = attempts[-1]
     spec = spec.with_sampler(**{k: last.settings[k] for k in ("draws", "tune", "target_accept")})
     diagnostics = last.diagnostics
@@ -454,7 +460,7 @@ def _check_run_ids(run: Path, provenance: Provenance, idata: az.InferenceData, s
                          f"files were copied in. Refit the run: `backpain-epi fit --out {run}`.")
 
 
-def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, progress: bool):
+def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, progress: bool, reuse: bool = False):
     """Sample the model of ``design`` with the spec's settings, then along ``ladder`` while the gate fails.
 
     Returns the last attempt's InferenceData and sampler record, and every :class:`Attempt`.
@@ -463,8 +469,8 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
     from .build import build_model, model_data, structure_key
     from .sample import sample_model
 
-    model = build_model(design)
-    key, data = structure_key(design), model_data(design)
+    model = build_model(design, shared=reuse)
+    key, data = (structure_key(design), model_data(design)) if reuse else (None, None)
     var_names = [BETA, *scale_parameters(design.recipe)]
     cache: dict = {}  # the compiled model, shared by the attempts
     attempts: list[Attempt] = []
