@@ -5,7 +5,10 @@ and a random intercept per group::
 
     logit P(cbp = 1) = intercept + X @ beta + f(activity) + group_sd * group_z[group]
 
-- The group intercept is non-centred (``group_z ~ Normal(0, 1)``).
+- The group intercepts are centred (``group_effect ~ Normal(0, group_sd)``, with ``group_z`` their
+  deterministic ``group_effect / group_sd``) when every group has enough events and non-events
+  (:func:`~backpain_epi.modelling.params.group_parameterization`), non-centred
+  (``group_z ~ Normal(0, 1)``) otherwise.
 - A spline exposure (``{intermat_ml: spline}``) adds ``S_e @ w_e`` to its linear column of
   ``X``, with ``w_e ~ Normal(0, exposure_smooth_sd[e])`` (centred or not as for the activity
   spline's ``auto``).
@@ -57,10 +60,10 @@ DATA_NAMES = ("X", "A", "A_linear", "A_smooth", "S", "group_index", "y")
 def model_data(design: Design) -> dict[str, np.ndarray] | None:
     """The arrays of ``design`` as its model's ``pm.Data`` containers hold them; ``None`` for a model with latent values.
 
-    Each container is one C-contiguous array that the graph uses whole: a spline's linear
-    column and its penalized columns are two containers, not slices of one. A slice
-    (``A[:, 1:]``) of a container is strided at run time, and the compiled gradient then
-    copies it at every evaluation: the per-gradient cost was about 50 % higher (BENCHMARKS.md).
+    Each container is one C-contiguous array that the graph uses whole (a spline's linear column
+    and its penalized columns are two containers, not slices of one). Containers cost about 20 %
+    per gradient against constants whatever their layout (BENCHMARKS.md), so only fits that reuse
+    compiled models (``build_model(shared=True)``) have them.
     """
     if design.latent is not None:
         return None

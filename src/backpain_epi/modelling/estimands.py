@@ -107,8 +107,9 @@ def marginal_risk_draws(idata: az.InferenceData, recipe: DesignRecipe, rows: pd.
     chunk = max(1, CHUNK_CELLS // (n_draws * (GH_NODES if new_site and grouped else 1)))
     # the design arrays of all rows at once (patsy per chunk costs more than the arithmetic); the observed ones
     # only where marginalised covariates need each row's posterior weights
-    X, A, group = recipe.transform(rows.assign(**setting) if setting else rows)
-    S = recipe.smooth_columns(rows.assign(**setting) if setting else rows)
+    counterfactual = rows.assign(**setting) if setting else rows
+    X, A, group = recipe.transform(counterfactual)
+    S = recipe.smooth_columns(counterfactual)
     observed = None
     total = np.zeros(n_draws)
     for start in range(0, len(rows), chunk):
