@@ -41,7 +41,7 @@ class SamplerFallbackWarning(BackpainEpiWarning):
 #: Compiled nutpie models of this process by :func:`~backpain_epi.modelling.build.structure_key`, most recent last.
 _COMPILED: OrderedDict[str, object] = OrderedDict()
 #: Models with more free parameters than this use nutpie's diagonal mass matrix: at 10,000 rows with imputed
-#: activity and BMI (about 3,500 parameters) the low-rank one took 15.6 s for 300 draws at 40 leapfrog steps per
+#: activity and BMI (thousands of parameters) the low-rank one took 15.6 s for 300 draws at 40 leapfrog steps per
 #: draw, the diagonal 7.4 s at 34 (BENCHMARKS.md).
 LOW_RANK_MAX_DIM = 500
 #: Compiled models kept at most (each holds its own copy of the data it was last given).
