@@ -27,13 +27,15 @@ and a random intercept per group::
 A spec's ``impute`` and ``measurement_error`` add the latent part of :mod:`.build_latent`.
 
 Priors come from the spec. The model has no per-row deterministics, so the cost of a
-gradient is one pass over the rows. A model without latent values keeps its data in
-``pm.Data`` containers (:data:`DATA_NAMES`): two designs with the same
-:func:`structure_key` (terms, bases, number of sites, priors, parameterization) give
-the same graph, so a compiled model is reused for the other with nutpie's
-``with_data`` (:mod:`.sample`): the gate ladder, cross-validation folds, a refit on
-new data. A model with latent values (imputation, measurement error) keeps them as
-constants, since its graph depends on which rows are missing.
+gradient is one pass over the rows. By default the data are constants of the graph, which
+samples about 20 % faster per gradient than ``pm.Data`` containers (BENCHMARKS.md); the gate
+ladder's attempts share one compiled model either way. ``build_model(shared=True)`` keeps the
+data of a model without latent values in containers (:func:`model_data`) instead: two designs
+with the same :func:`structure_key` (terms, bases, number of sites, priors, parameterization)
+then give the same graph, and a compiled model is reused for the other with nutpie's
+``with_data`` (:mod:`.sample`), as the cross-validation folds do. A model with latent values
+(imputation, measurement error) always keeps its data as constants, since its graph depends on
+which rows are missing.
 """
 
 from __future__ import annotations
@@ -51,10 +53,6 @@ from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, G
                      INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, group_parameterization,
                      smooth_parameterization)
 from .spec import Prior
-
-
-#: The data containers of a model without latent values, by name (see :func:`model_data`).
-DATA_NAMES = ("X", "A", "A_linear", "A_smooth", "S", "group_index", "y")
 
 
 def model_data(design: Design) -> dict[str, np.ndarray] | None:
