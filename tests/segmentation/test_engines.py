@@ -222,6 +222,10 @@ def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, 
     assert res.exit_code == 2 and "--folds x: expected comma-separated fold numbers" in res.output
     res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fraction", "1.5"])
     assert res.exit_code == 2 and "--synth-fraction 1.5: a probability between 0 and 1" in res.output
+    res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fat-gain", "3", "1"])
+    assert res.exit_code == 2 and "--synth-fat-gain 3 1: the fat/water gain range needs 0 < LO <= HI" in res.output
+    res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fat-leak", "0.9"])
+    assert res.exit_code == 2 and "--synth-fat-leak 0.9: the fat leak is a share" in res.output
     res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "totalsegmentator",
                      "--workers", "2"])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output

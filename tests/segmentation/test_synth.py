@@ -146,3 +146,33 @@ def test_anatomy_variant_2_adds_intermat_geometry_and_leaves_variant_1_alone():
     assert fat[0] != fat[1]
     with pytest.raises(BackpainEpiError, match="^variant: unknown anatomy variant 3"):
         anatomy_bank(1, 1, progress=False, variant=3)
+
+
+def test_t1_weighted_fat_gain_and_leak_change_the_appearance_and_default_patches_stay_as_they_were(anatomy):
+    from backpain_epi.errors import BackpainEpiError
+    from backpain_epi.segmentation.synth import PD_FAT_GAIN, T1_FAT_GAIN
+
+    default, explicit = SynthRenderer(CONFIG), SynthRenderer(CONFIG, fat_gain=PD_FAT_GAIN, fat_leak=0.0)
+    a, b = default(anatomy, np.random.default_rng(4)), explicit(anatomy, np.random.default_rng(4))
+    assert torch.equal(a["image"], b["image"])  # the stages' earlier patches reproduce
+    pd_r, t1_r, leak_r = SynthRenderer(CONFIG), SynthRenderer(CONFIG, fat_gain=T1_FAT_GAIN), SynthRenderer(CONFIG, fat_leak=0.3)
+    fat, lean = TISSUES["subcutaneous_fat"], (TISSUES["psoas_left"], TISSUES["psoas_right"])
+    ratios = {"pd": [], "t1": []}
+    for seed in range(16):
+        tissue, _ = pd_r._sample_geometry(anatomy, np.random.default_rng(seed))
+        muscle, subcut = torch.isin(tissue, torch.tensor(lean)), tissue == fat
+        if muscle.sum() < 5 or subcut.sum() < 5:
+            continue
+        for name, r in (("pd", pd_r), ("t1", t1_r)):
+            w, f = r._appearance(tissue, np.random.default_rng(1000 + seed))
+            ratios[name].append(float((w + f)[subcut].mean() / (w + f)[muscle].mean()))
+        w0, f0 = pd_r._appearance(tissue, np.random.default_rng(seed))
+        w1, f1 = leak_r._appearance(tissue, np.random.default_rng(seed))
+        assert torch.allclose(w0 + f0, w1 + f1, atol=1e-6)  # the leak moves signal, it makes none
+        assert float((w1 - w0)[subcut].mean()) > 0 and bool((f1 <= f0 + 1e-7).all())
+    assert len(ratios["pd"]) >= 8
+    # T1 weighting: fat well above muscle water per proton, beyond what proton-density-like draws give
+    assert max(ratios["t1"]) > 1.3 * max(ratios["pd"]) and np.median(ratios["t1"]) > np.median(ratios["pd"])
+    for bad in ({"fat_gain": (2.0, 1.0)}, {"fat_gain": (0.0, 1.0)}, {"fat_leak": 0.9}):
+        with pytest.raises(BackpainEpiError, match="fat_(gain|leak) .*(0 < LO <= HI|between 0 and 0.5)"):
+            SynthRenderer(CONFIG, **bad)

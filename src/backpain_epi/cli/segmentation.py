@@ -77,6 +77,11 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
               help="Anatomies: 1 the wide habitus; 2 also InterMAT from the core to the edge and along septa.")
 @click.option("--flip-z", type=float, default=0.0, show_default=True,
               help="Probability of mirroring a training patch head to foot (the phantoms' psoas grows cranially).")
+@click.option("--synth-fat-gain", type=(float, float), default=(0.74, 1.35), show_default=True, metavar="LO HI",
+              help="Range of the domain-randomised patches' fat/water signal gain (log-uniform); 0.74 3 also covers "
+                   "T1-weighted gradient-echo Dixon, where fat is 1.5-3x brighter than muscle water per proton.")
+@click.option("--synth-fat-leak", type=float, default=0.0, show_default=True,
+              help="Largest share of the fat signal leaking into the water image in domain-randomised patches.")
 @click.option("--engine", type=click.Choice(["builtin", "nnunet"]), default="builtin", show_default=True,
               help="builtin: the package's UNet (--out is a .pt file); nnunet: write an nnU-Net v2 raw dataset from "
                    "--manifest or --n-phantoms phantoms, plan, preprocess and train it (--out is the model folder for "
@@ -92,10 +97,11 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
 @text_table
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, anatomy_variant, flip_z, engine, configuration, fold, trainer, work_dir, base_features, device,
+                            anatomy_cache, anatomy_variant, flip_z, synth_fat_gain, synth_fat_leak, engine, configuration, fold, trainer, work_dir, base_features, device,
                             sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..segmentation.synth import check_fat_gain, check_fat_leak
     from ..segmentation.train import TrainSettings, train_segmenter
 
     if engine == "nnunet":
@@ -124,7 +130,8 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
         raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
                    synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z,
-                   anatomy_variant=int(anatomy_variant))
+                   anatomy_variant=int(anatomy_variant), synth_fat_gain=check_fat_gain(synth_fat_gain, "synth_fat_gain"),
+                   synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"))
     base = TrainSettings(seed=seed)
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,

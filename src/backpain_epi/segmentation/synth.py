@@ -16,7 +16,9 @@ tissue-class maps whose *appearance is drawn anew for every sample*:
 3. **Appearance**: per tissue class a proton density and a fat fraction drawn within
    physical bounds (:data:`APPEARANCE`: fat bright in the fat image and dark in the
    water image, muscle the reverse), with smooth texture; ``water = pd (1 − ff) g_w``,
-   ``fat = pd ff g_f`` with water and fat gains that differ by up to ±35 %.
+   ``fat = pd ff g_f`` with a fat/water gain drawn per patch (by default within ±35 %;
+   ``fat_gain`` widens it to the T1 weighting of gradient-echo Dixon), and optionally
+   a share of the fat signal leaking into the water image (``fat_leak``).
 4. **Acquisition**: a bias field, the scan's own voxel size (in-plane 0.9–2.6 mm,
    slices 2.5–6.5 mm) by exact partial-volume averaging, Rician noise, a field of view
    that may crop the body or end the slab, then the network grid by the same
@@ -70,6 +72,29 @@ APPEARANCE = {
 #: tissue classes that share one draw (the two sides of a structure look alike in one scan)
 _SAME = {"psoas_right": "psoas_left", "lean_right": "lean_left", "intermat_right": "intermat_left"}
 RENDER_MM = (1.0, 1.0, 2.5)
+#: fat/water signal gain per proton (log-uniform range): proton-density-like (stages 4-5 of the shipped weights)
+PD_FAT_GAIN = (0.74, 1.35)
+#: ... and wide enough for T1-weighted spoiled gradient-echo Dixon (``SynthRenderer``'s ``fat_gain``)
+T1_FAT_GAIN = (0.74, 3.0)
+
+
+def check_fat_gain(fat_gain, param: str = "fat_gain") -> tuple[float, float]:
+    """``(lo, hi)`` with 0 < lo <= hi, or a one-line error about ``param``."""
+    try:
+        lo, hi = (float(v) for v in fat_gain)
+    except (TypeError, ValueError):
+        raise BackpainEpiError(f"{fat_gain!r}: give two numbers, the lowest and highest fat/water gain.",
+                               param=param) from None
+    if not 0 < lo <= hi:
+        raise BackpainEpiError(f"{lo:g} {hi:g}: the fat/water gain range needs 0 < LO <= HI.", param=param)
+    return lo, hi
+
+
+def check_fat_leak(fat_leak, param: str = "fat_leak") -> float:
+    """A share between 0 and 0.5, or a one-line error about ``param``."""
+    if not 0 <= float(fat_leak) <= 0.5:
+        raise BackpainEpiError(f"{fat_leak:g}: the fat leak is a share of the fat signal between 0 and 0.5.", param=param)
+    return float(fat_leak)
 
 
 def draw_habitus(rng: np.random.Generator) -> dict:
@@ -201,10 +226,22 @@ class SynthRenderer:
     deform
         ``False`` samples the anatomy as it is (no affine, no elastic field, no jitter
         of the centre): what the tests check the geometry with.
+    fat_gain
+        Range of the fat/water signal gain per patch (drawn log-uniform). The default
+        (0.74, 1.35) is proton-density-like; a spoiled gradient-echo Dixon (VIBE, flip
+        5–15°, TR 4–8 ms) weights by T1, and fat (T1 about 250–400 ms) then gives 1.5–3
+        times the signal of muscle water (T1 about 900–1,500 ms) per proton: use
+        :data:`T1_FAT_GAIN` to cover such scans.
+    fat_leak
+        Largest share of the fat signal that lands in the water image (a single-peak
+        reconstruction of multi-peak fat), drawn uniformly from 0 per patch; 0 (the
+        default) draws nothing, so earlier runs reproduce.
     """
 
-    def __init__(self, config: dict, flip_z: float = 0.0, deform: bool = True):
+    def __init__(self, config: dict, flip_z: float = 0.0, deform: bool = True,
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0):
         self.flip_z, self.deform = flip_z, deform
+        self.fat_gain, self.fat_leak = check_fat_gain(fat_gain), check_fat_leak(fat_leak)
         self.net_mm = np.asarray(config["spacing_mm"], float)
         self.roi = tuple(int(r) for r in config["roi_size"])
         self.extent = self.net_mm * np.asarray(self.roi)
@@ -287,8 +324,12 @@ class SynthRenderer:
         hi = torch.from_numpy(np.array([APPEARANCE[_SAME.get(nm, nm)][1][1] for nm in self._names], np.float32))[t]
         ff_v = torch.minimum(torch.maximum(torch.from_numpy(ff)[t] + torch.from_numpy(sd_ff)[t] * tex_ff, lo), hi)
         pd_v = pd_v.clamp_min(0)
-        gain_fat = float(np.exp(rng.uniform(np.log(0.74), np.log(1.35))))
-        return pd_v * (1 - ff_v), pd_v * ff_v * gain_fat
+        gain_fat = float(np.exp(rng.uniform(*np.log(self.fat_gain))))
+        water, fat = pd_v * (1 - ff_v), pd_v * ff_v * gain_fat
+        if self.fat_leak > 0:
+            leak = float(rng.uniform(0, self.fat_leak))
+            water, fat = water + leak * fat, (1 - leak) * fat
+        return water, fat
 
     # ------------------------------------------------------------------ acquisition
 
@@ -378,15 +419,19 @@ class SynthPatches(torch.utils.data.IterableDataset):
         Network config.
     seed
         Seed of the stream (each DataLoader worker offsets it by its id).
+    flip_z, fat_gain, fat_leak
+        Passed to :class:`SynthRenderer`.
     """
 
-    def __init__(self, anatomies: list[Anatomy], config: dict, seed: int, flip_z: float = 0.0):
+    def __init__(self, anatomies: list[Anatomy], config: dict, seed: int, flip_z: float = 0.0,
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0):
         self.anatomies, self.config, self.seed, self.flip_z = anatomies, config, seed, flip_z
+        self.fat_gain, self.fat_leak = fat_gain, fat_leak
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        render = SynthRenderer(self.config, self.flip_z)
+        render = SynthRenderer(self.config, self.flip_z, fat_gain=self.fat_gain, fat_leak=self.fat_leak)
         torch.set_num_threads(1)
         while True:
             yield render(self.anatomies[rng.integers(len(self.anatomies))], rng)

@@ -33,7 +33,7 @@ from .io import DixonPair, Grid, ScanError, load_dixon, load_label_map, network_
 from .network import DEFAULT_CONFIG, build_network, load_weights, resolve_device, save_weights
 from .phantom import make_phantom
 from .phantom_types import Protocol
-from .synth import SynthPatches, anatomy_bank
+from .synth import PD_FAT_GAIN, SynthPatches, anatomy_bank
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class TrainSettings:
     flip_z
         Probability of mirroring a patch head to foot (phantom and domain-randomised
         patches alike): the training generator's psoas grows the wrong way (cranially).
+    synth_fat_gain, synth_fat_leak
+        The domain-randomised patches' fat/water gain range and largest fat-to-water
+        leak (:class:`.synth.SynthRenderer`); the defaults are those of stages 4 and 5.
     """
 
     steps: int = 2000
@@ -84,6 +87,8 @@ class TrainSettings:
     anatomy_cache: str | None = None
     anatomy_variant: int = 1
     flip_z: float = 0.0
+    synth_fat_gain: tuple[float, float] = PD_FAT_GAIN
+    synth_fat_leak: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
 
@@ -222,7 +227,8 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
                                "use label_resampling=area.", param="synth_fraction")
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
                         cache=settings.anatomy_cache, variant=settings.anatomy_variant)
-    data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z)
+    data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z, fat_gain=settings.synth_fat_gain,
+                        fat_leak=settings.synth_fat_leak)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
                                          prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
     return iter(loader)
