@@ -226,6 +226,13 @@ def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, 
     assert res.exit_code == 2 and "--synth-fat-gain 3 1: the fat/water gain range needs 0 < LO <= HI" in res.output
     res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fat-leak", "0.9"])
     assert res.exit_code == 2 and "--synth-fat-leak 0.9: the fat leak is a share" in res.output
+    # text-table options on a command line that reads no table are refused, not ignored
+    res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--sep", ";"])
+    assert res.exit_code == 2 and "--sep: this command line reads no text table (only with --manifest)" in res.output
+    res = run(main, ["evaluate-segmenter", "--out", str(tmp_path / "e"), "--encoding", "latin-1", "--decimal", ","])
+    assert res.exit_code == 2 and "--encoding, --decimal: this command line reads no text table" in res.output
+    res = run(main, ["phantoms", "--out", str(tmp_path / "p"), "--n", "1", "--sep", ";"])
+    assert res.exit_code == 2 and "only with --targets" in res.output and not (tmp_path / "p").exists()
     res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "totalsegmentator",
                      "--workers", "2"])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output

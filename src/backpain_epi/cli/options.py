@@ -14,6 +14,21 @@ DECIMAL = click.option("--decimal", type=click.Choice([".", ","]), default=".", 
                        help="Decimal mark of numbers in a text table: ',' for exports with decimal commas (then --sep ';').")
 
 
+def refuse_unread_table_options(reads: str) -> None:
+    """Refuse ``--sep``, ``--encoding`` and ``--decimal`` given on a command line that reads no text table.
+
+    ``reads`` names the options that would bring one (``"--manifest"``); a silently
+    ignored option would let a user believe a table was read their way.
+    """
+    ctx = click.get_current_context()
+    given = [f"--{name}" for name in ("sep", "encoding", "decimal")
+             if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise BackpainEpiError(f"{', '.join(given)}: this command line reads no text table (only with {reads}); "
+                               f"leave {them} out.")
+
+
 def text_table(command):
     """``--sep``, ``--encoding`` and ``--decimal``: how a command reads a text table, in this order."""
     return SEP(ENCODING(DECIMAL(command)))

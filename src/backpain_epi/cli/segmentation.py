@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import BackpainEpiError, InputFileError
-from .options import DICTIONARY as _DICTIONARY, text_table, wide_pandas
+from .options import DICTIONARY as _DICTIONARY, refuse_unread_table_options, text_table, wide_pandas
 
 _PATH = click.Path(path_type=Path)
 _DEVICE = click.option("--device", default="auto", show_default=True,
@@ -36,6 +36,8 @@ _WORKERS = click.option("--workers", type=int, default=None, help="Run on a loca
 @text_table
 def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
     """Write synthetic lumbar Dixon phantoms with true label maps and true exposures."""
+    if targets is None:
+        refuse_unread_table_options("--targets")
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
     from ..segmentation.phantom import TRUTH_EXPOSURES_FILE, write_phantoms
@@ -100,6 +102,8 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
                             anatomy_cache, anatomy_variant, flip_z, synth_fat_gain, synth_fat_leak, engine, configuration, fold, trainer, work_dir, base_features, device,
                             sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
+    if manifest is None:
+        refuse_unread_table_options("--manifest")
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..segmentation.synth import check_fat_gain, check_fat_leak
     from ..segmentation.train import TrainSettings, train_segmenter
@@ -212,6 +216,8 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
     With --engine labels the phantoms' own true label maps are scored: the floor that
     partial volume and noise leave in the exposures.
     """
+    if manifest is None and truth is None:
+        refuse_unread_table_options("--manifest and --truth")
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..segmentation.engines import EngineSpec
     from ..segmentation.evaluate import evaluate_segmenter
