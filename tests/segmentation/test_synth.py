@@ -176,3 +176,40 @@ def test_t1_weighted_fat_gain_and_leak_change_the_appearance_and_default_patches
     for bad in ({"fat_gain": (2.0, 1.0)}, {"fat_gain": (0.0, 1.0)}, {"fat_leak": 0.9}):
         with pytest.raises(BackpainEpiError, match="fat_(gain|leak) .*(0 < LO <= HI|between 0 and 0.5)"):
             SynthRenderer(CONFIG, **bad)
+
+
+def test_a_left_right_mirror_swaps_the_sides_so_left_stays_the_patients_left(anatomy):
+    plain, mirrored = SynthRenderer(CONFIG, deform=False), SynthRenderer(CONFIG, deform=False, flip_x=1.0)
+    t0, c0 = plain._sample_geometry(anatomy, np.random.default_rng(8))
+    t1, c1 = mirrored._sample_geometry(anatomy, np.random.default_rng(8))
+    assert np.allclose(c0, c1)
+    l0, l1 = label_of_tissue(t0), label_of_tissue(t1)
+    assert torch.equal(l1, torch.tensor([0, 2, 1, 4, 3], dtype=l0.dtype)[l0.long()].flip(0))
+    wide = SynthRenderer(DEFAULT_CONFIG, flip_x=1.0)  # patches wide enough for both sides
+    rng, checked = np.random.default_rng(7), 0
+    for _ in range(6):
+        lab = label_of_tissue(wide._sample_geometry(anatomy, rng)[0])
+        xs = [torch.nonzero(lab == side)[:, 0].float() for side in (1, 2)]
+        if min(len(x) for x in xs) > 20:
+            assert float(xs[0].mean()) < float(xs[1].mean())  # RAS: the patient's left (label 1) still at lower x
+            checked += 1
+    assert checked >= 2
+    # a renderer without the mirror draws exactly what it drew before the option existed
+    a, b = SynthRenderer(CONFIG)(anatomy, np.random.default_rng(9)), SynthRenderer(CONFIG, flip_x=0.0)(anatomy, np.random.default_rng(9))
+    assert torch.equal(a["image"], b["image"])
+
+
+def test_the_phantom_patches_mirror_swaps_labels_and_soft_channels():
+    from backpain_epi.segmentation.train import RandMirrorSidesd
+
+    label = torch.zeros(1, 6, 4, 3, dtype=torch.float32)
+    label[0, 0:2] = 1  # the left autochthon at low x
+    label[0, 4:6, 0] = 3
+    soft = torch.nn.functional.one_hot(label[0].long(), 5).permute(3, 0, 1, 2).float()
+    ff = torch.arange(6, dtype=torch.float32)[None, :, None, None].expand(1, 6, 4, 3).clone()
+    out = RandMirrorSidesd(["ff", "label", "soft"], prob=1.0)({"ff": ff, "label": label, "soft": soft})
+    assert torch.equal(out["ff"], ff.flip(1))
+    assert bool((out["label"][0, 4:6] == 2).all()) and bool((out["label"][0, 0:2, 0] == 4).all())
+    assert torch.equal(out["soft"], torch.nn.functional.one_hot(out["label"][0].long(), 5).permute(3, 0, 1, 2).float())
+    same = RandMirrorSidesd(["ff", "label", "soft"], prob=0.0)({"ff": ff, "label": label, "soft": soft})
+    assert torch.equal(same["label"], label)

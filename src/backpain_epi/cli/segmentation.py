@@ -79,6 +79,8 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
               help="Anatomies: 1 the wide habitus; 2 also InterMAT from the core to the edge and along septa.")
 @click.option("--flip-z", type=float, default=0.0, show_default=True,
               help="Probability of mirroring a training patch head to foot (the phantoms' psoas grows cranially).")
+@click.option("--flip-x", type=float, default=0.0, show_default=True,
+              help="Probability of mirroring a training patch left to right, with left and right labels swapped.")
 @click.option("--synth-fat-gain", type=(float, float), default=(0.74, 1.35), show_default=True, metavar="LO HI",
               help="Range of the domain-randomised patches' fat/water signal gain (log-uniform); 0.74 3 also covers "
                    "T1-weighted gradient-echo Dixon, where fat is 1.5-3x brighter than muscle water per proton.")
@@ -99,7 +101,7 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
 @text_table
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, anatomy_variant, flip_z, synth_fat_gain, synth_fat_leak, engine, configuration, fold, trainer, work_dir, base_features, device,
+                            anatomy_cache, anatomy_variant, flip_z, flip_x, synth_fat_gain, synth_fat_leak, engine, configuration, fold, trainer, work_dir, base_features, device,
                             sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     if manifest is None:
@@ -127,13 +129,13 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     for name, value in changes.items():
         if value <= 0:
             raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
-    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z)):
+    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z), ("--flip-x", flip_x)):
         if not 0 <= value <= 1:
             raise BackpainEpiError(f"{name} {value}: a probability between 0 and 1.")
     if n_anatomies < 1 or synth_workers < 0:
         raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
-                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z,
+                   synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z, flip_x=flip_x,
                    anatomy_variant=int(anatomy_variant), synth_fat_gain=check_fat_gain(synth_fat_gain, "synth_fat_gain"),
                    synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"))
     base = TrainSettings(seed=seed)

@@ -71,6 +71,10 @@ APPEARANCE = {
 }
 #: tissue classes that share one draw (the two sides of a structure look alike in one scan)
 _SAME = {"psoas_right": "psoas_left", "lean_right": "lean_left", "intermat_right": "intermat_left"}
+#: tissue class -> the class of the same structure on the other side (a left-right mirror)
+_MIRROR_SIDES = torch.arange(max(TISSUES.values()) + 1, dtype=torch.uint8)
+for _right, _left in _SAME.items():
+    _MIRROR_SIDES[TISSUES[_right]], _MIRROR_SIDES[TISSUES[_left]] = TISSUES[_left], TISSUES[_right]
 RENDER_MM = (1.0, 1.0, 2.5)
 #: fat/water signal gain per proton (log-uniform range): proton-density-like (stages 4-5 of the shipped weights)
 PD_FAT_GAIN = (0.74, 1.35)
@@ -226,6 +230,10 @@ class SynthRenderer:
     deform
         ``False`` samples the anatomy as it is (no affine, no elastic field, no jitter
         of the centre): what the tests check the geometry with.
+    flip_x
+        Probability of mirroring the patch left to right, with the left and right
+        structures' classes swapped (so that left stays the patient's left): what makes
+        the network treat both sides alike.
     fat_gain
         Range of the fat/water signal gain per patch (drawn log-uniform). The default
         (0.74, 1.35) is proton-density-like; a spoiled gradient-echo Dixon (VIBE, flip
@@ -239,8 +247,8 @@ class SynthRenderer:
     """
 
     def __init__(self, config: dict, flip_z: float = 0.0, deform: bool = True,
-                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0):
-        self.flip_z, self.deform = flip_z, deform
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0):
+        self.flip_z, self.flip_x, self.deform = flip_z, flip_x, deform
         self.fat_gain, self.fat_leak = check_fat_gain(fat_gain), check_fat_leak(fat_leak)
         self.net_mm = np.asarray(config["spacing_mm"], float)
         self.roi = tuple(int(r) for r in config["roi_size"])
@@ -299,6 +307,8 @@ class SynthRenderer:
             out[out == TISSUES["kidney"]] = TISSUES["viscera"]
         if rng.random() < self.flip_z:
             out = out.flip(2)
+        if self.flip_x > 0 and rng.random() < self.flip_x:  # drawn only when asked: earlier runs reproduce
+            out = _MIRROR_SIDES[out.long()].flip(0)
         return out, centre_mm
 
     # ------------------------------------------------------------------ appearance
@@ -419,19 +429,20 @@ class SynthPatches(torch.utils.data.IterableDataset):
         Network config.
     seed
         Seed of the stream (each DataLoader worker offsets it by its id).
-    flip_z, fat_gain, fat_leak
+    flip_z, fat_gain, fat_leak, flip_x
         Passed to :class:`SynthRenderer`.
     """
 
     def __init__(self, anatomies: list[Anatomy], config: dict, seed: int, flip_z: float = 0.0,
-                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0):
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0):
         self.anatomies, self.config, self.seed, self.flip_z = anatomies, config, seed, flip_z
-        self.fat_gain, self.fat_leak = fat_gain, fat_leak
+        self.fat_gain, self.fat_leak, self.flip_x = fat_gain, fat_leak, flip_x
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        render = SynthRenderer(self.config, self.flip_z, fat_gain=self.fat_gain, fat_leak=self.fat_leak)
+        render = SynthRenderer(self.config, self.flip_z, fat_gain=self.fat_gain, fat_leak=self.fat_leak,
+                               flip_x=self.flip_x)
         torch.set_num_threads(1)
         while True:
             yield render(self.anatomies[rng.integers(len(self.anatomies))], rng)

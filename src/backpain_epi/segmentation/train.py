@@ -67,6 +67,9 @@ class TrainSettings:
     flip_z
         Probability of mirroring a patch head to foot (phantom and domain-randomised
         patches alike): the training generator's psoas grows the wrong way (cranially).
+    flip_x
+        Probability of mirroring a patch left to right with the sided labels swapped
+        (phantom and domain-randomised patches alike).
     synth_fat_gain, synth_fat_leak
         The domain-randomised patches' fat/water gain range and largest fat-to-water
         leak (:class:`.synth.SynthRenderer`); the defaults are those of stages 4 and 5.
@@ -87,6 +90,7 @@ class TrainSettings:
     anatomy_cache: str | None = None
     anatomy_variant: int = 1
     flip_z: float = 0.0
+    flip_x: float = 0.0
     synth_fat_gain: tuple[float, float] = PD_FAT_GAIN
     synth_fat_leak: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
@@ -142,13 +146,48 @@ def manifest_examples(manifest, config, progress: bool = True, *, sep: str | Non
     return out
 
 
-def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: float = 0.0):
+#: label -> the label of the same structure on the other side (1/2 autochthon, 3/4 psoas)
+SIDE_SWAP = (0, 2, 1, 4, 3)
+
+
+class RandMirrorSidesd(T.RandomizableTransform, T.MapTransform):
+    """Mirror a patch left to right (canonical axis 0) with probability ``prob``, swapping left and right labels.
+
+    A plain flip would put a left label on the patient's right; with the swap the
+    patch stays anatomically true, and the network learns both sides alike.
+    ``label_keys`` hold label maps (values swapped), ``soft_keys`` one channel per
+    label (channels swapped); the other keys are only flipped.
+    """
+
+    def __init__(self, keys, prob: float, label_keys=("label",), soft_keys=("soft",)):
+        T.MapTransform.__init__(self, keys, allow_missing_keys=True)
+        T.RandomizableTransform.__init__(self, prob)
+        self.label_keys, self.soft_keys = set(label_keys), set(soft_keys)
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        lut = torch.tensor(SIDE_SWAP)
+        for key in self.key_iterator(d):
+            x = d[key].flip(1)  # (C, X, Y, Z): X is left-right
+            if key in self.label_keys:
+                x = lut.to(x.device)[x.long()].to(x.dtype)
+            elif key in self.soft_keys:
+                x = x[list(SIDE_SWAP)]
+            d[key] = x
+        return d
+
+
+def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: float = 0.0, flip_x: float = 0.0):
     """MONAI transforms from an example to augmented patches with an ``image`` key.
 
     Patches (3 of 4 centred on a muscle voxel), small rotations about the
     craniocaudal axis and scaling, a smooth bias field, contrast (gamma) and
     scale changes of the signal channels, noise and blur; a head-to-foot flip
-    with probability ``flip_z``. No left–right flip: the labels are sided.
+    with probability ``flip_z``; a left-right mirror with the sided labels
+    swapped (:class:`RandMirrorSidesd`) with probability ``flip_x``.
     """
     soft = config.get("label_resampling", "nearest") == "area"
     keys = ["ff", "signal", "label"] + (["soft"] if soft else [])
@@ -159,6 +198,7 @@ def augmentations(config: dict, seed: int, patches_per_volume: int, flip_z: floa
         T.RandAffined(keys, prob=0.7, rotate_range=(0.05, 0.05, 0.3), scale_range=(0.15, 0.15, 0.1),
                       mode=("bilinear", "bilinear", "nearest") + (("bilinear",) if soft else ()), padding_mode="border"),
         *([T.RandFlipd(keys, prob=flip_z, spatial_axis=2)] if flip_z else []),  # absent at 0: earlier runs reproduce
+        *([RandMirrorSidesd(keys, prob=flip_x)] if flip_x else []),
         T.RandBiasFieldd("signal", prob=0.5, coeff_range=(0.0, 0.3)),
         T.RandAdjustContrastd("signal", prob=0.3, gamma=(0.7, 1.5)),
         T.RandScaleIntensityd("signal", factors=0.25, prob=0.5),
@@ -183,7 +223,7 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     soft = "soft" in examples[0] if examples else config.get("label_resampling") == "area"  # partial-volume targets
     config["label_resampling"] = "area" if soft else "nearest"
     config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
-    aug = augmentations(config, settings.seed + 1, settings.patches_per_volume, settings.flip_z)
+    aug = augmentations(config, settings.seed + 1, settings.patches_per_volume, settings.flip_z, settings.flip_x)
     rng = np.random.default_rng(settings.seed + 2)
     synth = _synth_stream(settings, config, soft) if settings.synth_fraction > 0 else None
     n_patches = settings.volumes_per_step * settings.patches_per_volume
@@ -228,7 +268,7 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
                         cache=settings.anatomy_cache, variant=settings.anatomy_variant)
     data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z, fat_gain=settings.synth_fat_gain,
-                        fat_leak=settings.synth_fat_leak)
+                        fat_leak=settings.synth_fat_leak, flip_x=settings.flip_x)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
                                          prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
     return iter(loader)
