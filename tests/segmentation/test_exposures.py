@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from backpain_epi.segmentation.exposures import EXPOSURE_COLUMNS, compute_exposures, fat_fraction, qc_failures
+from backpain_epi.segmentation.exposures import (
+    EXPOSURE_COLUMNS, LABEL_NAMES, compute_exposures, fat_fraction, mirror_table, qc_failures,
+)
 
 
 def _known():
@@ -74,3 +76,11 @@ def test_qc_flags_asymmetry_missing_structures_and_unreliable_voxels():
     assert "unreliable" in " ".join(qc_failures(compute_exposures(labels, ff, 1.0, unreliable)))
     labels[labels == 3] = 0
     assert "psoas_left_ml" in " ".join(qc_failures(compute_exposures(labels, ff, 1.0)))
+
+
+def test_mirror_table_swaps_sides_and_keeps_the_rest():
+    labels = mirror_table({name: lab for lab, name in LABEL_NAMES.items()})
+    assert labels == (0, 2, 1, 4, 3)
+    tissues = mirror_table({"air": 0, "psoas_left": 3, "spine": 1, "psoas_right": 2})
+    assert tissues == (0, 1, 3, 2)
+    assert all(tissues[tissues[i]] == i for i in range(len(tissues)))  # a mirror twice is no change

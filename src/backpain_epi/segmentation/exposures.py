@@ -25,6 +25,20 @@ from __future__ import annotations
 import numpy as np
 
 LABEL_NAMES = {1: "autochthon_left", 2: "autochthon_right", 3: "psoas_left", 4: "psoas_right"}
+
+
+def mirror_table(ids: dict[str, int]) -> tuple[int, ...]:
+    """ID -> the ID of the same structure on the other side, for a left-right mirror.
+
+    ``ids`` maps names to IDs; ``x_left`` and ``x_right`` swap, every other ID maps to itself.
+    """
+    table = list(range(max(ids.values()) + 1))
+    for name, i in ids.items():
+        for this, other in (("_left", "_right"), ("_right", "_left")):
+            if name.endswith(this):
+                table[i] = ids[name[: -len(this)] + other]
+    return tuple(table)
+
 LEAN_FF_THRESHOLD = 0.5  # compartment voxels below it are lean muscle, at or above it InterMAT
 UNRELIABLE_SIGNAL_REL = 0.02  # water + fat below this fraction of the 99th percentile: fat fraction undefined
 

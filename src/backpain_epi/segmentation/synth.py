@@ -43,6 +43,7 @@ from monai.transforms import GaussianSmooth
 from tqdm.auto import tqdm
 
 from ..errors import BackpainEpiError, unknown_choice
+from .exposures import mirror_table
 from .io import network_channels, resize, signal_scale
 from .phantom import TISSUE_LABEL, TISSUES, _anatomy, draw_targets
 
@@ -72,9 +73,7 @@ APPEARANCE = {
 #: tissue classes that share one draw (the two sides of a structure look alike in one scan)
 _SAME = {"psoas_right": "psoas_left", "lean_right": "lean_left", "intermat_right": "intermat_left"}
 #: tissue class -> the class of the same structure on the other side (a left-right mirror)
-_MIRROR_SIDES = torch.arange(max(TISSUES.values()) + 1, dtype=torch.uint8)
-for _right, _left in _SAME.items():
-    _MIRROR_SIDES[TISSUES[_right]], _MIRROR_SIDES[TISSUES[_left]] = TISSUES[_left], TISSUES[_right]
+_MIRROR_SIDES = torch.tensor(mirror_table(TISSUES), dtype=torch.uint8)
 RENDER_MM = (1.0, 1.0, 2.5)
 #: fat/water signal gain per proton (log-uniform range): proton-density-like (stages 4-5 of the shipped weights)
 PD_FAT_GAIN = (0.74, 1.35)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BackpainEpiError, InputFileError
 from .batch import read_manifest
+from .exposures import LABEL_NAMES, mirror_table
 from .infer import Segmenter, dice
 from .io import DixonPair, Grid, ScanError, load_dixon, load_label_map, network_input, resize
 from .network import DEFAULT_CONFIG, build_network, load_weights, resolve_device, save_weights
@@ -147,7 +148,7 @@ def manifest_examples(manifest, config, progress: bool = True, *, sep: str | Non
 
 
 #: label -> the label of the same structure on the other side (1/2 autochthon, 3/4 psoas)
-SIDE_SWAP = (0, 2, 1, 4, 3)
+SIDE_SWAP = mirror_table({name: lab for lab, name in LABEL_NAMES.items()})
 
 
 class RandMirrorSidesd(T.RandomizableTransform, T.MapTransform):
