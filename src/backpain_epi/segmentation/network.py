@@ -32,9 +32,14 @@ DEFAULT_CONFIG = {
     "label_resampling": "area",
     # water and fat to the network grid (io.network_input): "area" (partial volume) or "trilinear"
     "input_resampling": "area",
+    # test-time mirroring (nnU-Net's default): the softmax averaged over the input and its mirrors along
+    # these RAS axes ("x" left-right, with the left and right labels swapped; "y"; "z" head-foot), every
+    # combination of them; [] = none. 2**len times the inference cost.
+    "mirror_axes": (),
 }
 #: what a weights file that predates a config key was made with
-LEGACY_CONFIG = {"label_resampling": "nearest", "input_resampling": "trilinear"}
+LEGACY_CONFIG = {"label_resampling": "nearest", "input_resampling": "trilinear", "mirror_axes": ()}
+MIRROR_AXES = ("x", "y", "z")
 WEIGHTS_ENV = "BACKPAIN_EPI_SEGMENTER_WEIGHTS"
 WEIGHTS_NAME = "unet_phantom.pt"
 DEVICES = ("auto", "cpu", "cuda")
@@ -133,8 +138,51 @@ def make_inferer(config: dict, sw_batch_size: int = 1):
     # lazy: MONAI takes seconds to import (torch with it); only making the inferer needs it
     from monai.inferers import SlidingWindowInferer
 
-    return SlidingWindowInferer(roi_size=tuple(config["roi_size"]), sw_batch_size=sw_batch_size,
-                                overlap=config["overlap"], mode="gaussian")
+    window = SlidingWindowInferer(roi_size=tuple(config["roi_size"]), sw_batch_size=sw_batch_size,
+                                  overlap=config["overlap"], mode="gaussian")
+    axes = check_mirror_axes(config.get("mirror_axes", ()))
+    return MirrorInferer(window, axes) if axes else window
+
+
+def check_mirror_axes(axes, param: str = "mirror_axes") -> tuple[str, ...]:
+    """``axes`` as a tuple of distinct names from :data:`MIRROR_AXES`, in RAS order; one-line error otherwise."""
+    if isinstance(axes, str):
+        axes = tuple(axes)  # "xz"
+    bad = [a for a in axes if a not in MIRROR_AXES]
+    if bad or len(set(axes)) != len(axes):
+        raise BackpainEpiError(f"{param}: give distinct axes from {', '.join(MIRROR_AXES)} (or none), got {list(axes)}")
+    return tuple(a for a in MIRROR_AXES if a in axes)
+
+
+class MirrorInferer:
+    """Test-time mirroring around another inferer: the mean of the class probabilities over the input and
+    its mirrors along ``axes`` (all combinations), returned as log-probabilities, so that a softmax of the
+    output gives the mean. A left-right (x) mirror swaps the left and right labels back."""
+
+    def __init__(self, inferer, axes: tuple[str, ...]):
+        self.inferer, self.axes = inferer, check_mirror_axes(axes)
+
+    def __call__(self, inputs, network):
+        import itertools
+
+        import torch
+
+        # lazy: the label names live with the exposures, which need no torch
+        from .exposures import LABEL_NAMES, mirror_table
+
+        swap = list(mirror_table({name: lab for lab, name in LABEL_NAMES.items()}))
+        total, n = None, 0
+        for k in range(len(self.axes) + 1):
+            for combo in itertools.combinations(self.axes, k):
+                dims = [2 + MIRROR_AXES.index(a) for a in combo]  # (B, C, X, Y, Z)
+                x = inputs.flip(dims) if dims else inputs
+                p = torch.softmax(self.inferer(x, network).float(), dim=1)
+                p = p.flip(dims) if dims else p
+                if "x" in combo:
+                    p = p[:, swap]
+                total = p if total is None else total + p
+                n += 1
+        return torch.log((total / n).clamp_min(1e-12))
 
 
 def _plain(obj):
