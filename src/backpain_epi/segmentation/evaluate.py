@@ -103,21 +103,13 @@ def _as_numbers(true: pd.DataFrame, columns, path) -> pd.DataFrame:
     """``columns`` of the truth table as floats, or an :class:`InputFileError` naming the column and a value."""
     out = true.copy()
     for col in columns:
-        try:
-            out[col] = out[col].astype(float)
-        except ValueError:
-            bad = next(v for v in out[col].dropna() if not _is_float(v))
-            hint = " (decimal commas: give decimal=',')" if "," in str(bad) else ""
-            raise InputFileError(f"{path}: {col} {bad!r} is not a number{hint}.", param="truth") from None
+        numbers = pd.to_numeric(out[col], errors="coerce")
+        bad = out[col][numbers.isna() & out[col].notna()]
+        if len(bad):
+            hint = " (decimal commas: give decimal=',')" if "," in str(bad.iloc[0]) else ""
+            raise InputFileError(f"{path}: {col} {bad.iloc[0]!r} is not a number{hint}.", param="truth")
+        out[col] = numbers.astype(float)
     return out
-
-
-def _is_float(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def evaluate_segmenter(out, *, n: int = 50, seed: int = EVALUATION_SEED, family: str = "both", manifest=None, truth=None,
