@@ -46,3 +46,19 @@ def test_fine_tuning_needs_label_maps(tmp_path, phantom_dir):
     pd.read_csv(phantom_dir / "manifest.csv").drop(columns="label").to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(InputFileError, match="label"):
         train_segmenter(tmp_path / "x.pt", settings=TINY, manifest=tmp_path / "m.csv", device="cpu", progress=False)
+
+
+def test_mirror_axes_are_kept_from_the_initial_weights_unless_given(tmp_path, phantom_dir, tiny_weights):
+    from backpain_epi.segmentation.network import save_weights
+
+    model, config, info = load_weights(tiny_weights)
+    mirrored = save_weights(tmp_path / "xz.pt", model, {**config, "mirror_axes": ("x", "z")}, info)
+    common = dict(manifest=phantom_dir / "manifest.csv", device="cpu", n_validation=0, progress=False)
+    kept = replace(TINY, steps=1, config={**TINY.config, "mirror_axes": None})  # the CLI's default
+    train_segmenter(tmp_path / "kept.pt", settings=kept, init_weights=mirrored, **common)
+    assert tuple(load_weights(tmp_path / "kept.pt")[1]["mirror_axes"]) == ("x", "z")
+    given = replace(TINY, steps=1, config={**TINY.config, "mirror_axes": "x"})
+    train_segmenter(tmp_path / "x.pt", settings=given, init_weights=mirrored, **common)
+    assert tuple(load_weights(tmp_path / "x.pt")[1]["mirror_axes"]) == ("x",)
+    train_segmenter(tmp_path / "none.pt", settings=replace(TINY, steps=1), init_weights=mirrored, **common)
+    assert tuple(load_weights(tmp_path / "none.pt")[1]["mirror_axes"]) == ()  # Python's default: DEFAULT_CONFIG's none

@@ -86,6 +86,10 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
                    "T1-weighted gradient-echo Dixon, where fat is 1.5-3x brighter than muscle water per proton.")
 @click.option("--synth-fat-leak", type=float, default=0.0, show_default=True,
               help="Largest share of the fat signal leaking into the water image in domain-randomised patches.")
+@click.option("--mirror-axes", default=None,
+              help="Test-time mirroring the weights ask for at inference: RAS axes among x, y, z (e.g. xz: the softmax "
+                   "averaged over the 4 mirrors, the left-right ones with the sides swapped back), or none "
+                   "[default: as the --init-weights have it; none without them].")
 @click.option("--engine", type=click.Choice(["builtin", "nnunet"]), default="builtin", show_default=True,
               help="builtin: the package's UNet (--out is a .pt file); nnunet: write an nnU-Net v2 raw dataset from "
                    "--manifest or --n-phantoms phantoms, plan, preprocess and train it (--out is the model folder for "
@@ -101,12 +105,14 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
 @text_table
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, anatomy_variant, flip_z, flip_x, synth_fat_gain, synth_fat_leak, engine, configuration, fold, trainer, work_dir, base_features, device,
+                            anatomy_cache, anatomy_variant, flip_z, flip_x, synth_fat_gain, synth_fat_leak, mirror_axes, engine,
+                            configuration, fold, trainer, work_dir, base_features, device,
                             sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
     if manifest is None:
         refuse_unread_table_options("--manifest")
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
+    from ..segmentation.network import check_mirror_axes
     from ..segmentation.synth import check_fat_gain, check_fat_leak
     from ..segmentation.train import TrainSettings, train_segmenter
 
@@ -139,7 +145,9 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
                    anatomy_variant=int(anatomy_variant), synth_fat_gain=check_fat_gain(synth_fat_gain, "synth_fat_gain"),
                    synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"))
     base = TrainSettings(seed=seed)
-    settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling}, **changes)
+    mirror = None if mirror_axes is None else check_mirror_axes("" if mirror_axes == "none" else mirror_axes, "--mirror-axes")
+    settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling,
+                                     "mirror_axes": mirror}, **changes)
     info = train_segmenter(out, settings=settings, manifest=manifest, init_weights=init_weights, device=device,
                            n_validation=n_validation, threads=threads, sep=sep, encoding=encoding, decimal=decimal)
     val = info.get("validation", {})

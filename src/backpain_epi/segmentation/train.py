@@ -31,7 +31,7 @@ from .batch import read_manifest
 from .exposures import LABEL_NAMES, mirror_table
 from .infer import Segmenter, dice
 from .io import DixonPair, Grid, ScanError, load_dixon, load_label_map, network_input, resize
-from .network import DEFAULT_CONFIG, build_network, load_weights, resolve_device, save_weights
+from .network import DEFAULT_CONFIG, build_network, check_mirror_axes, load_weights, resolve_device, save_weights
 from .phantom import make_phantom
 from .phantom_types import Protocol
 from .synth import PD_FAT_GAIN, SynthPatches, anatomy_bank
@@ -224,6 +224,9 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     soft = "soft" in examples[0] if examples else config.get("label_resampling") == "area"  # partial-volume targets
     config["label_resampling"] = "area" if soft else "nearest"
     config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
+    if settings.config.get("mirror_axes") is not None:  # inference only; None: as the initial weights have it
+        config["mirror_axes"] = check_mirror_axes(settings.config["mirror_axes"])
+    config["mirror_axes"] = check_mirror_axes(config.get("mirror_axes") or ())
     aug = augmentations(config, settings.seed + 1, settings.patches_per_volume, settings.flip_z, settings.flip_x)
     rng = np.random.default_rng(settings.seed + 2)
     synth = _synth_stream(settings, config, soft) if settings.synth_fraction > 0 else None
