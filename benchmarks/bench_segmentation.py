@@ -72,7 +72,7 @@ def se_calibration(argv) -> None:
     parser = argparse.ArgumentParser(prog="bench_segmentation.py se-calibration", description=se_calibration.__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder for the phantoms and segmentations (reused on a rerun)")
     parser.add_argument("--n", type=int, default=40, help="phantoms per set")
-    parser.add_argument("--workers", type=int, default=2, help="processes drawing phantoms")
+    parser.add_argument("--workers", type=int, default=2, help="processes drawing phantoms and segmenting them (a local Dask cluster)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--write", action="store_true", help="write the factors beside the weights")
@@ -98,7 +98,8 @@ def se_calibration(argv) -> None:
         folder = args.out / role
         manifest = write_phantoms(folder / "phantoms", args.n, seed, protocol="heldout", family=family, progress=False,
                                   workers=args.workers, resume=True)
-        result = segment_manifest(manifest, folder / "segmentation", weights=weights, device="cpu", progress=False)
+        result = segment_manifest(manifest, folder / "segmentation", weights=weights, device="cpu", progress=False,
+                                  workers=args.workers if args.workers > 1 else None)
         truth = pd.read_csv(folder / "phantoms" / TRUTH_EXPOSURES_FILE).set_index("participant_id")
         measured = result.exposures.set_index("participant_id")
         records = [json.loads(record_path(folder / "segmentation", pid).read_text()) for pid in measured.index]
