@@ -11,11 +11,13 @@ named by the ``BACKPAIN_EPI_SEGMENTER_WEIGHTS`` environment variable.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from pathlib import Path
 
 from ..errors import BackpainEpiError, InputFileError, unknown_choice
 from ..tableio import atomic_path
+from .exposures import LABEL_NAMES, mirror_table
 
 DEFAULT_CONFIG = {
     "architecture": "monai.networks.nets.UNet",
@@ -161,16 +163,12 @@ class MirrorInferer:
 
     def __init__(self, inferer, axes: tuple[str, ...]):
         self.inferer, self.axes = inferer, check_mirror_axes(axes)
+        self.swap = list(mirror_table({name: lab for lab, name in LABEL_NAMES.items()}))
 
     def __call__(self, inputs, network):
-        import itertools
-
+        # lazy: torch takes seconds to import; the batch and the engines import this module (default_weights_path)
         import torch
 
-        # lazy: the label names live with the exposures, which need no torch
-        from .exposures import LABEL_NAMES, mirror_table
-
-        swap = list(mirror_table({name: lab for lab, name in LABEL_NAMES.items()}))
         total, n = None, 0
         for k in range(len(self.axes) + 1):
             for combo in itertools.combinations(self.axes, k):
@@ -179,7 +177,7 @@ class MirrorInferer:
                 p = torch.softmax(self.inferer(x, network).float(), dim=1)
                 p = p.flip(dims) if dims else p
                 if "x" in combo:
-                    p = p[:, swap]
+                    p = p[:, self.swap]
                 total = p if total is None else total + p
                 n += 1
         return torch.log((total / n).clamp_min(1e-12))
