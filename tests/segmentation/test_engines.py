@@ -217,6 +217,10 @@ def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, 
     run = CliRunner().invoke
     res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "labels", "--weights", "w.pt"])
     assert res.exit_code == 2 and "--weights: not an option of --engine labels" in res.output
+    res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "labels", "--mirror-axes", "x"])
+    assert res.exit_code == 2 and "--mirror-axes: not an option of --engine labels" in res.output
+    res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--mirror-axes", "xq"])
+    assert res.exit_code == 2 and "give distinct axes from x, y, z (or none), got ['x', 'q']" in res.output
     res = run(main, ["segment", "--manifest", str(scans), "--out", str(tmp_path / "o"), "--engine", "nnunet", "--folds", "0,x",
                      "--model", str(tmp_path)])
     assert res.exit_code == 2 and "--folds x: expected comma-separated fold numbers" in res.output

@@ -148,3 +148,32 @@ def test_a_band_map_without_lean_voxels_gives_the_spread_of_their_fat():
     assert raw["imf_pct"] == pytest.approx(10.0, rel=1e-5)  # SD of 10 % and 30 %, in equal numbers
     assert raw["lmm_ml"] == pytest.approx(8 * 8 * 4 * 0.5 / 2)
     assert np.isnan(unc.raw_spread(np.zeros_like(probs), ff, voxel_ml=0.5)["imf_pct"])
+
+
+def test_another_mirroring_than_the_weights_own_reruns_and_leaves_the_ses_uncalibrated(weights, phantom_dir, tmp_path):
+    from backpain_epi.errors import BackpainEpiError
+    from backpain_epi.segmentation.engines import EngineSpec, make_engine
+    from backpain_epi.segmentation.network import load_weights, save_weights
+
+    model, config, info = load_weights(weights)
+    save_weights(weights, model, {**config, "mirror_axes": ["x", "z"]}, info)  # weights that ask for mirroring
+    unc.write_calibration(weights, {"lmm_ml": 2.0, "intermat_ml": 0.5, "imf_pct": 4.0}, {})
+    own = make_engine(EngineSpec("builtin", weights=str(weights), device="cpu"))
+    assert own.calibration.calibrated and own.segmenter.inferer.axes == ("x", "z")
+    single = make_engine(EngineSpec("builtin", weights=str(weights), device="cpu", mirror_axes="none"))
+    assert type(single.segmenter.inferer).__name__ == "SlidingWindowInferer"
+    assert not single.calibration.calibrated
+    assert "fitted with test-time mirroring xz, this run mirrors none" in single.calibration.note
+    same = make_engine(EngineSpec("builtin", weights=str(weights), device="cpu", mirror_axes="zx"))  # = the weights' own
+    assert same.calibration.calibrated
+    with pytest.raises(BackpainEpiError, match="^mirror_axes: not an option of engine=labels"):
+        EngineSpec("labels", mirror_axes="x")
+
+    shutil.copytree(phantom_dir, tmp_path / "in")
+    manifest, out = tmp_path / "in" / "manifest.csv", tmp_path / "out"
+    assert segment_manifest(manifest, out, weights=weights, device="cpu", progress=False).n_processed == 3
+    spec = EngineSpec("builtin", weights=str(weights), device="cpu", mirror_axes="none")
+    res = segment_manifest(manifest, out, engine=spec, progress=False)
+    assert res.n_processed == 3  # another mirroring made these label maps: none is kept
+    rec = json.loads(record_path(out, res.exposures["participant_id"].iloc[0]).read_text())
+    assert rec["se"]["calibrated"] is False and rec["key"]["engine"]["mirror_axes"] == []

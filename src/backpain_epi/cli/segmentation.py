@@ -158,6 +158,9 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
 _ENGINE = click.option("--engine", type=click.Choice(["builtin", "nnunet", "totalsegmentator", "labels"]), default="builtin",
                        show_default=True, help="builtin: the package's UNet; nnunet: your trained nnU-Net v2 (--model); "
                        "totalsegmentator: total_mr with local weights; labels: existing label maps (the manifest's label column).")
+_MIRROR = click.option("--mirror-axes", default=None,
+                       help="--engine builtin: test-time mirroring instead of the weights' own: axes among x, y, z (e.g. xz) "
+                            "or none (one pass; the shipped weights mirror on xz, 4 passes). The SEs are then uncalibrated.")
 _ERODE = click.option("--erode", type=int, default=0, show_default=True,
                       help="Erode each compartment by N voxels in-plane before measuring its fat fraction and lean/InterMAT split "
                            "(masks drawn on the fascia include partial-volume fat; 1 is a good choice for other tools' masks).")
@@ -177,13 +180,14 @@ _ERODE = click.option("--erode", type=int, default=0, show_default=True,
 @_ERODE
 @_DEVICE
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Patches per forward pass of the sliding window.")
+@_MIRROR
 @_WORKERS
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:8786) to run on.")
 @_WEIGHTS
 @_DICTIONARY
 @text_table
-def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode, device, batch_size, workers, scheduler, weights,
-            dictionary_path, sep, encoding, decimal):
+def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode, device, batch_size, mirror_axes, workers,
+            scheduler, weights, dictionary_path, sep, encoding, decimal):
     """Segment the back muscles of every scan in MANIFEST and compute the exposures (resumable)."""
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..dictionary import load_dictionary
@@ -193,7 +197,7 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
                       folds=_parse_folds(folds), checkpoint=checkpoint, label_scheme=label_scheme, device=device,
-                      batch_size=batch_size)
+                      batch_size=batch_size, mirror_axes=mirror_axes)
     result = segment_manifest(manifest, out, engine=spec, erode=erode, workers=workers,
                               scheduler=scheduler, dictionary=load_dictionary(dictionary_path), sep=sep, encoding=encoding,
                               decimal=decimal)
@@ -216,11 +220,12 @@ def segment(manifest, out, engine, model, folds, checkpoint, label_scheme, erode
 @click.option("--label-scheme", default=None, help="--engine labels / nnunet: how label IDs map to ours (see segment --help).")
 @_ERODE
 @_WEIGHTS
+@_MIRROR
 @_DEVICE
 @_WORKERS
 @text_table
-def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, model, label_scheme, erode, weights, device, workers,
-                               sep, encoding, decimal):
+def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, model, label_scheme, erode, weights, mirror_axes,
+                               device, workers, sep, encoding, decimal):
     """Score a segmentation engine on held-out phantoms of both families: Dice and exposure errors, pass/fail per target.
 
     With --engine labels the phantoms' own true label maps are scored: the floor that
@@ -233,7 +238,7 @@ def evaluate_segmenter_command(out, n, seed, family, manifest, truth, engine, mo
     from ..segmentation.evaluate import evaluate_segmenter
 
     spec = EngineSpec(engine=engine, weights=str(weights) if weights else None, model=str(model) if model else None,
-                      label_scheme=label_scheme, device=device)
+                      label_scheme=label_scheme, device=device, mirror_axes=mirror_axes)
     scores, summary = evaluate_segmenter(out, n=n, seed=seed, family=family, manifest=manifest, truth=truth, engine=spec,
                                          erode=erode, workers=workers, sep=sep, encoding=encoding, decimal=decimal)
     with wide_pandas():

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import BackpainEpiError, unknown_choice
 from .infer import Segmenter
 from .io import DixonPair, ScanError, load_label_map
-from .network import default_weights_path, load_weights, make_inferer, resolve_device
+from .network import check_mirror_axes, default_weights_path, load_weights, make_inferer, resolve_device
 from .output import file_stamp
 from .schemes import LabelScheme, load_scheme
 from .uncertainty import METHOD as SE_METHOD, SeCalibration, calibration_path, load_calibration
@@ -73,6 +73,11 @@ class EngineSpec:
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     batch_size
         ``builtin``: patches per forward pass of the sliding window.
+    mirror_axes
+        ``builtin``: test-time mirroring instead of the weights' own (``config["mirror_axes"]``): axes
+        among ``x``, ``y``, ``z`` (``"xz"`` or ``("x", "z")``), ``()`` or ``"none"`` for one pass; ``None``:
+        the weights' own. Any other choice leaves the SEs uncalibrated (their factors were fitted with the
+        weights' own mirroring).
     """
 
     engine: str = "builtin"
@@ -83,6 +88,7 @@ class EngineSpec:
     label_scheme: str | None = None
     device: str = "auto"
     batch_size: int = 4
+    mirror_axes: tuple | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -92,6 +98,11 @@ class EngineSpec:
             raise BackpainEpiError(f"{self.batch_size}: must be at least 1.", param="batch_size")
         if self.folds is not None and not isinstance(self.folds, tuple):
             object.__setattr__(self, "folds", tuple(self.folds))
+        if self.mirror_axes is not None:
+            if self.engine != "builtin":
+                raise BackpainEpiError(f": not an option of engine={self.engine}; it is for engine=builtin.", param="mirror_axes")
+            axes = "" if self.mirror_axes == "none" else self.mirror_axes
+            object.__setattr__(self, "mirror_axes", check_mirror_axes(axes))
         for name, engines in _OPTIONS.items():
             if getattr(self, name) not in (None, ()) and self.engine not in engines:
                 raise BackpainEpiError(f": not an option of engine={self.engine}; it is for engine={' or '.join(engines)}.",
@@ -125,6 +136,8 @@ def engine_key(spec: EngineSpec) -> dict:
         weights = spec.weights or default_weights_path()
         key["weights"] = file_stamp(weights)
         key["se"] = {"method": SE_METHOD, "calibration": file_stamp(calibration_path(weights))}
+        if spec.mirror_axes is not None:  # otherwise the weights' own, which their stamp covers
+            key["mirror_axes"] = list(spec.mirror_axes)
     if spec.engine == "nnunet":
         folder = Path(spec.model or "").expanduser()
         key["model"] = [file_stamp(folder / name) for name in ("dataset.json", "plans.json")]
@@ -189,9 +202,18 @@ class BuiltinEngine(Engine):
 
     def __init__(self, spec: EngineSpec):
         self.segmenter = Segmenter.load(spec.weights, spec.device)
+        own = check_mirror_axes(self.segmenter.config.get("mirror_axes") or ())
+        changed = spec.mirror_axes is not None and spec.mirror_axes != own
+        if changed:
+            self.segmenter.config = {**self.segmenter.config, "mirror_axes": spec.mirror_axes}
         self.segmenter.inferer = make_inferer(self.segmenter.config, sw_batch_size=spec.batch_size)
         self.scheme = load_scheme("backpain-epi")
         self.calibration = load_calibration(spec.weights or default_weights_path())
+        if changed and self.calibration.calibrated:
+            self.calibration = SeCalibration(
+                path=self.calibration.path,
+                note=f"{self.calibration.path.name} was fitted with test-time mirroring {''.join(own) or 'none'}, this run "
+                     f"mirrors {''.join(spec.mirror_axes) or 'none'}: SE = the raw probability-band spread, not calibrated")
 
     @classmethod
     def check(cls, spec: EngineSpec) -> None:
