@@ -224,9 +224,8 @@ def train(examples: list[dict], settings: TrainSettings, device, init_weights=No
     soft = "soft" in examples[0] if examples else config.get("label_resampling") == "area"  # partial-volume targets
     config["label_resampling"] = "area" if soft else "nearest"
     config["input_resampling"] = settings.config.get("input_resampling", "trilinear")
-    if settings.config.get("mirror_axes") is not None:  # inference only; None: as the initial weights have it
-        config["mirror_axes"] = check_mirror_axes(settings.config["mirror_axes"])
-    config["mirror_axes"] = check_mirror_axes(config.get("mirror_axes") or ())
+    mirror = settings.config.get("mirror_axes")  # inference only; None: as the initial weights have it
+    config["mirror_axes"] = check_mirror_axes((config.get("mirror_axes") or ()) if mirror is None else mirror)
     aug = augmentations(config, settings.seed + 1, settings.patches_per_volume, settings.flip_z, settings.flip_x)
     rng = np.random.default_rng(settings.seed + 2)
     synth = _synth_stream(settings, config, soft) if settings.synth_fraction > 0 else None
