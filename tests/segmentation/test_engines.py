@@ -230,6 +230,8 @@ def test_cli_refuses_options_of_another_engine_and_bad_training_settings(scans, 
     assert res.exit_code == 2 and "--synth-fat-gain 3 1: the fat/water gain range needs 0 < LO <= HI" in res.output
     res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-fat-leak", "0.9"])
     assert res.exit_code == 2 and "--synth-fat-leak 0.9: the fat leak is a share" in res.output
+    res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--synth-dark-fascia", "1.2"])
+    assert res.exit_code == 2 and "--synth-dark-fascia 1.2: a probability between 0 and 1" in res.output
     res = run(main, ["train-segmenter", "--out", str(tmp_path / "w.pt"), "--mirror-axes", "xw"])
     assert res.exit_code == 2 and "--mirror-axes: give distinct axes from x, y, z (or none), got ['x', 'w']" in res.output
     # text-table options on a command line that reads no table are refused, not ignored

@@ -95,9 +95,10 @@ def test_training_on_domain_randomised_patches_runs_and_is_recorded(tmp_path, mo
 
     monkeypatch.setattr(synth, "draw_anatomy", lambda s, spacing=None, variant=1: draw_anatomy(s, spacing=SPACING, variant=variant))
     settings = TrainSettings(steps=2, n_phantoms=0, synth_fraction=1.0, n_anatomies=1, synth_workers=0,
-                             config={**CONFIG, "label_resampling": "area"})
+                             synth_dark_fascia=0.5, config={**CONFIG, "label_resampling": "area"})
     info = train_segmenter(tmp_path / "w.pt", settings=settings, device="cpu", n_validation=0, progress=False)
     assert info["final_loss"] > 0 and info["settings"]["synth_fraction"] == 1.0
+    assert info["settings"]["synth_dark_fascia"] == 0.5
     assert load_weights(tmp_path / "w.pt")[2]["settings"]["n_anatomies"] == 1
 
 
@@ -213,3 +214,27 @@ def test_the_phantom_patches_mirror_swaps_labels_and_soft_channels():
     assert torch.equal(out["soft"], torch.nn.functional.one_hot(out["label"][0].long(), 5).permute(3, 0, 1, 2).float())
     same = RandMirrorSidesd(["ff", "label", "soft"], prob=0.0)({"ff": ff, "label": label, "soft": soft})
     assert torch.equal(same["label"], label)
+
+
+def test_dark_fascia_draws_the_sheath_dark_in_both_images_and_leaves_default_patches_as_they_were(anatomy):
+    from backpain_epi.errors import BackpainEpiError
+
+    a = SynthRenderer(CONFIG)(anatomy, np.random.default_rng(4))
+    b = SynthRenderer(CONFIG, dark_fascia=0.0)(anatomy, np.random.default_rng(4))
+    assert torch.equal(a["image"], b["image"])  # the stages' earlier patches reproduce
+    plain, dark = SynthRenderer(CONFIG), SynthRenderer(CONFIG, dark_fascia=1.0)
+    fascia, lean = TISSUES["fascia"], (TISSUES["lean_left"], TISSUES["lean_right"])
+    ratio = {"plain": [], "dark": []}  # the sheath's signal (water + fat) over the lean muscle's
+    for seed in range(16):
+        tissue, _ = plain._sample_geometry(anatomy, np.random.default_rng(seed))
+        sheath, muscle = tissue == fascia, torch.isin(tissue, torch.tensor(lean))
+        if sheath.sum() < 5 or muscle.sum() < 5:
+            continue
+        for name, r in (("plain", plain), ("dark", dark)):
+            w, f = r._appearance(tissue, np.random.default_rng(100 + seed))
+            ratio[name].append(float((w + f)[sheath].mean() / (w + f)[muscle].mean()))
+    assert len(ratio["dark"]) >= 4
+    # dark: below the muscle in every draw, and well below the default (fatty, pd 0.3-1) sheath
+    assert max(ratio["dark"]) < 1 and np.median(ratio["dark"]) < 0.75 * np.median(ratio["plain"])
+    with pytest.raises(BackpainEpiError, match=r"^dark_fascia 1\.5: a probability between 0 and 1"):
+        SynthRenderer(CONFIG, dark_fascia=1.5)

@@ -86,6 +86,9 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
                    "T1-weighted gradient-echo Dixon, where fat is 1.5-3x brighter than muscle water per proton.")
 @click.option("--synth-fat-leak", type=float, default=0.0, show_default=True,
               help="Largest share of the fat signal leaking into the water image in domain-randomised patches.")
+@click.option("--synth-dark-fascia", type=float, default=0.0, show_default=True,
+              help="Probability that a domain-randomised patch draws the fascia round the back muscles dark in both "
+                   "images (collagen with a short T2*), instead of as a fatty-bright sheath.")
 @click.option("--mirror-axes", default=None,
               help="Test-time mirroring the weights ask for at inference: RAS axes among x, y, z (e.g. xz: the softmax "
                    "averaged over the 4 mirrors, the left-right ones with the sides swapped back), or none "
@@ -105,7 +108,8 @@ def phantoms(n, seed, out, protocol, family, targets, sep, encoding, decimal):
 @text_table
 def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, learning_rate, seed, n_validation, threads,
                             label_resampling, input_resampling, synth_fraction, n_anatomies, anatomy_seed, synth_workers,
-                            anatomy_cache, anatomy_variant, flip_z, flip_x, synth_fat_gain, synth_fat_leak, mirror_axes, engine,
+                            anatomy_cache, anatomy_variant, flip_z, flip_x, synth_fat_gain, synth_fat_leak, synth_dark_fascia, mirror_axes,
+                            engine,
                             configuration, fold, trainer, work_dir, base_features, device,
                             sep, encoding, decimal):
     """Train the segmentation network on phantoms, or fine-tune it on annotated scans (or train an nnU-Net)."""
@@ -135,7 +139,8 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     for name, value in changes.items():
         if value <= 0:
             raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
-    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z), ("--flip-x", flip_x)):
+    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z), ("--flip-x", flip_x),
+                        ("--synth-dark-fascia", synth_dark_fascia)):
         if not 0 <= value <= 1:
             raise BackpainEpiError(f"{name} {value}: a probability between 0 and 1.")
     if n_anatomies < 1 or synth_workers < 0:
@@ -143,7 +148,7 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
                    synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z, flip_x=flip_x,
                    anatomy_variant=int(anatomy_variant), synth_fat_gain=check_fat_gain(synth_fat_gain, "synth_fat_gain"),
-                   synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"))
+                   synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"), synth_dark_fascia=synth_dark_fascia)
     base = TrainSettings(seed=seed)
     mirror = None if mirror_axes is None else check_mirror_axes("" if mirror_axes == "none" else mirror_axes, "--mirror-axes")
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling,

@@ -70,6 +70,9 @@ APPEARANCE = {
     "intermat_right": ((0.5, 1.3), (0.55, 0.97), 0.06, 0.06),
     "back_sheet": ((0.5, 1.1), (0.0, 0.25), 0.05, 0.03),
 }
+#: the fascia as Dixon shows it when its collagen's short T2* leaves little signal in either image (a patch's
+#: ``dark_fascia`` draw): a thin line dark in water and fat alike, not the fatty-bright sheath of ``APPEARANCE``
+DARK_FASCIA = ((0.03, 0.4), (0.0, 0.5), 0.08, 0.05)
 #: tissue classes that share one draw (the two sides of a structure look alike in one scan)
 _SAME = {"psoas_right": "psoas_left", "lean_right": "lean_left", "intermat_right": "intermat_left"}
 #: tissue class -> the class of the same structure on the other side (a left-right mirror)
@@ -91,6 +94,17 @@ def check_fat_gain(fat_gain, param: str = "fat_gain") -> tuple[float, float]:
     if not 0 < lo <= hi:
         raise BackpainEpiError(f"{lo:g} {hi:g}: the fat/water gain range needs 0 < LO <= HI.", param=param)
     return lo, hi
+
+
+def check_probability(value, param: str) -> float:
+    """A probability in [0, 1], or a one-line error about ``param``."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        p = float("nan")
+    if not 0.0 <= p <= 1.0:
+        raise BackpainEpiError(f"{value!r}: a probability between 0 and 1.", param=param)
+    return p
 
 
 def check_fat_leak(fat_leak, param: str = "fat_leak") -> float:
@@ -243,12 +257,19 @@ class SynthRenderer:
         Largest share of the fat signal that lands in the water image (a single-peak
         reconstruction of multi-peak fat), drawn uniformly from 0 per patch; 0 (the
         default) draws nothing, so earlier runs reproduce.
+    dark_fascia
+        Probability that a patch draws the fascia round the back muscles from
+        :data:`DARK_FASCIA` (dark in both images, as collagen with a short T2* looks)
+        instead of :data:`APPEARANCE`; 0 (the default) draws nothing, so earlier runs
+        reproduce.
     """
 
     def __init__(self, config: dict, flip_z: float = 0.0, deform: bool = True,
-                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0):
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0,
+                 dark_fascia: float = 0.0):
         self.flip_z, self.flip_x, self.deform = flip_z, flip_x, deform
         self.fat_gain, self.fat_leak = check_fat_gain(fat_gain), check_fat_leak(fat_leak)
+        self.dark_fascia = check_probability(dark_fascia, "dark_fascia")
         self.net_mm = np.asarray(config["spacing_mm"], float)
         self.roi = tuple(int(r) for r in config["roi_size"])
         self.extent = self.net_mm * np.asarray(self.roi)
@@ -316,21 +337,24 @@ class SynthRenderer:
         n = len(self._names)
         pd, ff, sd_pd, sd_ff = (np.zeros(n, np.float32) for _ in range(4))
         drawn = {}
+        looks = APPEARANCE
+        if self.dark_fascia > 0 and rng.random() < self.dark_fascia:  # drawn only when asked: earlier runs reproduce
+            looks = {**APPEARANCE, "fascia": DARK_FASCIA}
         for i, name in enumerate(self._names):
             src = _SAME.get(name, name)
             if src not in drawn:
-                (p_lo, p_hi), (f_lo, f_hi), s_p, s_f = APPEARANCE[src]
+                (p_lo, p_hi), (f_lo, f_hi), s_p, s_f = looks[src]
                 drawn[src] = (rng.uniform(p_lo, p_hi), rng.uniform(f_lo, f_hi), s_p * rng.uniform(0.3, 2), s_f * rng.uniform(0.3, 2))
             pd[i], ff[i], sd_pd[i], sd_ff[i] = drawn[src]
         # the two sides of a structure differ a little
         for right, left in _SAME.items():
             i, j = TISSUES[right], TISSUES[left]
-            pd[i], ff[i] = pd[j] * rng.uniform(0.95, 1.05), np.clip(ff[j] + rng.normal(0, 0.02), *APPEARANCE[left][1])
+            pd[i], ff[i] = pd[j] * rng.uniform(0.95, 1.05), np.clip(ff[j] + rng.normal(0, 0.02), *looks[left][1])
         t = tissue.long()
         tex_pd, tex_ff = _texture(rng, self.render_shape), _texture(rng, self.render_shape)
         pd_v = torch.from_numpy(pd)[t] * (1 + torch.from_numpy(sd_pd)[t] * tex_pd)
-        lo = torch.from_numpy(np.array([APPEARANCE[_SAME.get(nm, nm)][1][0] for nm in self._names], np.float32))[t]
-        hi = torch.from_numpy(np.array([APPEARANCE[_SAME.get(nm, nm)][1][1] for nm in self._names], np.float32))[t]
+        lo = torch.from_numpy(np.array([looks[_SAME.get(nm, nm)][1][0] for nm in self._names], np.float32))[t]
+        hi = torch.from_numpy(np.array([looks[_SAME.get(nm, nm)][1][1] for nm in self._names], np.float32))[t]
         ff_v = torch.minimum(torch.maximum(torch.from_numpy(ff)[t] + torch.from_numpy(sd_ff)[t] * tex_ff, lo), hi)
         pd_v = pd_v.clamp_min(0)
         gain_fat = float(np.exp(rng.uniform(*np.log(self.fat_gain))))
@@ -428,20 +452,21 @@ class SynthPatches(torch.utils.data.IterableDataset):
         Network config.
     seed
         Seed of the stream (each DataLoader worker offsets it by its id).
-    flip_z, fat_gain, fat_leak, flip_x
+    flip_z, fat_gain, fat_leak, flip_x, dark_fascia
         Passed to :class:`SynthRenderer`.
     """
 
     def __init__(self, anatomies: list[Anatomy], config: dict, seed: int, flip_z: float = 0.0,
-                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0):
+                 fat_gain: tuple[float, float] = PD_FAT_GAIN, fat_leak: float = 0.0, flip_x: float = 0.0,
+                 dark_fascia: float = 0.0):
         self.anatomies, self.config, self.seed, self.flip_z = anatomies, config, seed, flip_z
-        self.fat_gain, self.fat_leak, self.flip_x = fat_gain, fat_leak, flip_x
+        self.fat_gain, self.fat_leak, self.flip_x, self.dark_fascia = fat_gain, fat_leak, flip_x, dark_fascia
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         render = SynthRenderer(self.config, self.flip_z, fat_gain=self.fat_gain, fat_leak=self.fat_leak,
-                               flip_x=self.flip_x)
+                               flip_x=self.flip_x, dark_fascia=self.dark_fascia)
         torch.set_num_threads(1)
         while True:
             yield render(self.anatomies[rng.integers(len(self.anatomies))], rng)

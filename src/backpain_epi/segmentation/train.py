@@ -74,6 +74,9 @@ class TrainSettings:
     synth_fat_gain, synth_fat_leak
         The domain-randomised patches' fat/water gain range and largest fat-to-water
         leak (:class:`.synth.SynthRenderer`); the defaults are those of stages 4 and 5.
+    synth_dark_fascia
+        Probability that a domain-randomised patch draws its fascia dark in both images
+        (:data:`.synth.DARK_FASCIA`); 0, the default, is what stages 4-8 used.
     """
 
     steps: int = 2000
@@ -94,6 +97,7 @@ class TrainSettings:
     flip_x: float = 0.0
     synth_fat_gain: tuple[float, float] = PD_FAT_GAIN
     synth_fat_leak: float = 0.0
+    synth_dark_fascia: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
 
@@ -271,7 +275,8 @@ def _synth_stream(settings: TrainSettings, config: dict, soft: bool):
     bank = anatomy_bank(settings.n_anatomies, settings.anatomy_seed, workers=max(1, settings.synth_workers),
                         cache=settings.anatomy_cache, variant=settings.anatomy_variant)
     data = SynthPatches(bank, config, settings.seed + 3, settings.flip_z, fat_gain=settings.synth_fat_gain,
-                        fat_leak=settings.synth_fat_leak, flip_x=settings.flip_x)
+                        fat_leak=settings.synth_fat_leak, flip_x=settings.flip_x,
+                        dark_fascia=settings.synth_dark_fascia)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=settings.synth_workers,
                                          prefetch_factor=4 if settings.synth_workers else None, persistent_workers=False)
     return iter(loader)
