@@ -117,7 +117,6 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
         refuse_unread_table_options("--manifest")
     # lazy: `backpain-epi --help` must not import pandas, PyMC or torch
     from ..segmentation.network import check_mirror_axes
-    from ..segmentation.synth import check_fat_gain, check_fat_leak
     from ..segmentation.train import TrainSettings, train_segmenter
 
     if engine == "nnunet":
@@ -135,20 +134,12 @@ def train_segmenter_command(out, manifest, init_weights, steps, n_phantoms, lear
         click.echo(f"Wrote the nnU-Net model folder {model}; segment with: backpain-epi segment --engine nnunet --model {model} ...")
         return
 
+    # TrainSettings checks every value (the error names its flag here)
     changes = {k: v for k, v in {"steps": steps, "n_phantoms": n_phantoms, "learning_rate": learning_rate}.items() if v is not None}
-    for name, value in changes.items():
-        if value <= 0:
-            raise BackpainEpiError(f"--{name.replace('_', '-')} {value}: must be positive.")
-    for name, value in (("--synth-fraction", synth_fraction), ("--flip-z", flip_z), ("--flip-x", flip_x),
-                        ("--synth-dark-fascia", synth_dark_fascia)):
-        if not 0 <= value <= 1:
-            raise BackpainEpiError(f"{name} {value}: a probability between 0 and 1.")
-    if n_anatomies < 1 or synth_workers < 0:
-        raise BackpainEpiError("--n-anatomies must be at least 1 and --synth-workers at least 0.")
     changes.update(synth_fraction=synth_fraction, n_anatomies=n_anatomies, anatomy_seed=anatomy_seed,
                    synth_workers=synth_workers, anatomy_cache=str(anatomy_cache) if anatomy_cache else None, flip_z=flip_z, flip_x=flip_x,
-                   anatomy_variant=int(anatomy_variant), synth_fat_gain=check_fat_gain(synth_fat_gain, "synth_fat_gain"),
-                   synth_fat_leak=check_fat_leak(synth_fat_leak, "synth_fat_leak"), synth_dark_fascia=synth_dark_fascia)
+                   anatomy_variant=int(anatomy_variant), synth_fat_gain=synth_fat_gain, synth_fat_leak=synth_fat_leak,
+                   synth_dark_fascia=synth_dark_fascia)
     base = TrainSettings(seed=seed)
     mirror = None if mirror_axes is None else check_mirror_axes("" if mirror_axes == "none" else mirror_axes, "--mirror-axes")
     settings = replace(base, config={**base.config, "label_resampling": label_resampling, "input_resampling": input_resampling,

@@ -109,9 +109,13 @@ def check_probability(value, param: str) -> float:
 
 def check_fat_leak(fat_leak, param: str = "fat_leak") -> float:
     """A share between 0 and 0.5, or a one-line error about ``param``."""
-    if not 0 <= float(fat_leak) <= 0.5:
-        raise BackpainEpiError(f"{fat_leak:g}: the fat leak is a share of the fat signal between 0 and 0.5.", param=param)
-    return float(fat_leak)
+    try:
+        leak = float(fat_leak)
+    except (TypeError, ValueError):
+        leak = float("nan")
+    if not 0 <= leak <= 0.5:
+        raise BackpainEpiError(f"{fat_leak!r}: the fat leak is a share of the fat signal between 0 and 0.5.", param=param)
+    return leak
 
 
 def draw_habitus(rng: np.random.Generator) -> dict:

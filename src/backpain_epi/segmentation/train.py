@@ -34,7 +34,7 @@ from .io import DixonPair, Grid, ScanError, load_dixon, load_label_map, network_
 from .network import DEFAULT_CONFIG, build_network, check_mirror_axes, load_weights, resolve_device, save_weights
 from .phantom import make_phantom
 from .phantom_types import Protocol
-from .synth import PD_FAT_GAIN, SynthPatches, anatomy_bank
+from .synth import PD_FAT_GAIN, SynthPatches, anatomy_bank, check_fat_gain, check_fat_leak, check_probability
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,31 @@ class TrainSettings:
     synth_fat_leak: float = 0.0
     synth_dark_fascia: float = 0.0
     config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
+
+    def __post_init__(self):
+        """Check every setting here, so a bad one fails at once with its name, not later in a DataLoader worker."""
+        for name in ("steps", "volumes_per_step", "patches_per_volume", "n_anatomies"):
+            _check_count(getattr(self, name), name, least=1)
+        for name in ("n_phantoms", "synth_workers"):
+            _check_count(getattr(self, name), name, least=0)
+        for name in ("seed", "phantom_seed", "anatomy_seed"):
+            _check_count(getattr(self, name), name, least=0)
+        rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+            raise BackpainEpiError(f"{rate!r}: must be positive.", param="learning_rate")
+        if self.anatomy_variant not in (1, 2) or isinstance(self.anatomy_variant, bool):
+            raise BackpainEpiError(f"{self.anatomy_variant!r}: the anatomy variant is 1 or 2.", param="anatomy_variant")
+        checked = {name: check_probability(getattr(self, name), name)
+                   for name in ("synth_fraction", "flip_z", "flip_x", "synth_dark_fascia")}
+        checked["synth_fat_gain"] = check_fat_gain(self.synth_fat_gain, "synth_fat_gain")
+        checked["synth_fat_leak"] = check_fat_leak(self.synth_fat_leak, "synth_fat_leak")
+        for name, value in checked.items():  # frozen: the checked, normalised values replace the given ones
+            object.__setattr__(self, name, value)
+
+
+def _check_count(value, name: str, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise BackpainEpiError(f"{value!r}: a whole number of at least {least}.", param=name)
 
 
 def volume_example(water, fat, affine, labels, config) -> dict:
@@ -328,6 +353,8 @@ def train_segmenter(out, *, settings: TrainSettings | None = None, manifest=None
         torch.set_num_threads(threads)
     dev = resolve_device(device) if isinstance(device, str) else device
     start = time.perf_counter()
+    if not manifest and settings.n_phantoms == 0 and settings.synth_fraction == 0:
+        raise BackpainEpiError("0: nothing to train on; give phantoms, a manifest or a synth_fraction above 0.", param="n_phantoms")
     examples = (manifest_examples(manifest, settings.config, progress, sep=sep, encoding=encoding, decimal=decimal)
                 if manifest else phantom_examples(settings, progress))
     prep_seconds = time.perf_counter() - start
