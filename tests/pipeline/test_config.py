@@ -99,3 +99,41 @@ def test_fit_workers_and_crossval_are_checked(tmp_path):
                  "crossval.models: unknown model 'unadjustd'; did you mean 'unadjusted'?",
                  "crossval.draws: must be a whole number ≥ 1"):
         assert text in problems
+
+
+def test_segmentation_mirror_axes_is_checked(tmp_path):
+    assert config_from_dict(_cfg(), base=tmp_path).segmentation["mirror_axes"] is None  # the weights' own
+    for good in ("none", "x", "zx"):
+        assert config_from_dict(_cfg(segmentation={"mirror_axes": good}), base=tmp_path).segmentation["mirror_axes"] == good
+    problems = _problems(_cfg(segmentation={"mirror_axes": "xw"}), tmp_path)
+    assert problems == ["segmentation.mirror_axes: give distinct axes from x, y, z (or none), got ['x', 'w']"]
+    problems = _problems(_cfg(segmentation={"mirror_axes": 3}), tmp_path)
+    assert problems == ["segmentation.mirror_axes: axes among x, y, z (e.g. xz) or none, got 3"]
+
+
+def test_mirror_axes_keys_the_segment_stage_and_reaches_the_engine(tmp_path, monkeypatch):
+    from backpain_epi import load_dictionary
+    from backpain_epi.pipeline import run
+
+    def segment_key(**segmentation):
+        cfg = config_from_dict(_cfg(segmentation=segmentation), base=tmp_path)
+        stages = run._stages(cfg, run._Folders(cfg.out), load_dictionary(), progress=False)
+        return next(s for s in stages if s.name == "segment").key()
+
+    unset = segment_key()
+    assert segment_key(mirror_axes="none") != unset and segment_key(mirror_axes="x") != segment_key(mirror_axes="none")
+    assert segment_key(workers=2) == unset  # how it runs is not what it gives
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def segment_manifest(*args, engine, **kwargs):
+        seen["engine"] = engine
+        raise Stop  # what segment_manifest is given is all this test is about
+
+    monkeypatch.setattr(run, "segment_manifest", segment_manifest)
+    cfg = config_from_dict(_cfg(segmentation={"mirror_axes": "none"}), base=tmp_path)
+    with pytest.raises(Stop):
+        run._segment(cfg, run._Folders(cfg.out), load_dictionary(), progress=False)
+    assert seen["engine"].mirror_axes == () and seen["engine"].engine == "builtin"

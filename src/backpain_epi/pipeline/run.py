@@ -45,6 +45,7 @@ from ..modelling.parallel import map_tasks
 from ..modelling.diagnostics import GateFailedWarning
 from ..reporting.report import build_report
 from ..segmentation.batch import segment_manifest
+from ..segmentation.engines import EngineSpec
 from ..segmentation.network import default_weights_path
 from ..segmentation.output import EXPOSURES_FILE, FAILURES_FILE, SegmentationOutput
 from ..segmentation.phantom import MANIFEST_FILE as PHANTOM_MANIFEST, TRUTH_EXPOSURES_FILE, PhantomTargets, Protocol, write_phantoms
@@ -153,7 +154,8 @@ def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool
         Stage("phantoms", lambda: _phantoms(cfg, d, dd, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
               params={"phantoms": {k: v for k, v in cfg.phantoms.items() if k != "workers"}}),
         Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / PHANTOM_MANIFEST, d.phantoms / "images"],
-              params={"weights": fingerprint(_weights(cfg))}),
+              params={"weights": fingerprint(_weights(cfg)),  # mirror_axes only when set: older folders keep their key
+                      **({"mirror_axes": cfg.segmentation["mirror_axes"]} if cfg.segmentation["mirror_axes"] is not None else {})}),
         Stage("merge", lambda: _merge(d, dd), d.analysis, inputs=[d.questionnaire, *seg_files]),
     ]
     serial = cfg.fit["workers"] == 1 and not scheduler
@@ -227,7 +229,9 @@ def _weights(cfg: PipelineConfig) -> Path:
 
 def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
     s = cfg.segmentation
-    res = segment_manifest(d.phantoms / PHANTOM_MANIFEST, d.seg, weights=_weights(cfg), device=s["device"], batch_size=s["batch_size"],
+    engine = EngineSpec("builtin", weights=str(_weights(cfg)), device=s["device"], batch_size=s["batch_size"],
+                        mirror_axes=s["mirror_axes"])
+    res = segment_manifest(d.phantoms / PHANTOM_MANIFEST, d.seg, engine=engine,
                            workers=s["workers"] if s["workers"] > 1 else None, progress=progress, dictionary=dd)
     flagged = int((res.exposures["qc_flag"] == 1).sum()) if len(res.exposures) else 0
     return (f"{len(res.exposures):,} segmented ({res.n_skipped:,} of them done before), {len(res.failures):,} failed, "
