@@ -13,13 +13,13 @@ from .conftest import MODELS
 pytestmark = pytest.mark.slow
 
 
-def _fit(truth=None, seed=2025):
-    sim = simulate_cohort(n=27_518, seed=seed, truth=truth)  # the NAKO size: the activity arms need it
-    return sim, fit_model(sim.data, MODELS / "full.yaml", draws=500, tune=500, chains=2, progress=False)
+# Another truth with flat activity at this size: `python benchmarks/bench_modelling.py flat-truth` (its funnel
+# makes the gate ladder refit twice, 7 minutes; tests/modelling/test_fit.py recovers another truth at n=3,000).
 
 
 def test_full_model_recovers_default_truth_and_u_shaped_activity():
-    sim, run = _fit()
+    sim = simulate_cohort(n=27_518, seed=2025)  # the NAKO size: the activity arms need it
+    run = fit_model(sim.data, MODELS / "full.yaml", draws=500, tune=500, chains=2, progress=False)
     s = run.summary.set_index("term")
     truth = sim.truth["odds_ratios_per_2sd"] | sim.truth["odds_ratios_binary"]
     for term in ("intermat_ml", "lmm_ml"):
@@ -31,12 +31,3 @@ def test_full_model_recovers_default_truth_and_u_shaped_activity():
     assert curve.loc[0, "or_lo95"] > 1.0 and curve.loc[10_000, "or_lo95"] > 1.0  # U-shaped around 1,500
     assert curve.loc[[750, 2500], "or_median"].between(0.9, 1.1).all()
 
-
-def test_full_model_recovers_another_truth_with_flat_activity(strong_truth):
-    sim, run = _fit(strong_truth, seed=77)
-    s = run.summary.set_index("term")
-    assert s.loc["intermat_ml", "or_lo95"] <= 1.8 <= s.loc["intermat_ml", "or_hi95"]
-    assert s.loc["lmm_ml", "or_lo95"] <= 1.0 <= s.loc["lmm_ml", "or_hi95"]
-    curve = run.curve
-    assert ((curve.or_lo95 <= 1.0) & (curve.or_hi95 >= 1.0)).all()  # flat: every interval holds 1
-    assert float(run.idata.posterior["group_sd"].median()) < 0.1
