@@ -96,12 +96,17 @@ def check_fat_gain(fat_gain, param: str = "fat_gain") -> tuple[float, float]:
     return lo, hi
 
 
+def _number(value) -> float:
+    """``value`` as a float; NaN (which every range check refuses) for what is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def check_probability(value, param: str) -> float:
     """A probability in [0, 1], or a one-line error about ``param``."""
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        p = float("nan")
+    p = _number(value)
     if not 0.0 <= p <= 1.0:
         raise BackpainEpiError(f"{value!r}: a probability between 0 and 1.", param=param)
     return p
@@ -109,10 +114,7 @@ def check_probability(value, param: str) -> float:
 
 def check_fat_leak(fat_leak, param: str = "fat_leak") -> float:
     """A share between 0 and 0.5, or a one-line error about ``param``."""
-    try:
-        leak = float(fat_leak)
-    except (TypeError, ValueError):
-        leak = float("nan")
+    leak = _number(fat_leak)
     if not 0 <= leak <= 0.5:
         raise BackpainEpiError(f"{fat_leak!r}: the fat leak is a share of the fat signal between 0 and 0.5.", param=param)
     return leak
