@@ -6,7 +6,8 @@
 
 ``flat-truth`` was a CI test until 2026-12-04 (7 minutes of CI's 30): with no activity effect the
 spline's smooth_sd sits at zero, a funnel, so the first attempt fails its gate and the gate ladder
-refits twice. It checks what the test checked and exits 1 if a check fails.
+refits twice. It checks what the test checked, and the gate, and exits 1 if a check fails (on 2026-12-04 the
+estimates held and the gate failed after the ladder: BENCHMARKS.md).
 
 Each fit runs in its own process, which reports wall time, ESS of the InterMAT
 coefficient and its own peak memory (ru_maxrss) as one JSON line; the parent

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 # Another truth with flat activity at this size: `python benchmarks/bench_modelling.py flat-truth` (its funnel
-# makes the gate ladder refit twice, 7 minutes; tests/modelling/test_fit.py recovers another truth at n=3,000).
+# makes the gate ladder refit twice, 7 minutes, and the gate still fails: BENCHMARKS.md; tests/modelling/test_fit.py
+# recovers another truth at n=3,000).
 
 
 def test_full_model_recovers_default_truth_and_u_shaped_activity():
