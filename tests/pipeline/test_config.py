@@ -123,6 +123,7 @@ def test_mirror_axes_keys_the_segment_stage_and_reaches_the_engine(tmp_path, mon
     unset = segment_key()
     assert segment_key(mirror_axes="none") != unset and segment_key(mirror_axes="x") != segment_key(mirror_axes="none")
     assert segment_key(workers=2) == unset  # how it runs is not what it gives
+    assert segment_key(mirror_axes="zx") == segment_key(mirror_axes="xz")  # the same mirroring: no needless rerun
     seen = {}
 
     class Stop(Exception):

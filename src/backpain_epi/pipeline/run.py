@@ -154,8 +154,7 @@ def _stages(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool
         Stage("phantoms", lambda: _phantoms(cfg, d, dd, progress), d.phantoms, inputs=[d.cohort / "cohort_simulated.csv"],
               params={"phantoms": {k: v for k, v in cfg.phantoms.items() if k != "workers"}}),
         Stage("segment", lambda: _segment(cfg, d, dd, progress), d.seg, inputs=[d.phantoms / PHANTOM_MANIFEST, d.phantoms / "images"],
-              params={"weights": fingerprint(_weights(cfg)),  # mirror_axes only when set: older folders keep their key
-                      **({"mirror_axes": cfg.segmentation["mirror_axes"]} if cfg.segmentation["mirror_axes"] is not None else {})}),
+              params={"weights": fingerprint(_weights(cfg)), **_mirror_key(_engine(cfg))}),
         Stage("merge", lambda: _merge(d, dd), d.analysis, inputs=[d.questionnaire, *seg_files]),
     ]
     serial = cfg.fit["workers"] == 1 and not scheduler
@@ -227,11 +226,21 @@ def _weights(cfg: PipelineConfig) -> Path:
     return Path(cfg.segmentation["weights"]) if cfg.segmentation["weights"] else default_weights_path()
 
 
+def _engine(cfg: PipelineConfig) -> EngineSpec:
+    s = cfg.segmentation
+    return EngineSpec("builtin", weights=str(_weights(cfg)), device=s["device"], batch_size=s["batch_size"],
+                      mirror_axes=s["mirror_axes"])
+
+
+def _mirror_key(engine: EngineSpec) -> dict:
+    """The segment stage's key for the mirroring, as each scan's record keys it (normalised: zx is xz); nothing
+    for the weights' own, so folders made before the setting existed keep their key."""
+    return {} if engine.mirror_axes is None else {"mirror_axes": list(engine.mirror_axes)}
+
+
 def _segment(cfg: PipelineConfig, d: _Folders, dd: DataDictionary, progress: bool) -> str:
     s = cfg.segmentation
-    engine = EngineSpec("builtin", weights=str(_weights(cfg)), device=s["device"], batch_size=s["batch_size"],
-                        mirror_axes=s["mirror_axes"])
-    res = segment_manifest(d.phantoms / PHANTOM_MANIFEST, d.seg, engine=engine,
+    res = segment_manifest(d.phantoms / PHANTOM_MANIFEST, d.seg, engine=_engine(cfg),
                            workers=s["workers"] if s["workers"] > 1 else None, progress=progress, dictionary=dd)
     flagged = int((res.exposures["qc_flag"] == 1).sum()) if len(res.exposures) else 0
     return (f"{len(res.exposures):,} segmented ({res.n_skipped:,} of them done before), {len(res.failures):,} failed, "

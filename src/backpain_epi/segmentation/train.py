@@ -104,9 +104,7 @@ class TrainSettings:
         """Check every setting here, so a bad one fails at once with its name, not later in a DataLoader worker."""
         for name in ("steps", "volumes_per_step", "patches_per_volume", "n_anatomies"):
             _check_count(getattr(self, name), name, least=1)
-        for name in ("n_phantoms", "synth_workers"):
-            _check_count(getattr(self, name), name, least=0)
-        for name in ("seed", "phantom_seed", "anatomy_seed"):
+        for name in ("n_phantoms", "synth_workers", "seed", "phantom_seed", "anatomy_seed"):
             _check_count(getattr(self, name), name, least=0)
         rate = self.learning_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
