@@ -26,7 +26,7 @@ def tiny(tmp_path_factory):
         "out": "out",
         "cohort": {"n": 60, "seed": 5},  # a seed whose 60 participants include some with every comorbidity
         "phantoms": {"inplane_mm": [2.3, 2.5], "slice_mm": [5.5, 6.0], "workers": 2},
-        "segmentation": {"workers": 1, "mirror_axes": "none"},  # one pass: 4 times faster than the weights' xz
+        "segmentation": {"workers": 1, "mirror_axes": "none"},  # one pass instead of the weights' 4 (xz)
         "models": ["unadjusted.yaml", str(ROOT / "models" / "full.yaml")],
         "sampler": {"draws": 200, "tune": 200, "chains": 2},
         "report": {"title": "tiny"},
