@@ -178,6 +178,9 @@ def flat_truth(n: int = 27_518, seed: int = 77) -> int:
     }
     print(f"n={n:,} seed={seed}: {wall:.0f} s, {len(run.provenance.attempts)} attempt(s); "
           f"InterMAT OR {s.loc['intermat_ml', 'or_lo95']:.2f}-{s.loc['intermat_ml', 'or_hi95']:.2f}")
+    for a in run.provenance.attempts:
+        print(f"  attempt {a.number}. {a.describe()} ({a.timings.get('compile_s', 0):.0f} s compile, "
+              f"{a.timings.get('sampling_s', 0):.0f} s sampling)")
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
     return 0 if all(checks.values()) else 1

@@ -92,3 +92,98 @@ def test_a_gate_failing_after_the_ladder_stays_failed_and_loud(cohort_csv):
     assert [a.passed for a in run.provenance.attempts] == [False, False] and not run.diagnostics.passed
     assert run.provenance.attempts[-1].settings["target_accept"] == 0.95
     assert isinstance(run.provenance.attempts[0], Attempt)
+
+
+# --- a funnel is refit non-centred ---------------------------------------------------------------------------------
+
+SPLINE = {**SMALL, "activity": {"variable": "met_min_week", "transform": "log1p", "basis": "spline", "df": 6}, "group": "site"}
+
+
+def _verdict(*failed, divergences: int = 100):
+    return Diagnostics(tuple(Check(n, n not in failed, str(divergences) if n == "divergences" else "x", "y")
+                             for n in ("R-hat", "bulk ESS", "divergences", "E-BFMI")))
+
+
+@pytest.fixture
+def scripted_ladder(cohort_csv, monkeypatch):
+    """Run the ladder of fit on the 3,000-row cohort with both parts centred by ``auto``, the sampler and the gate
+    scripted: returns ``run(spec, verdicts, ladder) -> (attempts, design, builds)``, ``builds`` the parameterizations
+    of each model built."""
+    import backpain_epi.modelling.build as build
+    import backpain_epi.modelling.fit as fit
+    import backpain_epi.modelling.sample as sample
+    from backpain_epi.dictionary import load_dictionary
+    from backpain_epi.modelling import params
+    from backpain_epi.modelling.design import make_design
+
+    monkeypatch.setattr(params, "CENTRED_MIN_EVENTS", 0)        # the NAKO size's choices, on 3,000 rows
+    monkeypatch.setattr(params, "GROUP_CENTRED_MIN_EVENTS", 0)
+    dd = load_dictionary()
+    table, _ = fit.read_analysis_table(cohort_csv[0], dd)
+
+    def run(spec: dict, verdicts: list, ladder: GateLadder = GateLadder()):
+        spec = ModelSpec.from_dict(spec).with_sampler(target_accept=0.9)
+        builds, verdicts = [], iter(verdicts)
+        monkeypatch.setattr(build, "build_model", lambda d, shared=False: builds.append(
+            (params.activity_parameterization(d), params.group_parameterization(d))) or object())
+        monkeypatch.setattr(sample, "sample_model", lambda *a, **k: (None, {"timings": {"sampling_s": 1.0}}))
+        monkeypatch.setattr(fit, "check_diagnostics", lambda *a: next(verdicts))
+        _, _, design, attempts = fit._sample_along_ladder(make_design(table, spec, dd), spec, ladder, progress=False)
+        return attempts, design, builds
+
+    return run
+
+
+def test_a_centred_fit_failing_like_a_funnel_is_refit_noncentred_at_the_same_settings(scripted_ladder):
+    attempts, design, builds = scripted_ladder(SPLINE, [_verdict("E-BFMI"), _verdict()])
+    assert builds == [("centred", "centred"), ("noncentred", "noncentred")]
+    assert [a.noncentred for a in attempts] == [(), ("activity", "group")] and design.noncentred
+    assert attempts[0].settings == attempts[1].settings and attempts[1].passed
+    assert "non-centred activity and group: passed" in attempts[1].describe()
+    assert Attempt.from_dict(attempts[1].to_dict()) == attempts[1] and "noncentred" not in attempts[0].to_dict()
+
+
+def test_after_the_switch_the_ladder_goes_on_noncentred_and_switches_once(scripted_ladder):
+    attempts, design, builds = scripted_ladder(SPLINE, [_verdict("divergences")] * 4)
+    assert [(a.settings["target_accept"], a.noncentred) for a in attempts] == [
+        (0.9, ()), (0.9, ("activity", "group")), (0.95, ("activity", "group")), (0.99, ("activity", "group"))]
+    assert len(builds) == 2  # one model per parameterization: the ladder's attempts share its compiled model
+
+
+def test_no_switch_for_ess_or_a_few_divergences_for_a_parameterization_the_spec_chose_or_without_the_ladder(scripted_ladder):
+    attempts, design, _ = scripted_ladder(SPLINE, [_verdict("bulk ESS"), _verdict()])
+    assert [(a.settings["target_accept"], a.noncentred) for a in attempts] == [(0.9, ()), (0.95, ())] and not design.noncentred
+    # 2 of 4 × 1,000 draws diverged: NUTS's noise at the edge of the gate, not a funnel; 40 (1 %) are one
+    few, many = scripted_ladder(SPLINE, [_verdict("divergences", divergences=2), _verdict()]), \
+        scripted_ladder(SPLINE, [_verdict("divergences", divergences=40), _verdict()])
+    assert [a.noncentred for a in few[0]] == [(), ()] and [a.noncentred for a in many[0]] == [(), ("activity", "group")]
+    chosen = {**SPLINE, "activity": {**SPLINE["activity"], "parameterization": "centred"}}
+    chosen.pop("group")
+    attempts, _, builds = scripted_ladder(chosen, [_verdict("E-BFMI")])
+    assert len(attempts) == 1 and builds == [("centred", None)]  # E-BFMI is not retryable; the spec's centred is kept
+    attempts, _, _ = scripted_ladder(SPLINE, [_verdict("E-BFMI")], GateLadder.off())
+    assert len(attempts) == 1
+
+
+@pytest.mark.slow
+def test_a_real_funnel_is_tamed_by_the_noncentred_refit(tmp_path, monkeypatch):
+    """No activity effect and no site effect, both parts centred: a funnel in each scale parameter (the flat-truth
+    benchmark at 27,518 rows failed its gate on it). Measured here: 87 divergences centred, 4 non-centred."""
+    from backpain_epi import CohortTruth, simulate_cohort
+    from backpain_epi.modelling import params
+
+    monkeypatch.setattr(params, "CENTRED_MIN_EVENTS", 0)
+    monkeypatch.setattr(params, "GROUP_CENTRED_MIN_EVENTS", 0)
+    truth = CohortTruth(odds_ratios={"intermat_ml": 1.8, "lmm_ml": 1.0}, site_sd=0.0, activity_or_at_0=1.0, activity_or_at_10000=1.0)
+    sim = simulate_cohort(n=1000, seed=77, truth=truth, n_sites=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GateFailedWarning)
+        run = fit_model(sim.data, ModelSpec.from_dict(SPLINE), out=tmp_path / "run", ladder=GateLadder(steps=()),
+                        draws=800, tune=800, chains=2, progress=False)
+    first, second = run.provenance.attempts
+    divergences = [int(next(c.value for c in a.diagnostics.checks if c.name == "divergences")) for a in (first, second)]
+    assert "divergences" in {c.name for c in first.diagnostics.failed} and second.noncentred == ("activity", "group")
+    assert divergences[1] * 4 < divergences[0]
+    assert run.provenance.activity_parameterization == run.provenance.group_parameterization == "noncentred"
+    assert {"smooth_z", "group_z"} <= set(run.idata.posterior.data_vars) and "group_effect" not in run.idata.posterior
+    assert load_run(run.out).provenance == run.provenance

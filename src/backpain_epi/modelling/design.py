@@ -61,6 +61,10 @@ class Design:
         missing column (a row can count under several), and ``"any"`` for the total.
     include_qc_flagged
         Whether QC-flagged rows were kept.
+    noncentred
+        Whether every part whose parameterization is chosen automatically (the ``auto`` activity term, the
+        spline exposures, the group intercepts) is non-centred: the gate ladder's refit after a centred fit
+        failed on divergences or E-BFMI (:mod:`~backpain_epi.modelling.ladder`).
     """
 
     y: np.ndarray
@@ -75,6 +79,7 @@ class Design:
     S: np.ndarray | None = None
     latent: "Latents | None" = None
     imputed: dict[str, int] = field(default_factory=dict)
+    noncentred: bool = False
 
     @property
     def n(self) -> int:

@@ -44,7 +44,7 @@ import shutil
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
@@ -65,7 +65,7 @@ from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
 from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_risks, effect_modification
 from .ladder import Attempt, GateLadder
-from .params import BETA, activity_parameterization, group_parameterization
+from .params import BETA, activity_parameterization, centred_parts, group_parameterization
 from .provenance import DataRecord, Provenance
 from .imputed import pointwise_log_likelihood, row_latents
 from .sensitivity import add_log_prior, prior_sensitivity, sensitivity_verdict
@@ -308,7 +308,7 @@ def fit_model(
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
-    idata, sampler_info, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress, reuse_compiled)
+    idata, sampler_info, design, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress, reuse_compiled)
     last = attempts[-1]
     spec = spec.with_sampler(**{k: last.settings[k] for k in ("draws", "tune", "target_accept")})
     diagnostics = last.diagnostics
@@ -463,25 +463,38 @@ def _check_run_ids(run: Path, provenance: Provenance, idata: az.InferenceData, s
 def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, progress: bool, reuse: bool = False):
     """Sample the model of ``design`` with the spec's settings, then along ``ladder`` while the gate fails.
 
-    Returns the last attempt's InferenceData and sampler record, and every :class:`Attempt`.
+    An attempt with automatically centred parts that fails with a funnel's signs is followed by one at the same
+    settings with those parts non-centred (:mod:`.ladder`). Returns the last attempt's InferenceData, sampler
+    record and design (``noncentred`` set after that switch), and every :class:`Attempt`.
     """
     # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
     from .build import build_model, model_data, structure_key
     from .sample import sample_model
 
-    model = build_model(design, shared=reuse)
-    key, data = (structure_key(design), model_data(design)) if reuse else (None, None)
     var_names = [BETA, *scale_parameters(design.recipe)]
-    cache: dict = {}  # the compiled model, shared by the attempts
     attempts: list[Attempt] = []
-    for number, settings in enumerate(ladder.settings(spec.sampler), start=1):
+    plan, step, switched = ladder.settings(spec.sampler), 0, ()
+    while step < len(plan):
+        if not attempts or attempts[-1].noncentred != switched:  # the first attempt, or the switch: (re)build
+            model = build_model(design, shared=reuse)
+            key, data = (structure_key(design), model_data(design)) if reuse else (None, None)
+            cache: dict = {}  # the compiled model, shared by the attempts of one parameterization
+        settings = plan[step]
         idata, info = sample_model(model, settings, progress=progress, cache=cache, key=key, data=data)
         diagnostics = check_diagnostics(idata, var_names)
-        attempts.append(Attempt(number, _settings_record(settings), diagnostics,
-                                {k: round(v, 2) for k, v in info.pop("timings").items()}))
-        if diagnostics.passed or not ladder.retry(diagnostics, settings.chains):
+        attempts.append(Attempt(len(attempts) + 1, _settings_record(settings), diagnostics,
+                                {k: round(v, 2) for k, v in info.pop("timings").items()}, switched))
+        if diagnostics.passed:
             break
-    return idata, info, tuple(attempts)
+        funnel = ladder.funnel(diagnostics, settings.draws * settings.chains)
+        if ladder.noncentre and not switched and funnel and centred_parts(design):
+            switched = tuple(centred_parts(design))
+            design = replace(design, noncentred=True)
+            continue  # the same settings, non-centred
+        if not ladder.retry(diagnostics, settings.chains):
+            break
+        step += 1
+    return idata, info, design, tuple(attempts)
 
 
 def _analysed_rows(table: pd.DataFrame, design: Design, dd: DataDictionary) -> pd.DataFrame:

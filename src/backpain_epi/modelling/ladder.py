@@ -8,6 +8,15 @@ draws of the spec's settings. The first attempt is the spec's own settings; the 
 attempt, and every attempt (settings, verdict, timings) is recorded as an :class:`Attempt` in
 ``provenance.json``. A gate still failing after the last step stays failed.
 
+A fit can also fail because a centred hierarchy meets a scale that goes to 0 (a funnel: the activity
+spline's smoothing SD when activity has no effect). More tuning does not fix that, and low E-BFMI is
+no sampler setting's fault. So when an attempt with parts centred by the automatic choice
+(:func:`~backpain_epi.modelling.params.centred_parts`) fails on E-BFMI, or on divergences in at least
+:data:`FUNNEL_DIVERGENCE_RATE` of its draws, the next attempt refits them non-centred at the same
+settings, once, and the ladder goes on from there with that form. A few divergences are not a funnel's
+sign: the centred form is kept and refit at a higher target_accept, since where the data pin the scales
+down (27,518 rows with an activity effect) the non-centred form is the one that diverges.
+
 The ladder's cost is bounded: by default at most three attempts, the last with twice the tuning and
 draws. ``GateLadder.off()`` (``fit_model(..., ladder=False)``, ``--no-ladder``) keeps one attempt.
 """
@@ -22,6 +31,9 @@ from .spec import SamplerSettings
 
 #: The checks a refit with a higher target_accept and more tuning or draws can fix (E-BFMI is a model problem).
 RETRYABLE = ("divergences", "bulk ESS", "R-hat")
+#: A fit with automatically centred parts is refit non-centred when E-BFMI fails or at least this share of its
+#: draws diverged (the flat-activity benchmark: 112 of 1,000; a noisy pass: 2 of 4,000).
+FUNNEL_DIVERGENCE_RATE = 0.01
 
 
 @dataclass(frozen=True)
@@ -48,15 +60,17 @@ class LadderStep:
 class GateLadder:
     """The refits tried after a failed gate, in order (the spec's own settings are attempt 1).
 
-    The default: target_accept 0.95 with 1.5× the draws, then 0.99 with twice the tuning and draws.
+    The default: target_accept 0.95 with 1.5× the draws, then 0.99 with twice the tuning and draws;
+    ``noncentre``: a centred fit that fails with a funnel's signs (:meth:`funnel`) is refit non-centred first (module docstring).
     """
 
     steps: tuple[LadderStep, ...] = (LadderStep(0.95, draws_factor=1.5), LadderStep(0.99, tune_factor=2.0, draws_factor=2.0))
+    noncentre: bool = True
 
     @classmethod
     def off(cls) -> GateLadder:
         """No refits: one attempt, the spec's settings."""
-        return cls(steps=())
+        return cls(steps=(), noncentre=False)
 
     @classmethod
     def of(cls, ladder: GateLadder | bool | None) -> GateLadder:
@@ -86,15 +100,26 @@ class GateLadder:
             names.discard("R-hat")
         return bool(names & set(RETRYABLE))
 
+    @staticmethod
+    def funnel(diagnostics: Diagnostics, draws: int) -> bool:
+        """Whether the failed gate shows a funnel's signs: E-BFMI failed, or divergences in at least
+        :data:`FUNNEL_DIVERGENCE_RATE` of the ``draws`` (all chains)."""
+        failed = {c.name: c.value for c in diagnostics.failed}
+        return "E-BFMI" in failed or ("divergences" in failed and int(failed["divergences"]) >= FUNNEL_DIVERGENCE_RATE * draws)
+
 
 @dataclass(frozen=True)
 class Attempt:
-    """One sampling attempt of a fit: its settings, the gate's verdict on it, and its timings (seconds)."""
+    """One sampling attempt of a fit: its settings, the gate's verdict on it, and its timings (seconds).
+
+    ``noncentred``: the parts the gate ladder refit non-centred for this attempt (empty: the automatic choice).
+    """
 
     number: int
     settings: dict
     diagnostics: Diagnostics
     timings: dict[str, float]
+    noncentred: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -104,13 +129,15 @@ class Attempt:
         """``target_accept 0.95, tune 1000, draws 1500: passed`` or ``...: failed (divergences 2)``."""
         s = self.settings
         verdict = "passed" if self.passed else "failed (" + ", ".join(f"{c.name} {c.value}" for c in self.diagnostics.failed) + ")"
-        return f"target_accept {s['target_accept']:g}, tune {s['tune']}, draws {s['draws']}: {verdict}"
+        form = f", non-centred {' and '.join(self.noncentred)}" if self.noncentred else ""
+        return f"target_accept {s['target_accept']:g}, tune {s['tune']}, draws {s['draws']}{form}: {verdict}"
 
     def to_dict(self) -> dict:
-        return {"number": self.number, "settings": dict(self.settings), "diagnostics": self.diagnostics.to_dict(),
-                "timings": dict(self.timings)}
+        d = {"number": self.number, "settings": dict(self.settings), "diagnostics": self.diagnostics.to_dict(),
+             "timings": dict(self.timings)}
+        return d | ({"noncentred": list(self.noncentred)} if self.noncentred else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> Attempt:
-        return cls(number=d["number"], settings=d["settings"], timings=d["timings"],
+        return cls(number=d["number"], settings=d["settings"], timings=d["timings"], noncentred=tuple(d.get("noncentred", ())),
                    diagnostics=Diagnostics(tuple(Check(**c) for c in d["diagnostics"]["checks"])))

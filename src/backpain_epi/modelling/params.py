@@ -24,13 +24,17 @@ CENTRED_MIN_EVENTS = 1000
 
 
 def activity_parameterization(design: Design) -> str | None:
-    """``centred`` or ``noncentred`` for the activity term of ``design`` (``None`` without a spline or HSGP term)."""
+    """``centred`` or ``noncentred`` for the activity term of ``design`` (``None`` without a spline or HSGP term).
+
+    The spec's choice if it makes one; ``auto``: the HSGP non-centred, the spline centred from
+    :data:`CENTRED_MIN_EVENTS` events up (non-centred when ``design.noncentred``).
+    """
     act = design.recipe.spec.activity
     if act is None or act.basis == "bands":
         return None
     if act.parameterization not in (None, "auto"):
         return act.parameterization
-    if act.basis == "hsgp":
+    if act.basis == "hsgp" or design.noncentred:
         return "noncentred"
     return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
 
@@ -45,10 +49,13 @@ def group_parameterization(design: Design) -> str | None:
     Centred when every group has at least :data:`GROUP_CENTRED_MIN_EVENTS` events and as
     many non-events: each group's intercept is then pinned down by its own data. At 27,518
     rows the centred form took 9 leapfrog steps per draw against 12 for the non-centred one,
-    at a somewhat lower bulk ESS per draw for the exposures (BENCHMARKS.md).
+    at a somewhat lower bulk ESS per draw for the exposures (BENCHMARKS.md). Non-centred when
+    ``design.noncentred``.
     """
     if design.group is None:
         return None
+    if design.noncentred:
+        return "noncentred"
     n_groups = len(design.recipe.group_levels)
     events = np.bincount(design.group, weights=design.y, minlength=n_groups)
     rows = np.bincount(design.group, minlength=n_groups)
@@ -60,4 +67,17 @@ def smooth_parameterization(design: Design) -> str | None:
     spline's ``auto``, centred from :data:`CENTRED_MIN_EVENTS` events up."""
     if not design.recipe.exposure_splines:
         return None
+    if design.noncentred:
+        return "noncentred"
     return "centred" if int(np.sum(design.y)) >= CENTRED_MIN_EVENTS else "noncentred"
+
+
+def centred_parts(design: Design) -> list[str]:
+    """The parts of ``design`` that are centred by an automatic choice (not by the spec), which the gate ladder
+    may refit non-centred: ``activity``, ``exposure splines``, ``group``."""
+    act = design.recipe.spec.activity
+    auto_activity = act is not None and act.parameterization in (None, "auto")
+    parts = {"activity": auto_activity and activity_parameterization(design) == "centred",
+             "exposure splines": smooth_parameterization(design) == "centred",
+             "group": group_parameterization(design) == "centred"}
+    return [name for name, centred in parts.items() if centred]
