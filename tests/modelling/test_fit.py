@@ -239,7 +239,7 @@ def test_auto_parameterization_follows_the_number_of_events():
 
     def design(basis, parameterization, events):
         act = ActivityTerm(variable="met_min_week", basis=basis, parameterization=parameterization)
-        return SimpleNamespace(recipe=SimpleNamespace(spec=SimpleNamespace(activity=act)), y=np.r_[np.ones(events), np.zeros(50)])
+        return SimpleNamespace(noncentred=False, recipe=SimpleNamespace(spec=SimpleNamespace(activity=act)), y=np.r_[np.ones(events), np.zeros(50)])
 
     assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS)) == "centred"
     assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS - 1)) == "noncentred"
@@ -255,7 +255,7 @@ def test_group_intercepts_are_centred_when_every_group_has_enough_events_and_non
     def design(events, non_events):  # two groups: the first with ``events`` / ``non_events``, the second with plenty
         y = np.r_[np.ones(events), np.zeros(non_events), np.ones(5 * N), np.zeros(5 * N)]
         group = np.r_[np.zeros(events + non_events, int), np.ones(10 * N, int)]
-        return SimpleNamespace(group=group, y=y, recipe=SimpleNamespace(group_levels=["a", "b"]))
+        return SimpleNamespace(group=group, y=y, noncentred=False, recipe=SimpleNamespace(group_levels=["a", "b"]))
 
     assert group_parameterization(design(N, N)) == "centred"
     assert group_parameterization(design(N - 1, 10 * N)) == "noncentred"  # one group short of events is enough

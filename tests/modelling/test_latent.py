@@ -288,3 +288,90 @@ def test_measurement_error_undoes_the_attenuation(dictionary):
     assert naive["or_lo95"] <= truth["attenuated_or_per_2sd_observed"] <= naive["or_hi95"]
     assert me["or_lo95"] <= truth["or_per_2sd_true"] <= me["or_hi95"]
     assert np.log(me["or_median"]) > np.log(naive["or_median"]) > 0
+
+
+# --------------------------------------------------------------------------- measurement error integrated out
+
+
+@pytest.fixture(scope="module")
+def marginal_model(mar_table, dictionary):
+    """full.yaml (spline, site) with measurement error in lmm_ml and nothing imputed: the ``marginal`` form."""
+    spec = ModelSpec.from_dict(_basis_raw("spline", measurement_error={"lmm_ml": "lmm_ml_se"}), dictionary)
+    rows, _ = complete_rows(mar_table, spec)
+    design = make_design(rows.reset_index(drop=True), spec, dictionary)
+    return spec, design, build_model(design)
+
+
+def test_the_marginal_form_samples_no_value_per_row(marginal_model):
+    spec, design, model = marginal_model
+    assert model.measured_marginal is not None and "lmm_ml_true_z" not in {v.name for v in model.free_RVs}
+    assert len(model.free_RVs) < 40 < design.n  # the scales and coefficients only: the sampler's dimension does not grow with n
+
+
+def test_the_marginal_likelihood_is_the_logistic_normal_integral(marginal_model):
+    """The outcome's log-likelihood (probit approximation) against the integral by 80-node Gauss–Hermite quadrature,
+    at a point whose lmm_ml coefficient is larger than NAKO's (log OR 0.5 per 2 SD; the error grows with it: BENCHMARKS.md)."""
+    spec, design, model = marginal_model
+    point = model.initial_point()
+    beta = point["beta"].copy()
+    beta[design.terms.index("lmm_ml")] = 0.5
+    point["beta"] = beta
+    mm = model.measured_marginal
+    parts = pytensor.function(model.value_vars, model.replace_rvs_by_values([mm.eta_pre, mm.parts[0][2], mm.parts[0][3]]),
+                              on_unused_input="ignore")(*[point[v.name] for v in model.value_vars])
+    eta_pre, c, s = (np.asarray(p) for p in parts)
+    mean, sd = eta_pre + 0.5 * c, 0.5 * s
+    t, w = np.polynomial.hermite_e.hermegauss(80)
+    p = (w[None, :] / w.sum() * (1 / (1 + np.exp(-(mean[:, None] + sd[:, None] * t[None, :]))))).sum(axis=1)
+    exact = float(np.sum(design.y * np.log(p) + (1 - design.y) * np.log1p(-p)))
+    got = float(model.compile_logp(vars=[model[spec.outcome]], jacobian=False)(point))
+    assert sd.max() > 0.03  # the error matters at this point
+    assert got == pytest.approx(exact, rel=1e-4)
+    plugged = float(np.sum(design.y * mean - np.logaddexp(0, mean)))  # the outcome at the conditional mean: not the same
+    assert abs(plugged - exact) > 3 * abs(got - exact)  # measured: 0.0154 against 0.0032
+
+
+def test_true_values_drawn_after_sampling_follow_their_conditional(marginal_model):
+    """With no outcome effect of lmm_ml the outcome says nothing about its true value: the drawn values are then the
+    conditional Normal(x_obs + c, s) itself (mean and SD over 4,000 draws of one point)."""
+    from backpain_epi.modelling.build_latent import draw_true_values
+
+    spec, design, model = marginal_model
+    idata, point = _idata_at_random_point(model)
+    j = design.terms.index("lmm_ml")
+    post = idata.posterior.drop_vars([v for v in idata.posterior.data_vars if v not in {r.name for r in model.free_RVs}])
+    post = post.isel(draw=np.zeros(4000, dtype=int)).assign_coords(draw=np.arange(4000))
+    post["beta"][..., j] = 0.0
+    idata = az.InferenceData(posterior=post)
+    draw_true_values(model, idata, design, seed=1)
+    point["beta"] = post["beta"].values[0, 0]
+    mm = model.measured_marginal
+    c, s = (np.asarray(v) for v in pytensor.function(model.value_vars, model.replace_rvs_by_values([mm.parts[0][2], mm.parts[0][3]]),
+                                                     on_unused_input="ignore")(*[point[v.name] for v in model.value_vars]))
+    shift = idata.posterior["lmm_ml_true_z"].values[0] * design.latent.measured_se["lmm_ml"]  # (draws, rows), per 2 SD
+    assert idata.posterior["lmm_ml_true_z"].dims == ("chain", "draw", "lmm_ml_row")
+    np.testing.assert_allclose(shift.mean(axis=0), c, atol=4 * s.max() / np.sqrt(4000))
+    np.testing.assert_allclose(shift.std(axis=0), s, rtol=0.1)
+
+
+@pytest.mark.slow
+def test_a_marginal_fit_round_trips_with_its_true_values_and_says_so(mar_table, dictionary, tmp_path):
+    from types import SimpleNamespace
+
+    from backpain_epi.modelling import fit_model, load_run
+    from backpain_epi.reporting.text import latent_methods
+
+    spec = ModelSpec.from_dict(_basis_raw("spline", measurement_error={"lmm_ml": "lmm_ml_se"}), dictionary)
+    rows, _ = complete_rows(mar_table, spec)
+    result = fit_model(rows, spec, out=tmp_path / "run", draws=150, tune=150, chains=2, progress=False, ladder=False)
+    options = result.provenance.sampler["options"]
+    assert options["measurement_error"] == "marginal" and options["free_parameters"] < 100 < len(rows)  # no value per row
+    z = result.idata.posterior["lmm_ml_true_z"]
+    assert z.sizes["lmm_ml_row"] == len(rows) and 0.3 < float(z.std()) < 1.5  # a spread of the size of the SE
+    assert result.idata.log_likelihood["cbp"].sizes["cbp_dim_0"] == len(rows) and np.isfinite(result.idata.log_likelihood["cbp"]).all()
+    assert result.absolute_risk is not None and np.isfinite(result.absolute_risk["rd_per_1000"]).all()
+    assert result.provenance.timings["true_values_s"] > 0
+    again = load_run(tmp_path / "run")
+    assert again.provenance == result.provenance
+    text = latent_methods([SimpleNamespace(name=spec.name, spec=spec, provenance=again.provenance)], dictionary)
+    assert "integrated out of the outcome's likelihood" in text

@@ -314,6 +314,8 @@ def fit_model(
     diagnostics = last.diagnostics
     for key in ("compile_s", "sampling_s"):
         timings[key] = sum(a.timings.get(key, 0.0) for a in attempts)
+    if "true_values_s" in sampler_info:
+        timings["true_values_s"] = sampler_info.pop("true_values_s")
     run_id = uuid.uuid4().hex
     idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
@@ -494,6 +496,16 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
         if not ladder.retry(diagnostics, settings.chains):
             break
         step += 1
+    if getattr(model, "measured_marginal", None) is not None:  # exposures with measurement error integrated out
+        # lazy: build_latent imports PyMC, as build does above
+        from .build_latent import draw_true_values
+
+        t = time.perf_counter()
+        draw_true_values(model, idata, design, seed=settings.seed or 0)
+        info["true_values_s"] = round(time.perf_counter() - t, 2)
+        info.setdefault("options", {})["measurement_error"] = "marginal"
+    elif design.recipe.latent and design.recipe.latent.get("measured"):
+        info.setdefault("options", {})["measurement_error"] = "sampled"
     return idata, info, design, tuple(attempts)
 
 

@@ -143,6 +143,11 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
         out.append("Segmentation error was modelled for " + _list(parts) + ": the true exposure was latent, with a regression on "
                    "the covariates and a random intercept per site as its prior, and observed with the per-participant standard "
                    "error; its odds ratio is per 2 SD of the true exposure, SD = sqrt(var(observed) − mean(SE²)).")
+        if any((r.provenance.sampler.get("options") or {}).get("measurement_error") == "marginal" for r, _, _ in measured):
+            out.append("The true exposure was integrated out of the outcome's likelihood (the logistic–normal integral by the "
+                       "probit approximation) rather than sampled per participant, and its values were drawn after sampling "
+                       "from their posterior given each participant's outcome, for the pointwise log-likelihood and the "
+                       "g-computed risks.")
     return " ".join(out)
 
 
