@@ -488,10 +488,9 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
                                 {k: round(v, 2) for k, v in info.pop("timings").items()}, switched))
         if diagnostics.passed:
             break
-        funnel = ladder.funnel(diagnostics, settings.draws * settings.chains)
-        if ladder.noncentre and not switched and funnel and centred_parts(design):
-            switched = tuple(centred_parts(design))
-            design = replace(design, noncentred=True)
+        parts = () if switched or not ladder.noncentre else tuple(centred_parts(design))
+        if parts and ladder.funnel(diagnostics, settings.draws * settings.chains):
+            switched, design = parts, replace(design, noncentred=True)
             continue  # the same settings, non-centred
         if not ladder.retry(diagnostics, settings.chains):
             break
