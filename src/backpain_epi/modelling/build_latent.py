@@ -219,8 +219,8 @@ def draw_true_values(model, idata, design, seed: int, candidates: int = SIR_CAND
             z[:, ci, di] = pick / np.maximum(se, 1e-12)
     if np.median(spread) > PROBIT_SD_MAX:
         warnings.warn(f"{float(np.median(spread)):.2f}: the SD of the log-odds that measurement error leaves (largest over rows, "
-                      f"posterior median) exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by up to 0.025 "
-                      "in log p there (BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=3)
+                      f"posterior median) exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by more than 0.025 "
+                      "in log p there (0.06 at 0.5; BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=3)
     for j, (ex, _, _, _) in enumerate(mm.parts):
         idata.posterior[true_z_name(ex)] = (("chain", "draw", true_dim(ex)), z[j])
         idata.posterior = idata.posterior.assign_coords({true_dim(ex): design.ids})
