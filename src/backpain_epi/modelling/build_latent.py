@@ -8,8 +8,14 @@ columns of the design (exposures and covariates; the standardized transformed ac
 observed), the continuous columns imputed before it (the order of ``impute``) and a random
 intercept per site:
 
-- continuous: ``c ~ Normal(a_c + Z g_c + u_c[site], tau_c)``; the missing values are
-  ``mu + tau * <c>_missing_z`` (non-centred: the outcome says little about one value);
+- continuous: ``c ~ Normal(a_c + Z g_c + u_c[site], tau_c)``. By default (:data:`IMPUTE_PARAMETERIZATION`
+  ``quadrature``) a row's missing values are integrated out of its likelihood by Gauss–Hermite quadrature over
+  their imputation models (:func:`_quadrature`): the row's likelihood is the weighted sum, over the nodes, of the
+  outcome's likelihood at the node's values times that of the row's observed columns whose imputation model
+  involves them. The sampler's dimension then does not grow with the rows, and the values are drawn after
+  sampling (:func:`draw_imputed_values`). In a model that also imputes a discrete column or has a
+  measurement-error exposure, they are sampled: ``mu + tau * <c>_missing_z`` (non-centred: the outcome says
+  little about one value);
 - binary: ``c ~ Bernoulli(logit⁻¹(a_c + Z g_c + u_c[site]))``; a missing value is marginalised;
 - bands: the transformed activity is modelled as continuous; a missing band is marginalised with
   the probabilities of that normal between the band edges.
@@ -31,6 +37,7 @@ Only the missing rows carry parameters and in-graph bases; the data stay constan
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -39,8 +46,9 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..errors import BackpainEpiWarning
-from .latent import ACTIVITY, BANDS, BINARY, CONTINUOUS, DISCRETE, band_cuts, missing_name, prob_name, row_dim, spline_pieces, \
-    true_dim, true_z_name
+from .latent import ACTIVITY, BANDS, BINARY, CONTINUOUS, DISCRETE, band_cuts, hsgp_basis, missing_name, prob_name, row_dim, \
+    spline_basis_pieces, spline_pieces, true_dim, true_z_name
+from .params import BETA as BETA_NAME
 
 
 #: How a measurement-error exposure's latent enters the sampler: ``marginal`` (the default: integrated out of the
@@ -52,6 +60,15 @@ ME_PARAMETERIZATION = "marginal"
 SIR_CANDIDATES = 8
 #: Above this SD of the log-odds' measurement-error part the probit approximation errs by more than 0.025 in log p.
 PROBIT_SD_MAX = 0.3
+#: How the missing values of continuous imputed columns (a numeric covariate, the activity of a spline or HSGP term)
+#: enter the sampler: ``quadrature`` (the default: integrated out of the likelihood, :func:`_quadrature`, and drawn
+#: after sampling by :func:`draw_imputed_values`; sampled in a model that also imputes a discrete column or has a
+#: measurement-error exposure) or ``sampled`` (one parameter per missing value); BENCHMARKS.md compares them.
+IMPUTE_PARAMETERIZATION = "quadrature"
+#: Gauss–Hermite nodes along a missing activity (:func:`_activity_moments`); a test checks the whole likelihood against 40.
+QUADRATURE_NODES = 7
+#: Candidates per row and draw of :func:`draw_imputed_values`.
+IMPUTE_SIR_CANDIDATES = 8
 
 
 def spline_basis_pt(u, activity: dict, pieces=None):
@@ -72,18 +89,291 @@ def hsgp_basis_pt(u, activity: dict):
     return phi - np.asarray(activity["column_means"])[None, :]
 
 
-def _regression(name: str, Z: np.ndarray, extra: list, group, link_scale: float = 1.0):
-    """``a + Z g + (earlier imputed columns) h + u[site]``: the mean of an imputation model (standardized scale)."""
-    a = pm.Normal(f"{name}_imp_intercept", 0.0, 2.5 * link_scale)
-    g = pm.Normal(f"{name}_imp_coef", 0.0, 1.0 * link_scale, shape=Z.shape[1] + len(extra))
-    mu = a + pt.dot(pt.as_tensor(Z), g[:Z.shape[1]])
-    for k, v in enumerate(extra):
-        mu = mu + v * g[Z.shape[1] + k]
-    if group is not None:
+def _imputation_parameters(name: str, n_coef: int, grouped: bool):
+    """The parameters of an imputation model: intercept ``a``, coefficients ``g`` (``n_coef``) and site intercepts
+    ``u`` (non-centred; ``None`` without sites)."""
+    a = pm.Normal(f"{name}_imp_intercept", 0.0, 2.5)
+    g = pm.Normal(f"{name}_imp_coef", 0.0, 1.0, shape=n_coef)
+    u = None
+    if grouped:
         sd = pm.HalfNormal(f"{name}_imp_site_sd", 1.0)
-        z = pm.Normal(f"{name}_imp_site_z", 0.0, 1.0, dims="group")
-        mu = mu + (sd * z)[group]
+        u = sd * pm.Normal(f"{name}_imp_site_z", 0.0, 1.0, dims="group")
+    return a, g, u
+
+
+def _regression_parts(name: str, Z: np.ndarray, n_extra: int, group):
+    """``(a + Z g + u[site], h)``: an imputation model's mean without its ``n_extra`` earlier imputed columns, and
+    their coefficients ``h`` (standardized scale)."""
+    a, g, u = _imputation_parameters(name, Z.shape[1] + n_extra, group is not None)
+    base = a + pt.dot(pt.as_tensor(Z), g[:Z.shape[1]])
+    if u is not None:
+        base = base + u[group]
+    return base, g[Z.shape[1]:]
+
+
+def _observed_normal(name: str, v: np.ndarray, D: np.ndarray, theta, tau):
+    """``sum log Normal(v; D theta, tau)`` as a potential, from the sufficient statistics ``v'v``, ``D'v`` and ``D'D``:
+    the rows' normal likelihood (the brute-force test of the quadrature likelihood checks it), at a cost per gradient
+    that does not grow with the rows."""
+    vv, Dv, DD = float(v @ v), pt.as_tensor(D.T @ v), pt.as_tensor(D.T @ D)
+    ss = vv - 2.0 * pt.dot(theta, Dv) + pt.dot(theta, pt.dot(DD, theta))
+    n = len(v)
+    return pm.Potential(name, -0.5 * ss / tau**2 - n * pt.log(tau) - 0.5 * n * np.log(2 * np.pi))
+
+
+def _regression(name: str, Z: np.ndarray, extra: list, group):
+    """``a + Z g + (earlier imputed columns) h + u[site]``: the mean of an imputation model (standardized scale)."""
+    mu, h = _regression_parts(name, Z, len(extra), group)
+    for k, v in enumerate(extra):
+        mu = mu + v * h[k]
     return mu
+
+
+def _quadrature_applies(L) -> bool:
+    """Whether the continuous imputed columns of ``L`` are integrated out (:data:`IMPUTE_PARAMETERIZATION`)."""
+    return (IMPUTE_PARAMETERIZATION == "quadrature" and 0 < len(L.entries((CONTINUOUS, ACTIVITY))) <= 4
+            and not L.entries(DISCRETE) and not L.recipe["measured"])
+
+
+def spline_function_pt(u, activity: dict, lin, w):
+    """The activity spline ``lin * B[:, 0] + B[:, 1:] @ w`` at a tensor ``u`` (any shape), as one function: the cubic
+    of the first knot interval plus a truncated cubic ``d_k (u - knot_k)_+^3`` per inner knot (the cubic regression
+    spline is twice continuously differentiable, so only the cubic coefficient changes at a knot). Elementwise in ``u``,
+    with the coefficients ``(4 + inner knots,)`` computed once; equal to the basis to rounding (a test checks it)."""
+    left, coef = spline_pieces(activity)
+    T = np.concatenate([coef[0], coef[1:, 3, :] - coef[:-1, 3, :]])      # (4 + inner knots, columns)
+    g = pt.dot(pt.as_tensor(T), pt.concatenate([pt.atleast_1d(lin), w]))
+    u = pt.clip(u, activity["lower"], activity["upper"])
+    t = u - left[0]
+    out = ((g[3] * t + g[2]) * t + g[1]) * t + g[0]
+    for k, knot in enumerate(left[1:]):
+        r = pt.maximum(u - knot, 0.0)
+        out = out + g[4 + k] * (r * r * r)
+    return out
+
+
+def _contribution_pt(e: dict, v, beta, recipe, activity_coef):
+    """What an imputed column at standardized values ``v`` (any shape) adds to the log-odds."""
+    if e["kind"] == CONTINUOUS:
+        return beta[recipe.terms.index(e["term"])] * v
+    act = recipe.activity
+    u = e["u_mean"] + e["u_sd"] * v
+    if act["basis"] == "spline":
+        return spline_function_pt(u, act, *activity_coef)
+    return pt.dot(hsgp_basis_pt(u.reshape((-1,)), act), activity_coef).reshape(v.shape)
+
+
+def _patterns(missing: np.ndarray):
+    """Per pattern of missing columns (a row of ``missing``, some missing): the pattern and its rows."""
+    for pattern in sorted({tuple(r) for r in missing[missing.any(axis=1)]}):
+        yield pattern, np.flatnonzero((missing == np.array(pattern)).all(axis=1))
+
+
+def _inv_det(M: list, k: int):
+    """Inverse and determinant of a small symmetric positive-definite matrix ``M`` given as nested lists of scalar
+    tensors (k ≤ 3), in closed form: the graph stays scalar and elementwise, which compiles and runs faster than
+    matrix ops at this size."""
+    if k == 1:
+        return [[1.0 / M[0][0]]], M[0][0]
+    if k == 2:
+        a, b, d = M[0][0], M[0][1], M[1][1]
+        det = a * d - b * b
+        return [[d / det, -b / det], [-b / det, a / det]], det
+    (a, b, c), (d, e, f), (g, h, i) = M
+    cof = [[e * i - f * h, f * g - d * i, d * h - e * g], [c * h - b * i, a * i - c * g, b * g - a * h],
+           [b * f - c * e, c * d - a * f, a * e - b * d]]
+    det = a * cof[0][0] + b * cof[0][1] + c * cof[0][2]
+    return [[cof[j][r] / det for j in range(3)] for r in range(3)], det
+
+
+def _linear_moments(entries, Mi: list, cm: list, cov: list, beta, recipe):
+    """What a pattern's missing values ``Mi`` add to the log-odds under their normal (conditional means ``cm``, one
+    vector per missing column; covariance ``cov``, nested lists of scalars): the mean and variance (m,) of the
+    numeric covariates' part (linear, so exact), and, where the activity is missing, ``(its conditional means (m,),
+    its SD, c)`` with ``c = sum_j beta_j cov_ja / cov_aa``: a numeric covariate's regression on the activity is
+    linear, so ``Cov(f, v_j) = cov_ja / cov_aa Cov(f, v_a)``."""
+    ones = pt.ones(cm[0].shape[0])
+    lin = [(a, beta[recipe.terms.index(entries[j]["term"])]) for a, j in enumerate(Mi) if entries[j]["kind"] == CONTINUOUS]
+    mean, var = 0.0 * ones, pt.zeros(())
+    for a, b in lin:
+        mean = mean + b * cm[a]
+        for c, d in lin:
+            var = var + b * d * cov[a][c]
+    act = [a for a, j in enumerate(Mi) if entries[j]["kind"] == ACTIVITY]
+    if not act:
+        return mean, var * ones, None
+    a = act[0]
+    c = sum((d * cov[k][a] for k, d in lin), pt.zeros(())) / cov[a][a]
+    return mean, var * ones, (cm[a], pt.sqrt(cov[a][a]), c)
+
+
+def _activity_moments(entry: dict, cm, sd, c, beta, recipe, activity_coef):
+    """For rows whose activity is missing, ``Normal(cm, sd)`` (m,): the mean of the activity term ``f`` and what it adds
+    to the variance, ``Var f + 2 c Cov(f, v_a)``, by :data:`QUADRATURE_NODES` Gauss–Hermite nodes (polynomials only)."""
+    x, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    w = w / w.sum()
+    f = _contribution_pt(entry, cm[:, None] + sd[:, None] * pt.as_tensor(x)[None, :], beta, recipe, activity_coef)
+    ef = pt.dot(f, w)
+    return ef, pt.dot(f * f, w) - ef * ef + 2 * c * sd * pt.dot(f, w * x)
+
+
+def _quadrature(design, eta, beta, activity_coef, model):
+    """The continuous imputed columns integrated out (:data:`IMPUTE_PARAMETERIZATION` ``quadrature``); returns ``eta``.
+
+    Given the fully observed columns and the site, the imputation models' chain ``v_j = base_j + sum_l h_jl v_l +
+    tau_j e_j`` makes the imputed columns jointly normal, with means ``m`` per row and one covariance ``S = A A'``. For
+    each pattern of missing columns ``M`` (observed ``O``), a row's observed values enter with their marginal
+    density ``Normal(v_O; m_O, S_OO)`` (a potential), and its missing values are normal given them,
+    ``Normal(m_M + K (v_O - m_O), S_MM - K S_OM)`` with ``K = S_MO S_OO^-1``. What they add to the log-odds, ``f``
+    (linear for a numeric covariate, the activity spline or HSGP at its value), has its mean and variance under that
+    normal (:func:`_linear_moments`, exact for the linear part; :func:`_activity_moments`, Gauss–Hermite nodes along
+    the activity, polynomials only),
+    and the logistic's expectation is taken by the probit approximation, as for measurement error:
+    ``expit((eta + E f) / sqrt(1 + pi Var f / 8))``. Complete rows are observed along the chain, each column's
+    likelihood from its sufficient statistics (:func:`_observed_normal`), so that only the incomplete rows cost per
+    gradient more than the outcome does.
+    """
+    L, recipe, group = design.latent, design.recipe, design.group
+    entries = L.entries((CONTINUOUS, ACTIVITY))
+    J = len(entries)
+    obs = np.column_stack([L.observed[e["column"]] for e in entries])
+    missing, filled = ~np.isfinite(obs), np.nan_to_num(obs)
+    complete, incomplete = np.flatnonzero(~missing.any(axis=1)), np.flatnonzero(missing.any(axis=1))
+    at = np.full(design.n, -1)
+    at[incomplete] = np.arange(len(incomplete))      # a row's position among the incomplete rows
+    p = L.Z.shape[1]
+    sites = [] if group is None else [np.eye(len(recipe.group_levels))[group[complete]]]
+    means, loads = [], []   # per column: its marginal mean on the incomplete rows and its loadings on the chain's errors (J,)
+    for j, e in enumerate(entries):
+        col = e["column"]
+        model.add_coord(row_dim(col), design.ids[L.missing_rows[col]])
+        a, g, u = _imputation_parameters(col, p + j, group is not None)
+        tau = pm.HalfNormal(f"{col}_imp_sd", 1.0)
+        D = np.column_stack([np.ones(len(complete)), L.Z[complete], filled[complete, :j], *sites])
+        _observed_normal(f"{col}_observed", obs[complete, j], D, pt.concatenate([a[None], g, *([u] if u is not None else [])]), tau)
+        base = a + pt.dot(pt.as_tensor(L.Z[incomplete]), g[:p]) + (u[group[incomplete]] if u is not None else 0.0)
+        h = g[p:]
+        means.append(base + sum((h[k] * means[k] for k in range(j)), pt.zeros(())))
+        # v_j's loading on error l: tau_j for l = j, sum_k h_k (loading of v_k on l) for l < j, none for l > j
+        loads.append([sum((h[k] * loads[k][l] for k in range(l, j)), pt.zeros(())) if l < j else tau if l == j else None
+                      for l in range(J)])
+    S = [[sum((x * y for x, y in zip(loads[i], loads[k]) if x is not None and y is not None), pt.zeros(()))
+          for k in range(J)] for i in range(J)]
+    patterns = []
+    for pattern, sel in _patterns(missing):
+        Mi = [j for j in range(J) if pattern[j]]
+        Oi = [j for j in range(J) if not pattern[j]]
+        cm = [means[j][at[sel]] for j in Mi]
+        cov = [[S[i][k] for k in Mi] for i in Mi]
+        if Oi:
+            r = [pt.as_tensor(obs[sel, o]) - means[o][at[sel]] for o in Oi]
+            inv, det = _inv_det([[S[o][q] for q in Oi] for o in Oi], len(Oi))
+            K = [[sum(S[i][Oi[q]] * inv[q][o] for q in range(len(Oi))) for o in range(len(Oi))] for i in Mi]
+            cm = [cm[a] + sum(K[a][o] * r[o] for o in range(len(Oi))) for a in range(len(Mi))]
+            cov = [[cov[a][c] - sum(K[a][o] * S[Oi[o]][Mi[c]] for o in range(len(Oi))) for c in range(len(Mi))]
+                   for a in range(len(Mi))]
+            quad = sum(r[o] * inv[o][q] * r[q] for o in range(len(Oi)) for q in range(len(Oi)))
+            pm.Potential(f"imputed_observed_{''.join('m' if hit else 'o' for hit in pattern)}",
+                         pt.sum(-0.5 * quad) - len(sel) * 0.5 * (pt.log(det) + len(Oi) * np.log(2 * np.pi)))
+        patterns.append((tuple(Mi), sel, pt.stack(cm, axis=1), pt.stack([pt.stack(row) for row in cov]),
+                         *_linear_moments(entries, Mi, cm, cov, beta, recipe)))
+    # one pass over every row whose activity is missing (one kernel to compile, however many patterns), then the rest
+    patterns.sort(key=lambda q: q[-1] is None)
+    with_act = [q for q in patterns if q[-1] is not None]
+    mean, var = pt.concatenate([q[4] for q in patterns]), pt.concatenate([q[5] for q in patterns])
+    if with_act:
+        entry = next(e for e in entries if e["kind"] == ACTIVITY)
+        cat = [pt.concatenate([q[-1][0] for q in with_act]),
+               *[pt.concatenate([q[-1][k] * pt.ones(len(q[1])) for q in with_act]) for k in (1, 2)]]
+        m_act, v_act = _activity_moments(entry, *cat, beta, recipe, activity_coef)
+        rest = sum(len(q[1]) for q in patterns) - sum(len(q[1]) for q in with_act)
+        mean = mean + pt.concatenate([m_act, pt.zeros(rest)])
+        var = var + pt.concatenate([v_act, pt.zeros(rest)])
+    var = pt.maximum(var, 0.0)
+    rows = np.concatenate([q[1] for q in patterns])
+    eta = pt.set_subtensor(eta[rows], (eta[rows] + mean) / pt.sqrt(1.0 + np.pi / 8.0 * var))
+    starts = np.cumsum([0] + [len(q[1]) for q in patterns])
+    patterns = [(Mi, sel, cm, cov, var[starts[k]:starts[k + 1]]) for k, (Mi, sel, cm, cov, *_) in enumerate(patterns)]
+    model.imputed_quadrature = ImputedQuadrature(tuple(entries), tuple(patterns), activity_coef)
+    return eta
+
+
+@dataclass(frozen=True)
+class ImputedQuadrature:
+    """The graph of a model whose continuous imputed columns are integrated out (:data:`IMPUTE_PARAMETERIZATION`
+    ``quadrature``): the entries in order; per pattern ``(missing columns, rows, conditional means (m, |M|), conditional
+    covariance (|M|, |M|), variance of the log-odds part (m,))``; the activity coefficients."""
+
+    entries: tuple
+    patterns: tuple
+    activity_coef: object
+
+
+def _contribution_np(e: dict, v: np.ndarray, beta: np.ndarray, recipe, coef, pieces) -> np.ndarray:
+    """:func:`_contribution_pt` in numpy, at one draw: ``coef`` the activity coefficients as one vector."""
+    if e["kind"] == CONTINUOUS:
+        return beta[recipe.terms.index(e["term"])] * v
+    u = e["u_mean"] + e["u_sd"] * v
+    B = spline_basis_pieces(u, recipe.activity, pieces) if pieces is not None else hsgp_basis(u, recipe.activity)
+    return B @ coef
+
+
+def draw_imputed_values(model, idata, design, seed: int, candidates: int = IMPUTE_SIR_CANDIDATES) -> None:
+    """Add ``<column>_missing`` (raw scale, dims ``<column>_missing_row``) to the posterior of a ``quadrature`` fit.
+
+    For each draw, each row's missing values are drawn from their posterior given the row's outcome, its observed
+    imputed columns and that draw's parameters, by sampling-importance-resampling: ``candidates`` draws from their
+    normal given the observed columns (:func:`_quadrature`), one kept with weight ``p(y | eta)``. The pointwise
+    log-likelihood and g-computation then use them as they use a sampled fit's. Warns, as measurement error does,
+    where the SD of the log-odds part integrated over exceeds :data:`PROBIT_SD_MAX`.
+    """
+    iq = model.imputed_quadrature
+    recipe = design.recipe
+    act = recipe.activity
+    pieces = spline_pieces(act) if act is not None and act["basis"] == "spline" else None
+    coef_t = [] if iq.activity_coef is None else (list(iq.activity_coef) if isinstance(iq.activity_coef, tuple) else [iq.activity_coef])
+    outs = [model.imputed_eta, model[BETA_NAME], *coef_t, *[t for _, _, cm, cov, var in iq.patterns for t in (cm, cov, var)]]
+    fn = model.compile_fn(outs=outs, inputs=model.free_RVs, on_unused_input="ignore", point_fn=True)
+    post = idata.posterior
+    names = [rv.name for rv in model.free_RVs]
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    L = design.latent
+    drawn = [np.empty((n_chain, n_draw, len(L.missing_rows[e["column"]]))) for e in iq.entries]
+    where = [np.searchsorted(L.missing_rows[e["column"]], np.arange(design.n)) for e in iq.entries]
+    rng = np.random.default_rng(seed)
+    y = design.y.astype(float)
+    spread = np.zeros((n_chain, n_draw))
+    nc = len(coef_t)
+    for ci in range(n_chain):
+        values = {k: post[k].isel(chain=ci).to_numpy() for k in names}
+        for di in range(n_draw):
+            res = fn({k: v[di] for k, v in values.items()})
+            eta, beta = res[0], res[1]
+            coef = np.concatenate([np.atleast_1d(c) for c in res[2:2 + nc]]) if nc else None
+            for p, (Mi, sel, _, _, _) in enumerate(iq.patterns):
+                cm, cov, var = res[2 + nc + 3 * p:5 + nc + 3 * p]
+                spread[ci, di] = max(spread[ci, di], float(np.sqrt(var.max())))
+                C = np.linalg.cholesky(np.atleast_2d(cov) + 1e-12 * np.eye(len(Mi)))
+                v = cm[None] + rng.standard_normal((candidates, len(sel), len(Mi))) @ C.T    # (K, m, |M|)
+                e_sel = eta[sel][None] + sum(_contribution_np(iq.entries[j], v[:, :, a], beta, recipe, coef, pieces)
+                                             for a, j in enumerate(Mi))
+                logw = y[sel] * e_sel - np.logaddexp(0.0, e_sel) + rng.gumbel(size=e_sel.shape)   # Gumbel-max: one by weight
+                pick = v[logw.argmax(axis=0), np.arange(len(sel))]
+                for a, j in enumerate(Mi):
+                    drawn[j][ci, di, where[j][sel]] = pick[:, a]
+    if np.median(spread) > PROBIT_SD_MAX:
+        warnings.warn(f"{float(np.median(spread)):.2f}: the SD of the log-odds that the imputed values leave (largest over rows, "
+                      f"posterior median) exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by more than 0.025 "
+                      "in log p there (0.06 at 0.5; BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=3)
+    for j, e in enumerate(iq.entries):
+        col, v = e["column"], drawn[j]
+        if e["kind"] == CONTINUOUS:
+            raw = e["centre"] + e["scale"] * v
+        else:
+            u = e["u_mean"] + e["u_sd"] * v
+            raw = np.expm1(np.maximum(u, 0.0)) if e["transform"] == "log1p" else np.maximum(u, 0.0)
+        idata.posterior[missing_name(col)] = (("chain", "draw", row_dim(col)), raw)
+        idata.posterior = idata.posterior.assign_coords({row_dim(col): design.ids[L.missing_rows[col]]})
 
 
 def add_latent(design, eta, beta, activity_coef, model):
@@ -93,6 +383,9 @@ def add_latent(design, eta, beta, activity_coef, model):
     recipe = design.recipe
     terms = recipe.terms
     group = design.group
+    if _quadrature_applies(L):
+        model.imputed_eta = eta
+        return _quadrature(design, eta, beta, activity_coef, model), []
     continuous = []  # full-length standardized tensors of the continuous imputed columns, in order
     discrete = {}    # column -> (logw tensor (m_c, K_c), delta tensor (K_c,))
     for e in [e for e in L.recipe["imputed"] if e["kind"] in (CONTINUOUS, ACTIVITY)] + L.entries(DISCRETE):
@@ -252,10 +545,11 @@ def _mixtures(design, discrete: dict) -> list:
 
 
 def mixture_logp(y: np.ndarray, eta, mixtures) -> list:
-    """Per mixture, the log-likelihood of its rows: ``logsumexp_k(logw_k + log p(y | eta + delta_k))``."""
+    """Per mixture, the log-likelihood of its rows: ``logsumexp_k(logw_k + log p(y | eta + delta_k))``; ``delta`` is (K,)
+    for marginalised discrete values, (m, K) for quadrature nodes."""
     out = []
     for sel, logw, delta in mixtures:
-        e = eta[sel][:, None] + delta[None, :]
+        e = eta[sel][:, None] + (delta if delta.ndim == 2 else delta[None, :])
         out.append(pm.math.logsumexp(logw + pt.as_tensor(y[sel])[:, None] * e - pt.softplus(e), axis=1).sum())
     return out
 

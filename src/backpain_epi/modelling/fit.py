@@ -314,8 +314,9 @@ def fit_model(
     diagnostics = last.diagnostics
     for key in ("compile_s", "sampling_s"):
         timings[key] = sum(a.timings.get(key, 0.0) for a in attempts)
-    if "true_values_s" in sampler_info:
-        timings["true_values_s"] = sampler_info.pop("true_values_s")
+    for key in ("true_values_s", "imputed_values_s"):
+        if key in sampler_info:
+            timings[key] = sampler_info.pop(key)
     run_id = uuid.uuid4().hex
     idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
@@ -505,6 +506,15 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
         info.setdefault("options", {})["measurement_error"] = "marginal"
     elif design.recipe.latent and design.recipe.latent.get("measured"):
         info.setdefault("options", {})["measurement_error"] = "sampled"
+    if getattr(model, "imputed_quadrature", None) is not None:  # continuous imputed columns integrated out
+        from .build_latent import draw_imputed_values
+
+        t = time.perf_counter()
+        draw_imputed_values(model, idata, design, seed=settings.seed or 0)
+        info["imputed_values_s"] = round(time.perf_counter() - t, 2)
+        info.setdefault("options", {})["imputation"] = "quadrature"
+    elif design.recipe.latent and any(e["kind"] in ("continuous", "activity") for e in design.recipe.latent["imputed"]):
+        info.setdefault("options", {})["imputation"] = "sampled"
     return idata, info, design, tuple(attempts)
 
 

@@ -7,7 +7,8 @@ arrays the PyMC model needs (:mod:`.build_latent`); :mod:`.imputed` turns poster
 the log-odds of analysed rows, for the pointwise log-likelihood (LOO) and for g-computation:
 
 - a **continuous** covariate (``bmi``) enters per 2 SD of its observed values; its missing values are
-  parameters, stored on the raw scale as ``<column>_missing`` (dims ``<column>_missing_row``, the ids);
+  integrated out of the likelihood (or, beside a discrete or measurement-error column, parameters; see
+  :mod:`.build_latent`), and stored on the raw scale as ``<column>_missing`` (dims ``<column>_missing_row``, the ids);
 - the **activity** variable of a ``spline`` or ``hsgp`` term is imputed on the transformed scale
   (log1p MET) and its basis evaluated at the imputed value (:func:`spline_pieces`: the cubic
   regression spline as one cubic polynomial per knot interval, exact to rounding);

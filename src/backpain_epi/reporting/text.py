@@ -133,6 +133,13 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
                    "entering the activity term at its imputed value), and binary covariates and activity bands were "
                    "marginalised as mixtures over their values; the pointwise log-likelihood and the g-computed risks used the "
                    "posterior draws of the imputed values.")
+        if any((r.provenance.sampler.get("options") or {}).get("imputation") == "quadrature" for r in imputing):
+            out.append("The missing values of numeric covariates and of physical activity were integrated out of the outcome's "
+                       "likelihood rather than sampled per participant: given the observed ones they are jointly normal, the "
+                       "mean and variance of what they add to the log-odds were computed exactly for a numeric covariate and by "
+                       "Gauss–Hermite quadrature for the activity term, and the logistic's expectation was taken by the probit "
+                       "approximation; their values were drawn after sampling from their posterior given each participant's "
+                       "outcome.")
     measured = [(r, e, se) for r in runs for e, se in r.spec.measurement_error.items()]
     if measured:
         parts = []
