@@ -137,7 +137,9 @@ def cost(args) -> dict:
         t = time.perf_counter()
         r = fit_model(data, spec, **settings)
         out[name] = {"wall_s": round(time.perf_counter() - t, 1), "timings": r.provenance.timings, "n": r.provenance.data.n_analysed,
-                     "gate": r.diagnostics.passed, "min_ess": float(r.summary["ess_bulk"].min())}
+                     "gate": r.diagnostics.passed, "min_ess": float(r.summary["ess_bulk"].min()),
+                     "failed_checks": [f"{c.name}: {c.value} ({c.worst})" for c in r.diagnostics.checks if not c.passed],
+                     "options": r.provenance.sampler.get("options", {})}
         print(json.dumps({name: out[name]}), flush=True)
     for name in ("imputed", "measurement_error"):
         if name in out and "plain" in out:

@@ -16,7 +16,7 @@ import yaml
 from backpain_epi import simulate_cohort
 from backpain_epi.modelling import fit as fit_module
 from backpain_epi.modelling.build import build_model
-from backpain_epi.modelling.build_latent import hsgp_basis_pt, spline_basis_pt
+from backpain_epi.modelling.build_latent import draw_imputed_values, hsgp_basis_pt, spline_basis_pt
 from backpain_epi.modelling.basis import _activity_basis_u
 from backpain_epi.modelling.design import complete_rows, make_design
 from backpain_epi.modelling.fit import read_analysis_table
@@ -211,6 +211,7 @@ def test_new_rows_with_missing_values_are_refused(mar_table, dictionary):
     design = make_design(mar_table, spec, dictionary)
     model = build_model(design)
     idata, _ = _idata_at_random_point(model)
+    draw_imputed_values(model, idata, design, seed=0)  # integrated out of the likelihood: drawn after sampling
     rows, _ = complete_rows(mar_table, spec)
     new = rows.head(20).assign(participant_id=[f"NEW{i}" for i in range(20)])
     new.loc[new.index[:3], "bmi"] = np.nan
@@ -480,8 +481,6 @@ def test_imputed_values_drawn_after_sampling_follow_their_conditional(quadrature
     """With no outcome effect of activity or BMI, the outcome says nothing about them: a missing activity drawn for a row
     that observes BMI then follows its normal given that BMI, computed here in closed form from the chain
     (activity ~ Normal(m_a, tau_a), BMI ~ Normal(base_b + h activity, tau_b)); 4,000 draws of one point."""
-    from backpain_epi.modelling.build_latent import draw_imputed_values
-
     spec, design, rows, model = quadrature_model
     idata, point = _idata_at_random_point(model)
     free = {r.name for r in model.free_RVs}

@@ -7,6 +7,8 @@ Used by the pointwise log-likelihood (:func:`pointwise_log_likelihood`, for LOO)
 from __future__ import annotations
 
 import itertools
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +35,27 @@ class RowLatents:
     mixtures: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+#: The last few draws arrays :func:`_post` stacked, keyed by (posterior, variable, draws taken): g-computation asks
+#: for the same arrays once per row chunk and setting, and stacking a (chains, draws, missing rows) variable each
+#: time cost most of its time in latent fits.
+_POST_CACHE: OrderedDict = OrderedDict()
+_POST_CACHE_SIZE = 16
+
+
 def _post(idata, name: str, take: np.ndarray) -> np.ndarray:
-    da = idata.posterior[name]
-    return da.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()[take]
+    """The draws ``take`` of posterior variable ``name``, (draws, ...) over chains and draws stacked; read-only."""
+    post = idata.posterior
+    key = (id(post), name, np.asarray(take).tobytes())
+    hit = _POST_CACHE.get(key)
+    if hit is not None and hit[0]() is post:
+        _POST_CACHE.move_to_end(key)
+        return hit[1]
+    out = post[name].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()[take]
+    out.flags.writeable = False
+    _POST_CACHE[key] = (weakref.ref(post), out)
+    while len(_POST_CACHE) > _POST_CACHE_SIZE:
+        _POST_CACHE.popitem(last=False)
+    return out
 
 
 def _positions(idata, var: str, dim: str, ids: np.ndarray, need: np.ndarray, what: str) -> np.ndarray:
@@ -48,6 +68,33 @@ def _positions(idata, var: str, dim: str, ids: np.ndarray, need: np.ndarray, wha
         raise BackpainEpiError(f"{int(bad.sum()):,} row(s) miss {what}, which the model imputes for the participants it was "
                                f"fit on only (e.g. id {ids[bad][0]}); predictions for new participants need complete values.")
     return pos
+
+
+def _activity_shift(idata, recipe, entry: dict, take: np.ndarray) -> np.ndarray:
+    """What the imputed activity adds to the log-odds of every row it was imputed for (draws ``take``, posterior
+    positions); computed once per posterior and draws (cached beside :func:`_post`), since g-computation asks for it
+    in every row chunk and setting, and the basis at draws × rows values is its largest cost."""
+    post = idata.posterior
+    key = (id(post), "activity shift", np.asarray(take).tobytes())
+    hit = _POST_CACHE.get(key)
+    if hit is not None and hit[0]() is post:
+        _POST_CACHE.move_to_end(key)
+        return hit[1]
+    raw = _post(idata, missing_name(entry["column"]), take)
+    u = np.log1p(raw) if entry["transform"] == "log1p" else raw
+    act = recipe.activity
+    if act["basis"] == "spline":
+        B = spline_basis_pieces(u, act)
+        coef = np.column_stack([_post(idata, ACT_LIN, take), _post(idata, SMOOTH_W, take)])
+    else:
+        B = hsgp_basis(u, act)
+        coef = _post(idata, GP_Z, take) * _hsgp_sqrt_psd(idata, recipe)[take]
+    out = np.einsum("dmk,dk->dm", B, coef)
+    out.flags.writeable = False
+    _POST_CACHE[key] = (weakref.ref(post), out)
+    while len(_POST_CACHE) > _POST_CACHE_SIZE:
+        _POST_CACHE.popitem(last=False)
+    return out
 
 
 def row_latents(idata, recipe, rows: pd.DataFrame, take: np.ndarray, *, fixed=()) -> RowLatents | None:
@@ -79,16 +126,7 @@ def row_latents(idata, recipe, rows: pd.DataFrame, take: np.ndarray, *, fixed=()
             v = (_post(idata, var, take)[:, pos] - e["centre"]) / e["scale"]
             shift[:, miss] += beta[:, terms.index(e["term"]), None] * v
         elif e["kind"] == ACTIVITY:
-            raw = _post(idata, var, take)[:, pos]
-            u = np.log1p(raw) if e["transform"] == "log1p" else raw
-            act = recipe.activity
-            if act["basis"] == "spline":
-                B = spline_basis_pieces(u, act)
-                coef = np.column_stack([_post(idata, ACT_LIN, take), _post(idata, SMOOTH_W, take)])
-            else:
-                B = hsgp_basis(u, act)
-                coef = _post(idata, GP_Z, take) * _hsgp_sqrt_psd(idata, recipe)[take]
-            shift[:, miss] += np.einsum("dmk,dk->dm", B, coef)
+            shift[:, miss] += _activity_shift(idata, recipe, e, take)[:, pos]
         else:
             p = _post(idata, var, take)[:, pos]
             if e["kind"] == BINARY:
