@@ -507,6 +507,7 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
     elif design.recipe.latent and design.recipe.latent.get("measured"):
         info.setdefault("options", {})["measurement_error"] = "sampled"
     if getattr(model, "imputed_quadrature", None) is not None:  # continuous imputed columns integrated out
+        # lazy: build_latent imports PyMC, as build does above
         from .build_latent import draw_imputed_values
 
         t = time.perf_counter()
