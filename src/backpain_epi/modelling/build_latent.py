@@ -9,10 +9,10 @@ observed), the continuous columns imputed before it (the order of ``impute``) an
 intercept per site:
 
 - continuous: ``c ~ Normal(a_c + Z g_c + u_c[site], tau_c)``. By default (:data:`IMPUTE_PARAMETERIZATION`
-  ``quadrature``) a row's missing values are integrated out of its likelihood by Gauss–Hermite quadrature over
-  their imputation models (:func:`_quadrature`): the row's likelihood is the weighted sum, over the nodes, of the
-  outcome's likelihood at the node's values times that of the row's observed columns whose imputation model
-  involves them. The sampler's dimension then does not grow with the rows, and the values are drawn after
+  ``quadrature``) a row's missing values are integrated out of its likelihood (:func:`_quadrature`): given its
+  observed imputed columns they are normal, the mean and variance of what they add to the log-odds come exactly
+  (numeric covariates) or by Gauss–Hermite quadrature (the activity), and the logistic's expectation by the probit
+  approximation. The sampler's dimension then does not grow with the rows, and the values are drawn after
   sampling (:func:`draw_imputed_values`). In a model that also imputes a discrete column or has a
   measurement-error exposure, they are sampled: ``mu + tau * <c>_missing_z`` (non-centred: the outcome says
   little about one value);
@@ -227,8 +227,8 @@ def _quadrature(design, eta, beta, activity_coef, model):
     ``Normal(m_M + K (v_O - m_O), S_MM - K S_OM)`` with ``K = S_MO S_OO^-1``. What they add to the log-odds, ``f``
     (linear for a numeric covariate, the activity spline or HSGP at its value), has its mean and variance under that
     normal (:func:`_linear_moments`, exact for the linear part; :func:`_activity_moments`, Gauss–Hermite nodes along
-    the activity, polynomials only),
-    and the logistic's expectation is taken by the probit approximation, as for measurement error:
+    the activity, polynomials only), and the logistic's expectation is taken by the probit approximation, as for
+    measurement error:
     ``expit((eta + E f) / sqrt(1 + pi Var f / 8))``. Complete rows are observed along the chain, each column's
     likelihood from its sufficient statistics (:func:`_observed_normal`), so that only the incomplete rows cost per
     gradient more than the outcome does.
