@@ -35,27 +35,35 @@ class RowLatents:
     mixtures: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-#: The last few draws arrays :func:`_post` stacked, keyed by (posterior, variable, draws taken): g-computation asks
-#: for the same arrays once per row chunk and setting, and stacking a (chains, draws, missing rows) variable each
-#: time cost most of its time in latent fits.
+#: The last few arrays :func:`_post` and :func:`_activity_shift` made, keyed by (posterior, what, draws taken):
+#: g-computation asks for the same arrays once per row chunk and setting, and stacking a (chains, draws, missing
+#: rows) variable each time cost most of its time in latent fits. A posterior is read, never changed in place, after
+#: its fit; one changed in place with the same variables and draws would be served its old arrays.
 _POST_CACHE: OrderedDict = OrderedDict()
 _POST_CACHE_SIZE = 16
 
 
-def _post(idata, name: str, take: np.ndarray) -> np.ndarray:
-    """The draws ``take`` of posterior variable ``name``, (draws, ...) over chains and draws stacked; read-only."""
+def _cached(idata, what: str, take: np.ndarray, make) -> np.ndarray:
+    """``make()`` for ``idata``'s posterior, ``what`` and the draws ``take``, from :data:`_POST_CACHE` when it is there;
+    the array is read-only."""
     post = idata.posterior
-    key = (id(post), name, np.asarray(take).tobytes())
+    key = (id(post), what, np.asarray(take).tobytes())
     hit = _POST_CACHE.get(key)
-    if hit is not None and hit[0]() is post:
+    if hit is not None and hit[0]() is post:   # the same object, not one that took a freed id
         _POST_CACHE.move_to_end(key)
         return hit[1]
-    out = post[name].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()[take]
+    out = make()
     out.flags.writeable = False
     _POST_CACHE[key] = (weakref.ref(post), out)
     while len(_POST_CACHE) > _POST_CACHE_SIZE:
         _POST_CACHE.popitem(last=False)
     return out
+
+
+def _post(idata, name: str, take: np.ndarray) -> np.ndarray:
+    """The draws ``take`` of posterior variable ``name``, (draws, ...) over chains and draws stacked; read-only."""
+    return _cached(idata, name, take,
+                   lambda: idata.posterior[name].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()[take])
 
 
 def _positions(idata, var: str, dim: str, ids: np.ndarray, need: np.ndarray, what: str) -> np.ndarray:
@@ -72,29 +80,20 @@ def _positions(idata, var: str, dim: str, ids: np.ndarray, need: np.ndarray, wha
 
 def _activity_shift(idata, recipe, entry: dict, take: np.ndarray) -> np.ndarray:
     """What the imputed activity adds to the log-odds of every row it was imputed for (draws ``take``, posterior
-    positions); computed once per posterior and draws (cached beside :func:`_post`), since g-computation asks for it
-    in every row chunk and setting, and the basis at draws × rows values is its largest cost."""
-    post = idata.posterior
-    key = (id(post), "activity shift", np.asarray(take).tobytes())
-    hit = _POST_CACHE.get(key)
-    if hit is not None and hit[0]() is post:
-        _POST_CACHE.move_to_end(key)
-        return hit[1]
-    raw = _post(idata, missing_name(entry["column"]), take)
-    u = np.log1p(raw) if entry["transform"] == "log1p" else raw
-    act = recipe.activity
-    if act["basis"] == "spline":
-        B = spline_basis_pieces(u, act)
-        coef = np.column_stack([_post(idata, ACT_LIN, take), _post(idata, SMOOTH_W, take)])
-    else:
-        B = hsgp_basis(u, act)
-        coef = _post(idata, GP_Z, take) * _hsgp_sqrt_psd(idata, recipe)[take]
-    out = np.einsum("dmk,dk->dm", B, coef)
-    out.flags.writeable = False
-    _POST_CACHE[key] = (weakref.ref(post), out)
-    while len(_POST_CACHE) > _POST_CACHE_SIZE:
-        _POST_CACHE.popitem(last=False)
-    return out
+    positions); made once per posterior and draws (:func:`_cached`), since g-computation asks for it in every row
+    chunk and setting, and the basis at draws × rows values is its largest cost."""
+    def make():
+        raw = _post(idata, missing_name(entry["column"]), take)
+        u = np.log1p(raw) if entry["transform"] == "log1p" else raw
+        act = recipe.activity
+        if act["basis"] == "spline":
+            B = spline_basis_pieces(u, act)
+            coef = np.column_stack([_post(idata, ACT_LIN, take), _post(idata, SMOOTH_W, take)])
+        else:
+            B = hsgp_basis(u, act)
+            coef = _post(idata, GP_Z, take) * _hsgp_sqrt_psd(idata, recipe)[take]
+        return np.einsum("dmk,dk->dm", B, coef)
+    return _cached(idata, "activity shift", take, make)
 
 
 def row_latents(idata, recipe, rows: pd.DataFrame, take: np.ndarray, *, fixed=()) -> RowLatents | None:
