@@ -318,6 +318,15 @@ def _contribution_np(e: dict, v: np.ndarray, beta: np.ndarray, recipe, coef, pie
     return B @ coef
 
 
+def _warn_loose_probit(spread: np.ndarray, what: str) -> None:
+    """Warn where the posterior median of ``spread`` (per draw, the largest SD over rows of the log-odds part integrated
+    by the probit approximation) exceeds :data:`PROBIT_SD_MAX`; ``what`` names that part ("measurement error leaves")."""
+    if np.median(spread) > PROBIT_SD_MAX:
+        warnings.warn(f"{float(np.median(spread)):.2f}: the SD of the log-odds that {what} (largest over rows, posterior median) "
+                      f"exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by more than 0.025 in log p there "
+                      "(0.06 at 0.5; BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=4)
+
+
 def draw_imputed_values(model, idata, design, seed: int, candidates: int = IMPUTE_SIR_CANDIDATES) -> None:
     """Add ``<column>_missing`` (raw scale, dims ``<column>_missing_row``) to the posterior of a ``quadrature`` fit.
 
@@ -361,10 +370,7 @@ def draw_imputed_values(model, idata, design, seed: int, candidates: int = IMPUT
                 pick = v[logw.argmax(axis=0), np.arange(len(sel))]
                 for a, j in enumerate(Mi):
                     drawn[j][ci, di, where[j][sel]] = pick[:, a]
-    if np.median(spread) > PROBIT_SD_MAX:
-        warnings.warn(f"{float(np.median(spread)):.2f}: the SD of the log-odds that the imputed values leave (largest over rows, "
-                      f"posterior median) exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by more than 0.025 "
-                      "in log p there (0.06 at 0.5; BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=3)
+    _warn_loose_probit(spread, "the imputed values leave")
     for j, e in enumerate(iq.entries):
         col, v = e["column"], drawn[j]
         if e["kind"] == CONTINUOUS:
@@ -510,10 +516,7 @@ def draw_true_values(model, idata, design, seed: int, candidates: int = SIR_CAND
             logw = y * eta - np.logaddexp(0.0, eta) + rng.gumbel(size=eta.shape)        # Gumbel-max: one by weight
             pick = np.take_along_axis(shift, logw.argmax(axis=0)[None, None, :].repeat(J, axis=1), axis=0)[0]
             z[:, ci, di] = pick / np.maximum(se, 1e-12)
-    if np.median(spread) > PROBIT_SD_MAX:
-        warnings.warn(f"{float(np.median(spread)):.2f}: the SD of the log-odds that measurement error leaves (largest over rows, "
-                      f"posterior median) exceeds {PROBIT_SD_MAX}; the probit approximation of the likelihood errs by more than 0.025 "
-                      "in log p there (0.06 at 0.5; BENCHMARKS.md): treat the intervals as approximate.", BackpainEpiWarning, stacklevel=3)
+    _warn_loose_probit(spread, "measurement error leaves")
     for j, (ex, _, _, _) in enumerate(mm.parts):
         idata.posterior[true_z_name(ex)] = (("chain", "draw", true_dim(ex)), z[j])
         idata.posterior = idata.posterior.assign_coords({true_dim(ex): design.ids})
