@@ -63,7 +63,7 @@ def test_without_reuse_the_data_are_constants_and_every_fit_compiles(dictionary)
     design = _design(simulate_cohort(n=300, seed=1, n_sites=5).data, load_spec(MODELS / "full.yaml", dictionary), dictionary)
     assert build_model(design).data_vars == []
     shared = build_model(design, shared=True)
-    assert {v.name for v in shared.data_vars} == set(model_data(design)) == {"X", "A_linear", "A_smooth", "group_index", "y"}
+    assert {v.name for v in shared.data_vars} == set(model_data(design)) == {"X", "A_linear", "A_smooth", "group_index", "y", "A_smooth_precision", "group_precision"}
     assert all(v.get_value().flags.c_contiguous for v in shared.data_vars)
     sample_module._COMPILED.clear()
     data = simulate_cohort(n=300, seed=1, n_sites=5).data

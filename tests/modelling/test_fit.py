@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,7 @@ def test_provenance_records_data_sampler_and_verdict(full_run, cohort_csv):
     assert p["settings"] == {"draws": 300, "tune": 300, "chains": 2, "target_accept": 0.9, "seed": 2025}
     assert p["versions"]["pymc"] and p["versions"]["nutpie"] and p["timings"]["sampling_s"] > 0
     assert p["priors"]["smooth_sd"] == "halfnormal(1)"
-    assert p["activity_parameterization"] == "noncentred"  # auto: about 660 events, below CENTRED_MIN_EVENTS
-    assert p["group_parameterization"] in ("centred", "noncentred")
+    assert p["activity_parameterization"] == p["group_parameterization"] == "scaled"  # auto
     assert p["sampler"]["options"]["low_rank_modified_mass_matrix"] is True and p["sampler"]["options"]["free_parameters"] < 100
     assert p["diagnostics"]["passed"] == full_run.diagnostics.passed
     assert {c["name"] for c in p["diagnostics"]["checks"]} == {"R-hat", "bulk ESS", "divergences", "E-BFMI"}
@@ -231,51 +231,79 @@ def test_likelihood_is_pymc_bernoulli():
         np.testing.assert_allclose(ours[near], pymc[near], rtol=1e-6)
 
 
-def test_auto_parameterization_follows_the_number_of_events():
+def test_auto_parameterization_is_the_scaled_form_unless_the_ladder_switched_or_the_spec_chose():
     from types import SimpleNamespace
 
-    from backpain_epi.modelling.params import CENTRED_MIN_EVENTS, activity_parameterization
+    from backpain_epi.modelling.params import activity_parameterization, group_parameterization, smooth_parameterization
     from backpain_epi.modelling.spec import ActivityTerm
 
-    def design(basis, parameterization, events):
+    def design(basis, parameterization, noncentred=False):
         act = ActivityTerm(variable="met_min_week", basis=basis, parameterization=parameterization)
-        return SimpleNamespace(noncentred=False, recipe=SimpleNamespace(spec=SimpleNamespace(activity=act)), y=np.r_[np.ones(events), np.zeros(50)])
+        return SimpleNamespace(noncentred=noncentred, group=np.zeros(3, int),
+                               recipe=SimpleNamespace(spec=SimpleNamespace(activity=act), exposure_splines=["intermat_ml"]))
 
-    assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS)) == "centred"
-    assert activity_parameterization(design("spline", "auto", CENTRED_MIN_EVENTS - 1)) == "noncentred"
-    assert activity_parameterization(design("hsgp", "auto", 10 * CENTRED_MIN_EVENTS)) == "noncentred"
-    assert activity_parameterization(design("spline", "centred", 5)) == "centred"
-
-
-def test_group_intercepts_are_centred_when_every_group_has_enough_events_and_non_events():
-    from types import SimpleNamespace
-
-    from backpain_epi.modelling.params import GROUP_CENTRED_MIN_EVENTS as N, group_parameterization
-
-    def design(events, non_events):  # two groups: the first with ``events`` / ``non_events``, the second with plenty
-        y = np.r_[np.ones(events), np.zeros(non_events), np.ones(5 * N), np.zeros(5 * N)]
-        group = np.r_[np.zeros(events + non_events, int), np.ones(10 * N, int)]
-        return SimpleNamespace(group=group, y=y, noncentred=False, recipe=SimpleNamespace(group_levels=["a", "b"]))
-
-    assert group_parameterization(design(N, N)) == "centred"
-    assert group_parameterization(design(N - 1, 10 * N)) == "noncentred"  # one group short of events is enough
-    assert group_parameterization(design(10 * N, N - 1)) == "noncentred"  # ... or of non-events
+    for basis in ("spline", "hsgp"):
+        assert activity_parameterization(design(basis, "auto")) == "scaled"
+        assert activity_parameterization(design(basis, "auto", noncentred=True)) == "noncentred"
+        for chosen in ("centred", "noncentred", "scaled"):
+            assert activity_parameterization(design(basis, chosen, noncentred=True)) == chosen  # the spec's own is kept
+    assert group_parameterization(design("spline", "auto")) == smooth_parameterization(design("spline", "auto")) == "scaled"
+    assert group_parameterization(design("spline", "auto", True)) == smooth_parameterization(design("spline", "auto", True)) == "noncentred"
     assert group_parameterization(SimpleNamespace(group=None)) is None
+    assert smooth_parameterization(SimpleNamespace(recipe=SimpleNamespace(exposure_splines=[]))) is None
 
 
-def test_centred_group_intercepts_keep_group_z_as_the_standardised_effects(dictionary):
-    """The centred form samples ``group_effect`` ~ Normal(0, group_sd); ``group_z`` (read by the results, the
-    g-computation and cross-validation) is its deterministic ``group_effect / group_sd``."""
+#: The scaled parts of each spec: (the coefficients, their prior SD as a function of the draws).
+SCALED_PARTS = {
+    "full.yaml": [("smooth_w", lambda d: d["smooth_sd"][:, None]), ("group_effect", lambda d: d["group_sd"][:, None])],
+    "full_hsgp.yaml": [("gp_z", lambda d: 1.0)],
+    "paper_intermat_spline.yaml": [("exposure_smooth_w", lambda d: d["exposure_smooth_sd"][:, :1])],
+}
+
+
+@pytest.fixture(scope="module")
+def nako_cohort():
+    return simulate_cohort(n=27518, seed=2025).data
+
+
+@pytest.mark.parametrize("spec_file", sorted(SCALED_PARTS))
+def test_the_scaled_form_keeps_the_prior_and_gives_unit_posterior_curvature_at_any_scale(spec_file, dictionary, nako_cohort):
+    """The scaled form (``w = z s / c``, ``z ~ Normal(0, c)``, ``c = sqrt(1 + s² d)``) is a reparameterization: the prior
+    draws of each coefficient divided by its prior SD are standard normal. And it does what it is for: given its scale,
+    each free ``z`` has a curvature (negative second derivative of the log density) near 1 at a tiny and at a large
+    scale, where the centred form's spans 1 / s² + d (orders of magnitude) and the non-centred form's 1 + s² d."""
+    import pytensor
+
     from backpain_epi.modelling import load_spec
-    from backpain_epi.modelling.params import group_parameterization
 
-    design = make_design(simulate_cohort(n=27518, seed=2025).data, load_spec(MODELS / "paper.yaml", dictionary), dictionary)
-    assert group_parameterization(design) == "centred"
+    design = make_design(nako_cohort, load_spec(MODELS / spec_file, dictionary), dictionary)
     model = build_model(design)
-    assert "group_effect" in {v.name for v in model.free_RVs} and "group_z" in {v.name for v in model.deterministics}
-    z, effect, sd = pm.draw([model["group_z"], model["group_effect"], model["group_sd"]], draws=5, random_seed=1)
-    assert z.shape == (5, len(design.recipe.group_levels))
-    np.testing.assert_allclose(z, effect / sd[:, None])
+    for name, prior_sd in SCALED_PARTS[spec_file]:
+        scale_vars = [v for v in model.free_RVs if v.name in ("smooth_sd", "group_sd", "exposure_smooth_sd", "gp_amplitude")]
+        draws = dict(zip([name] + [v.name for v in scale_vars], pm.draw([model[name], *scale_vars], draws=4000, random_seed=3)))
+        standard = draws[name] / prior_sd(draws)
+        assert abs(standard.mean()) < 0.05 and standard.std() == pytest.approx(1.0, abs=0.04), name
+    free = [v for v in model.value_vars if v.name.endswith("_scaled")]
+    assert free, "no scaled part"
+    logp = model.logp()
+    hessians = {v.name: pytensor.function(model.value_vars, -pytensor.gradient.hessian(logp, v), on_unused_input="ignore")
+                for v in free}
+    p = design.y.mean()
+    for log_scale in (np.log(0.002), np.log(0.5)):
+        point = model.initial_point()
+        point["intercept"] = np.log(p / (1 - p))                # where the data precision is measured
+        for key in point:
+            if key.endswith("_log__") and not key.startswith("gp_lengthscale"):
+                point[key] = np.full_like(point[key], log_scale)
+        for vname, f in hessians.items():
+            curvature = np.diag(f(*[point[v.name] for v in model.value_vars]))
+            assert np.all((curvature > 0.6) & (curvature < 1.6)), (spec_file, vname, np.exp(log_scale), curvature)
+    if spec_file == "full.yaml":  # the same bound fails for the non-centred form at the large scale: the test can tell
+        nc = build_model(replace(design, noncentred=True))
+        point = nc.initial_point() | {"intercept": np.log(p / (1 - p)), "smooth_sd_log__": np.log(0.5)}
+        f = pytensor.function(nc.value_vars, -pytensor.gradient.hessian(nc.logp(), nc.rvs_to_values[nc["smooth_z"]]), on_unused_input="ignore")
+        assert np.diag(f(*[point[v.name] for v in nc.value_vars])).max() > 100
+
 
 
 def test_the_fast_logistic_equals_scipys():

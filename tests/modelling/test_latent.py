@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytensor
+import pytensor.tensor as pt
 import pytest
 import xarray as xr
 import arviz as az
@@ -16,7 +17,7 @@ import yaml
 from backpain_epi import simulate_cohort
 from backpain_epi.modelling import fit as fit_module
 from backpain_epi.modelling.build import build_model
-from backpain_epi.modelling.build_latent import draw_imputed_values, hsgp_basis_pt, spline_basis_pt
+from backpain_epi.modelling.build_latent import draw_imputed_values, hsgp_basis_pt, outcome_log_likelihood, spline_basis_pt
 from backpain_epi.modelling.basis import _activity_basis_u
 from backpain_epi.modelling.design import complete_rows, make_design
 from backpain_epi.modelling.fit import read_analysis_table
@@ -441,8 +442,9 @@ def test_the_quadrature_likelihood_is_the_integral_over_the_missing_values(quadr
     base_b, h, tau_b = _imputation_regression(point, "bmi", design, 1)
     va, vb = L.observed["met_min_week"], L.observed["bmi"]
     ma, mb = ~np.isfinite(va), ~np.isfinite(vb)
-    smooth_sd = np.exp(point["smooth_sd_log__"])
-    coef = np.concatenate([[point["activity_linear"]], point.get("smooth_w", smooth_sd * point.get("smooth_z", 0))])
+    smooth_w = pytensor.function(model.value_vars, model.replace_rvs_by_values([model["smooth_w"]]),  # any parameterization
+                                 on_unused_input="ignore")(*[point[v.name] for v in model.value_vars])[0]
+    coef = np.concatenate([[point["activity_linear"]], smooth_w])
     b_bmi = beta[design.terms.index("bmi")]
     f_act = lambda v: spline_basis_pieces(ea["u_mean"] + ea["u_sd"] * v, act) @ coef
     # the log-odds without the imputed columns: the model's own, at this point
@@ -452,15 +454,16 @@ def test_the_quadrature_likelihood_is_the_integral_over_the_missing_values(quadr
     x, w = np.polynomial.hermite_e.hermegauss(40)
     w = w / w.sum()
     norm = lambda v, m, s: -0.5 * ((v - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
-    total = 0.0
+    total, outcome_rows = 0.0, np.empty(design.n)  # the whole likelihood; each row's outcome given its observed values
     for i in range(design.n):
         if not ma[i] and not mb[i]:
             e = eta_pre[i]
-            total += y[i] * e - np.logaddexp(0, e) + norm(va[i], base_a[i], tau_a) + norm(vb[i], base_b[i] + h[0] * va[i], tau_b)
+            outcome_rows[i] = y[i] * e - np.logaddexp(0, e)
+            total += outcome_rows[i] + norm(va[i], base_a[i], tau_a) + norm(vb[i], base_b[i] + h[0] * va[i], tau_b)
             continue
         a_nodes = base_a[i] + tau_a * x if ma[i] else np.array([va[i]])
         a_w = w if ma[i] else np.exp([norm(va[i], base_a[i], tau_a)])
-        acc = 0.0
+        acc = observed = 0.0
         for a, wa in zip(a_nodes, a_w):
             if mb[i]:
                 b_nodes, b_w = base_b[i] + h[0] * a + tau_b * x, w
@@ -469,12 +472,32 @@ def test_the_quadrature_likelihood_is_the_integral_over_the_missing_values(quadr
             e = eta_pre[i] + (f_act(np.array([a]))[0] if ma[i] else 0.0) + (b_bmi * b_nodes if mb[i] else 0.0)
             p = 1 / (1 + np.exp(-e))
             acc += wa * np.sum(b_w * (p if y[i] else 1 - p))
+            observed += wa * np.sum(b_w)
         total += np.log(acc)
+        outcome_rows[i] = np.log(acc / observed)
     terms = [model[spec.outcome], *[p for p in model.potentials if p.name.startswith("imputed_observed_")],
              model["met_min_week_observed"], model["bmi_observed"]]
     got = float(model.compile_logp(vars=terms, jacobian=False)(point))
     assert ma.sum() > 50 and mb.sum() > 50 and (ma & mb).sum() > 5
     assert got == pytest.approx(total, abs=0.1)   # measured: 0.03 over 400 rows (the probit approximation's part)
+    # the pointwise log-likelihood LOO gets: each row's outcome with its missing values integrated out
+    rows_ll = outcome_log_likelihood(model, _posterior_at(model, point), spec.outcome)[0]
+    missing = ma | mb
+    np.testing.assert_allclose(rows_ll, outcome_rows, atol=0.01)
+    np.testing.assert_allclose(rows_ll[~missing], outcome_rows[~missing], atol=1e-6)
+    at_mean = y * eta_pre - np.logaddexp(0, eta_pre)  # not the outcome at the missing values' mean (0 here): it differs
+    assert np.abs(at_mean - outcome_rows)[missing].max() > 10 * np.abs(rows_ll - outcome_rows)[missing].max()
+
+
+def _posterior_at(model, point: dict) -> xr.Dataset:
+    """A one-draw posterior (chain 1, draw 1) of the free variables' values at ``point`` (its transformed values)."""
+    out = {}
+    for rv in model.free_RVs:
+        value = point[model.rvs_to_values[rv].name]
+        transform = model.rvs_to_transforms.get(rv)
+        value = np.asarray(transform.backward(pt.as_tensor(value), *rv.owner.inputs).eval()) if transform else np.asarray(value)
+        out[rv.name] = (("chain", "draw", *[f"{rv.name}_{j}" for j in range(value.ndim)]), value[None, None])
+    return xr.Dataset(out)
 
 
 def test_imputed_values_drawn_after_sampling_follow_their_conditional(quadrature_model):

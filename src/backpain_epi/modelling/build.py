@@ -5,24 +5,29 @@ and a random intercept per group::
 
     logit P(cbp = 1) = intercept + X @ beta + f(activity) + group_sd * group_z[group]
 
-- The group intercepts are centred (``group_effect ~ Normal(0, group_sd)``, with ``group_z`` their
-  deterministic ``group_effect / group_sd``) when every group has enough events and non-events
-  (:func:`~backpain_epi.modelling.params.group_parameterization`), non-centred
-  (``group_z ~ Normal(0, 1)``) otherwise.
+- The group intercepts ``group_effect ~ Normal(0, group_sd)`` (with ``group_z`` their
+  ``group_effect / group_sd``) come in the scaled form below, or non-centred
+  (``group_z ~ Normal(0, 1)``) after the gate ladder's switch
+  (:func:`~backpain_epi.modelling.params.group_parameterization`).
 - A spline exposure (``{intermat_ml: spline}``) adds ``S_e @ w_e`` to its linear column of
-  ``X``, with ``w_e ~ Normal(0, exposure_smooth_sd[e])`` (centred or not as for the activity
-  spline's ``auto``).
+  ``X``, with ``w_e ~ Normal(0, exposure_smooth_sd[e])``, in the same forms.
 - ``f`` is either the spline ``activity_linear * a_lin + A_wiggly @ smooth_w`` with
   coefficients ``smooth_w ~ Normal(0, smooth_sd)``, or the HSGP
   ``phi @ (gp_z * sqrt_psd)`` with ``gp_z ~ Normal(0, 1)`` and the spectral
-  weights ``sqrt_psd`` of ``pm.gp.HSGP``. Each comes centred or non-centred
+  weights ``sqrt_psd`` of ``pm.gp.HSGP``. Each comes centred, non-centred or scaled
   (the spec's ``activity.parameterization``; :func:`activity_parameterization`
-  resolves ``auto``). Measured (BENCHMARKS.md): at 27,518 rows (about 6,000
-  events) the non-centred spline gave 5–287 divergences in the upper tail of
-  ``smooth_sd`` (the data pin its few coefficients down), the centred one 0–2;
-  at 290 rows (63 events) the centred spline gave 105 (a funnel: the data say
-  little), the non-centred 0. The centred HSGP gave 522 at 27,518 rows (its
-  high-frequency coefficients are barely informed), the non-centred 23–26.
+  resolves ``auto`` to scaled).
+- **The scaled form** (:func:`_scaled_normal`): a coefficient ``w ~ Normal(0, s)`` is
+  ``z * s / c`` with the free ``z ~ Normal(0, c)``, ``c = sqrt(1 + s² d)`` and ``d`` the
+  coefficient's data precision (:func:`data_precision`). It is non-centred where the data say
+  little of the coefficient and centred where they pin it down, coefficient by coefficient, so
+  neither a scale at 0 nor a large one makes a funnel. Measured (BENCHMARKS.md): the centred and
+  non-centred forms each fail somewhere (at 27,518 rows the non-centred spline gave 5–287
+  divergences in the upper tail of ``smooth_sd``, the centred one 0–2 with an activity effect and a
+  funnel without; at 290 rows the centred spline gave 105, the non-centred 0; the centred HSGP 522
+  at 27,518 rows, the non-centred 23–26). The scaled form gave none at 300, 3,000 and 27,518 rows,
+  with and without an activity effect, nor for the HSGP at 27,518 rows (one seed each), at as few
+  or fewer leapfrog steps per draw than the better of the other two.
 
 A spec's ``impute`` and ``measurement_error`` add the latent part of :mod:`.build_latent`.
 
@@ -49,9 +54,9 @@ import pytensor.tensor as pt
 
 from .build_latent import add_latent, mixture_logp
 from .design import Design
-from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_Z, GROUP_EFFECT, GROUP_SD, GROUP_Z,
-                     INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_Z, activity_parameterization, group_parameterization,
-                     smooth_parameterization)
+from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_W_SCALED, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_W_SCALED,
+                     GP_Z, GROUP_EFFECT, GROUP_EFFECT_SCALED, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_W_SCALED,
+                     SMOOTH_Z, activity_parameterization, group_parameterization, smooth_parameterization)
 from .spec import Prior
 
 
@@ -71,7 +76,24 @@ def model_data(design: Design) -> dict[str, np.ndarray] | None:
         arrays |= {"A_linear": design.A[:, 0], "A_smooth": design.A[:, 1:]}
     else:
         arrays["A"] = design.A
+    arrays |= precisions(design)
     return {k: np.ascontiguousarray(v) for k, v in arrays.items() if v is not None}
+
+
+def precisions(design: Design) -> dict[str, np.ndarray]:
+    """The data precision (:func:`data_precision`) of each coefficient of the activity term (``A_smooth_precision``
+    for the spline's penalized part, ``A_precision`` for the HSGP), the spline exposures (``S_precision``) and the
+    group intercepts (``group_precision``), as the scaled form uses them. They are data of the graph (containers
+    in a shared model), so a compiled model given another fold's rows takes that fold's weights too."""
+    out, act, y = {}, design.recipe.activity, design.y
+    if act is not None:
+        out |= ({"A_smooth_precision": data_precision(design.A[:, 1:], y)} if act["basis"] == "spline"
+                else {"A_precision": data_precision(design.A, y)})
+    if design.S is not None:
+        out["S_precision"] = data_precision(design.S, y)
+    if design.group is not None:
+        out["group_precision"] = data_precision(None, y, np.bincount(design.group, minlength=len(design.recipe.group_levels)))
+    return out
 
 
 def structure_key(design: Design) -> str | None:
@@ -118,7 +140,8 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
         if containers is not None:
             data = {name: pm.Data(name, values) for name, values in containers.items()}
         else:
-            data = {k: pt.as_tensor(v) for k, v in {"X": design.X, "A": design.A, "S": design.S}.items() if v is not None}
+            data = {k: pt.as_tensor(v) for k, v in {"X": design.X, "A": design.A, "S": design.S, **precisions(design)}.items()
+                    if v is not None}
             data |= {"group_index": design.group, "y": design.y}
         if "A" in data and act is not None and act["basis"] == "spline":
             data |= {"A_linear": data["A"][:, 0], "A_smooth": data["A"][:, 1:]}
@@ -132,6 +155,9 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
             sd = _prior(SMOOTH_SD, spec.priors["smooth_sd"])
             if param == "centred":
                 w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
+            elif param == "scaled":
+                w = pm.Deterministic(SMOOTH_W, _scaled_normal(SMOOTH_W_SCALED, sd, data["A_smooth_precision"], "activity_basis"),
+                                     dims="activity_basis")
             else:
                 w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
             eta = eta + lin * data["A_linear"] + pt.dot(data["A_smooth"], w)
@@ -143,27 +169,29 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
             # pm.gp.HSGP gives the spectral weights (they depend on L, m and the kernel only);
             # the basis is the design's: the same eigenfunctions, centred over the data.
             _, sqrt_psd = gp.prior_linearized(X=np.zeros((1, 1)))
-            if param == "centred":
-                w = pm.Normal("gp_w", 0.0, sqrt_psd, dims="activity_basis")
-                z = pm.Deterministic(GP_Z, w / sqrt_psd, dims="activity_basis")
-            else:
+            if param == "noncentred":
                 z = pm.Normal(GP_Z, 0.0, 1.0, dims="activity_basis")
                 w = z * sqrt_psd
+            else:
+                w = (pm.Normal("gp_w", 0.0, sqrt_psd, dims="activity_basis") if param == "centred"
+                     else _scaled_normal(GP_W_SCALED, sqrt_psd, data["A_precision"], "activity_basis"))
+                pm.Deterministic(GP_Z, w / sqrt_psd, dims="activity_basis")
             eta = eta + pt.dot(A, w)
             activity_coef = w
         if design.S is not None:
             esd = _prior(EXP_SMOOTH_SD, spec.priors["smooth_sd"], dims="smooth_exposure")
             scale = esd[recipe.smooth_index()]
-            if smooth_parameterization(design) == "centred":
-                ew = pm.Normal(EXP_SMOOTH_W, 0.0, scale, dims="exposure_basis")
+            if smooth_parameterization(design) == "scaled":
+                ew = _scaled_normal(EXP_SMOOTH_W_SCALED, scale, data["S_precision"], "exposure_basis")
             else:
-                ew = pm.Deterministic(EXP_SMOOTH_W, scale * pm.Normal(EXP_SMOOTH_Z, 0.0, 1.0, dims="exposure_basis"),
-                                      dims="exposure_basis")
+                ew = scale * pm.Normal(EXP_SMOOTH_Z, 0.0, 1.0, dims="exposure_basis")
+            ew = pm.Deterministic(EXP_SMOOTH_W, ew, dims="exposure_basis")
             eta = eta + pt.dot(S, ew)
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
-            if group_parameterization(design) == "centred":
-                u = pm.Normal(GROUP_EFFECT, 0.0, sd, dims="group")
+            if group_parameterization(design) == "scaled":
+                u = pm.Deterministic(GROUP_EFFECT, _scaled_normal(GROUP_EFFECT_SCALED, sd, data["group_precision"], "group"),
+                                     dims="group")
                 pm.Deterministic(GROUP_Z, u / sd, dims="group")
             else:
                 u = sd * pm.Normal(GROUP_Z, 0.0, 1.0, dims="group")
@@ -179,6 +207,26 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
                           observed=design.y[plain])
             pm.Potential(f"{spec.outcome}_marginalised", pt.sum(pt.stack(mixture_logp(design.y, eta, mixtures))))
     return model
+
+
+def data_precision(columns: np.ndarray | None, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """What the data say of each coefficient of ``columns`` (rows × k): its Fisher information in the logistic
+    likelihood at the outcome's prevalence, ``p (1 - p) Σ_i x_ik²``; with ``rows`` instead, a group intercept's
+    (``p (1 - p)`` times the group's rows).
+
+    It sets the weights of the scaled form (:func:`_scaled_normal`) and nothing else: a rough value costs
+    sampling efficiency, never correctness, since the model is the same for any positive ``d``.
+    """
+    p = float(np.clip(np.mean(y), 0.01, 0.99))
+    counts = rows if columns is None else np.sum(np.square(columns), axis=0)
+    return p * (1.0 - p) * np.asarray(counts, dtype=float)
+
+
+def _scaled_normal(name: str, scale, precision: np.ndarray, dims: str):
+    """Coefficients ``w ~ Normal(0, scale)`` in the scaled form (:func:`~backpain_epi.modelling.params.activity_parameterization`):
+    the free ``z ~ Normal(0, c)`` (named ``name``), ``w = z * scale / c``, ``c = sqrt(1 + scale² precision)``."""
+    c = pt.sqrt(1.0 + pt.square(scale) * precision)
+    return pm.Normal(name, 0.0, c, dims=dims) * scale / c
 
 
 def bernoulli_logit_logp(value, eta):

@@ -63,8 +63,8 @@ class Design:
         Whether QC-flagged rows were kept.
     noncentred
         Whether every part whose parameterization is chosen automatically (the ``auto`` activity term, the
-        spline exposures, the group intercepts) is non-centred: the gate ladder's refit after a centred fit
-        failed on divergences or E-BFMI (:mod:`~backpain_epi.modelling.ladder`).
+        spline exposures, the group intercepts) is non-centred: the gate ladder's refit after a fit in the scaled
+        form failed on divergences or E-BFMI (:mod:`~backpain_epi.modelling.ladder`).
     """
 
     y: np.ndarray

@@ -65,7 +65,7 @@ from .design import Design, DesignRecipe, make_design
 from .diagnostics import Diagnostics, GateFailedWarning, check_diagnostics
 from .estimands import ABSOLUTE_RISK_FILE, EFFECT_MODIFICATION_FILE, absolute_risks, effect_modification
 from .ladder import Attempt, GateLadder
-from .params import BETA, activity_parameterization, centred_parts, group_parameterization
+from .params import BETA, activity_parameterization, auto_parts, group_parameterization
 from .provenance import DataRecord, Provenance
 from .imputed import pointwise_log_likelihood, row_latents
 from .sensitivity import add_log_prior, prior_sensitivity, sensitivity_verdict
@@ -308,7 +308,8 @@ def fit_model(
     design = make_design(table, spec, dd, include_qc_flagged=include_qc_flagged)
     timings = {"prepare_s": time.perf_counter() - t0}
 
-    idata, sampler_info, design, attempts = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress, reuse_compiled)
+    idata, sampler_info, design, attempts, model = _sample_along_ladder(design, spec, GateLadder.of(ladder), progress,
+                                                                        reuse_compiled)
     last = attempts[-1]
     spec = spec.with_sampler(**{k: last.settings[k] for k in ("draws", "tune", "target_accept")})
     diagnostics = last.diagnostics
@@ -321,7 +322,7 @@ def fit_model(
     idata.attrs["run_id"] = run_id
     t1 = time.perf_counter()
     analysed = _analysed_rows(table, design, dd)
-    _add_log_likelihood(idata, design, loo_draws, analysed)
+    _add_log_likelihood(idata, design, loo_draws, analysed, model)
     if estimands:
         add_log_prior(idata, design)  # the top-level priors on the same draws, for power-scaling sensitivity (psens)
     summary = odds_ratio_summary(idata, design.recipe, dd)
@@ -466,9 +467,10 @@ def _check_run_ids(run: Path, provenance: Provenance, idata: az.InferenceData, s
 def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, progress: bool, reuse: bool = False):
     """Sample the model of ``design`` with the spec's settings, then along ``ladder`` while the gate fails.
 
-    An attempt with automatically centred parts that fails with a funnel's signs is followed by one at the same
+    An attempt with automatically parameterized (scaled) parts that fails with a funnel's signs is followed by one at the same
     settings with those parts non-centred (:mod:`.ladder`). Returns the last attempt's InferenceData, sampler
-    record and design (``noncentred`` set after that switch), and every :class:`Attempt`.
+    record and design (``noncentred`` set after that switch), every :class:`Attempt`, and the model when it
+    integrates latent values out (for the marginal log-likelihood; else ``None``).
     """
     # lazy: PyMC and PyTensor take seconds to import; reading, comparing and reporting runs never need them
     from .build import build_model, model_data, structure_key
@@ -489,7 +491,7 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
                                 {k: round(v, 2) for k, v in info.pop("timings").items()}, switched))
         if diagnostics.passed:
             break
-        parts = () if switched or not ladder.noncentre else tuple(centred_parts(design))
+        parts = () if switched or not ladder.noncentre else tuple(auto_parts(design))
         if parts and ladder.funnel(diagnostics, settings.draws * settings.chains):
             switched, design = parts, replace(design, noncentred=True)
             continue  # the same settings, non-centred
@@ -516,7 +518,13 @@ def _sample_along_ladder(design: Design, spec: ModelSpec, ladder: GateLadder, pr
         info.setdefault("options", {})["imputation"] = "quadrature"
     elif design.recipe.latent and any(e["kind"] in ("continuous", "activity") for e in design.recipe.latent["imputed"]):
         info.setdefault("options", {})["imputation"] = "sampled"
-    return idata, info, design, tuple(attempts)
+    # lazy: build_latent imports PyMC, as build does above
+    from .build_latent import integrated
+
+    if integrated(model):  # the pointwise log-likelihood is the model's own, latent values integrated out
+        info.setdefault("options", {})["log_likelihood"] = "marginal"
+        return idata, info, design, tuple(attempts), model
+    return idata, info, design, tuple(attempts), None
 
 
 def _analysed_rows(table: pd.DataFrame, design: Design, dd: DataDictionary) -> pd.DataFrame:
@@ -572,7 +580,8 @@ def loo_draw_count(n_rows: int, max_draws: int) -> int:
     return max(min(max_draws, LOO_MIN_DRAWS), min(max_draws, LL_MAX_CELLS // max(n_rows, 1)))
 
 
-def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int, rows: pd.DataFrame | None = None) -> None:
+def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int, rows: pd.DataFrame | None = None,
+                        model=None) -> None:
     """Pointwise Bernoulli log-likelihood (float32) on evenly spaced draws, as an ArviZ ``log_likelihood`` group.
 
     Computed in chunks of rows, so that no draws × rows array of float64 is held whole:
@@ -581,6 +590,8 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int,
     With imputed or measurement-error columns (``rows``: the analysed rows, needed then), a row's
     log-likelihood is at each draw's imputed (true) values, and the log of the mixture where a
     discrete covariate is marginalised (:func:`~backpain_epi.modelling.latent.pointwise_log_likelihood`).
+    With ``model``, one that integrates its latent values out, it is the marginal log-likelihood of its own graph
+    instead (:func:`~backpain_epi.modelling.build_latent.outcome_log_likelihood`), the form PSIS-LOO needs.
     """
     post = idata.posterior
     nchain, ndraw = post.sizes["chain"], post.sizes["draw"]
@@ -588,7 +599,28 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int,
     keep = max(1, min(ndraw, max_draws // nchain))
     draw_idx = np.unique(np.linspace(0, ndraw - 1, keep).round().astype(int))
     thin = idata.sel(draw=draw_idx)
-    n_draws = nchain * len(draw_idx)
+    if model is not None:
+        # lazy: build_latent imports PyMC, which reading a run never needs
+        from .build_latent import outcome_log_likelihood
+
+        ll = outcome_log_likelihood(model, thin.posterior, design.recipe.spec.outcome)
+    else:
+        ll = _conditional_log_likelihood(thin, design, rows)
+    ll = ll.reshape(nchain, len(draw_idx), design.n)
+    name = design.recipe.spec.outcome
+    ds = xr.Dataset({name: (("chain", "draw", f"{name}_dim_0"), ll)},
+                    coords={"chain": post.chain.values, "draw": post.draw.values[draw_idx], f"{name}_dim_0": design.ids})
+    idata.add_groups({"log_likelihood": ds})
+    if "observed_data" in idata.groups() and idata.observed_data.sizes.get(f"{name}_dim_0", design.n) != design.n:
+        del idata["observed_data"]  # a model with marginalised rows observes the outcome in two parts; keep one, of every row
+    if "observed_data" not in idata.groups():
+        idata.add_groups({"observed_data": xr.Dataset({name: ((f"{name}_dim_0",), design.y)}, coords={f"{name}_dim_0": design.ids})})
+
+
+def _conditional_log_likelihood(thin: az.InferenceData, design: Design, rows: pd.DataFrame | None) -> np.ndarray:
+    """(draws, rows) float32 from the posterior's linear predictor in chunks of rows, at the drawn latent values."""
+    post = thin.posterior
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
     chunk = max(1, LL_CHUNK_CELLS // n_draws)
     ll = np.empty((n_draws, design.n), dtype=np.float32)
     if design.recipe.latent and rows is None:
@@ -600,15 +632,7 @@ def _add_log_likelihood(idata: az.InferenceData, design: Design, max_draws: int,
                      None if design.group is None else design.group[part], S=None if design.S is None else design.S[part])
         lat = row_latents(thin, design.recipe, rows.iloc[part], np.arange(n_draws)) if design.recipe.latent else None
         ll[:, part] = pointwise_log_likelihood(design.y[part], eta, lat)
-    ll = ll.reshape(nchain, len(draw_idx), design.n)
-    name = design.recipe.spec.outcome
-    ds = xr.Dataset({name: (("chain", "draw", f"{name}_dim_0"), ll)},
-                    coords={"chain": post.chain.values, "draw": post.draw.values[draw_idx], f"{name}_dim_0": design.ids})
-    idata.add_groups({"log_likelihood": ds})
-    if "observed_data" in idata.groups() and idata.observed_data.sizes.get(f"{name}_dim_0", design.n) != design.n:
-        del idata["observed_data"]  # a model with marginalised rows observes the outcome in two parts; keep one, of every row
-    if "observed_data" not in idata.groups():
-        idata.add_groups({"observed_data": xr.Dataset({name: ((f"{name}_dim_0",), design.y)}, coords={f"{name}_dim_0": design.ids})})
+    return ll
 
 
 def _provenance(spec, design: Design, table, source, sampler_info, timings, diagnostics, run_id, attempts) -> Provenance:

@@ -8,13 +8,14 @@ draws of the spec's settings. The first attempt is the spec's own settings; the 
 attempt, and every attempt (settings, verdict, timings) is recorded as an :class:`Attempt` in
 ``provenance.json``. A gate still failing after the last step stays failed.
 
-A fit can also fail because a centred hierarchy meets a scale that goes to 0 (a funnel: the activity
+A fit can also fail because a hierarchy meets a scale that goes to 0 (a funnel: the activity
 spline's smoothing SD when activity has no effect). More tuning does not fix that, and low E-BFMI is
-no sampler setting's fault. So when an attempt with parts centred by the automatic choice
-(:func:`~backpain_epi.modelling.params.centred_parts`) fails on E-BFMI, or on divergences in at least
+no sampler setting's fault. The automatic (scaled) parameterization is built to avoid it
+(:func:`~backpain_epi.modelling.params.activity_parameterization`); should an attempt with such parts
+(:func:`~backpain_epi.modelling.params.auto_parts`) still fail on E-BFMI, or on divergences in at least
 :data:`FUNNEL_DIVERGENCE_RATE` of its draws, the next attempt refits them non-centred at the same
 settings, once, and the ladder goes on from there with that form. A few divergences are not a funnel's
-sign: the centred form is kept and refit at a higher target_accept, since where the data pin the scales
+sign: the form is kept and refit at a higher target_accept, since where the data pin the scales
 down (27,518 rows with an activity effect) the non-centred form is the one that diverges.
 
 The ladder's cost is bounded: by default at most three attempts, the last with twice the tuning and
@@ -31,7 +32,7 @@ from .spec import SamplerSettings
 
 #: The checks a refit with a higher target_accept and more tuning or draws can fix (E-BFMI is a model problem).
 RETRYABLE = ("divergences", "bulk ESS", "R-hat")
-#: A fit with automatically centred parts is refit non-centred when E-BFMI fails or at least this share of its
+#: A fit with automatically parameterized parts is refit non-centred when E-BFMI fails or at least this share of its
 #: draws diverged (the flat-activity benchmark: 112 of 1,000; a noisy pass: 2 of 4,000).
 FUNNEL_DIVERGENCE_RATE = 0.01
 

@@ -75,7 +75,7 @@ _SCALE_PRIORS = ("group_sd", "smooth_sd", "gp_amplitude", "gp_lengthscale")
 EXPOSURE_SPLINE_DF = 5
 
 BASES = ("bands", "spline", "hsgp")
-PARAMETERIZATIONS = ("auto", "centred", "noncentred")
+PARAMETERIZATIONS = ("auto", "scaled", "centred", "noncentred")
 TRANSFORMS = ("log1p", "identity")
 SAMPLERS = ("nutpie", "pymc")
 _PATSY_NAMES = {"C", "Treatment", "Sum", "Poly", "Helmert", "Diff", "I", "np"}
@@ -153,11 +153,10 @@ class ActivityTerm:
         For ``bands``: the reference band (default: the band of 1,500 MET-min/week).
     parameterization
         For ``spline`` and ``hsgp``: ``centred`` (coefficients ~ Normal(0, scale)),
-        ``noncentred`` (coefficients = scale × Normal(0, 1)) or ``auto``: the
-        non-centred form for the HSGP and, for the spline, the centred form from
-        :data:`~backpain_epi.modelling.params.CENTRED_MIN_EVENTS` events up (the data
-        then pin the coefficients down) and the non-centred one below (a funnel
-        otherwise); see :func:`~backpain_epi.modelling.params.activity_parameterization`.
+        ``noncentred`` (coefficients = scale × Normal(0, 1)), ``scaled`` (each coefficient
+        between the two, by what the data say of it) or ``auto`` (the default): the scaled
+        form, refit non-centred by the gate ladder after a funnel; see
+        :func:`~backpain_epi.modelling.params.activity_parameterization`.
     """
 
     variable: str

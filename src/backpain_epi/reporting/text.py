@@ -131,15 +131,19 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
                    "imputed covariate had an imputation model conditional on the fully observed exposures and covariates and a "
                    "random intercept per study site (normal on the scale of the design, physical activity on log1p(MET-min/week) "
                    "entering the activity term at its imputed value), and binary covariates and activity bands were "
-                   "marginalised as mixtures over their values; the pointwise log-likelihood and the g-computed risks used the "
-                   "posterior draws of the imputed values.")
-        if any((r.provenance.sampler.get("options") or {}).get("imputation") == "quadrature" for r in imputing):
+                   "marginalised as mixtures over their values.")
+        integrated = [r for r in imputing if (r.provenance.sampler.get("options") or {}).get("imputation") == "quadrature"]
+        if integrated:
             out.append("The missing values of numeric covariates and of physical activity were integrated out of the outcome's "
                        "likelihood rather than sampled per participant: given the observed ones they are jointly normal, the "
                        "mean and variance of what they add to the log-odds were computed exactly for a numeric covariate and by "
                        "Gauss–Hermite quadrature for the activity term, and the logistic's expectation was taken by the probit "
                        "approximation; their values were drawn after sampling from their posterior given each participant's "
-                       "outcome.")
+                       "outcome" + (", for the g-computed risks, and the pointwise log-likelihood for PSIS-LOO was this "
+                                    "marginal likelihood." if all(_marginal_ll(r) for r in integrated) else "."))
+        if len(integrated) < len(imputing) or not all(_marginal_ll(r) for r in integrated):
+            out.append("The pointwise log-likelihood" + (" of the models that sampled them" if integrated else "") +
+                       " and the g-computed risks used the posterior draws of the imputed values.")
     measured = [(r, e, se) for r in runs for e, se in r.spec.measurement_error.items()]
     if measured:
         parts = []
@@ -151,11 +155,18 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
                    "the covariates and a random intercept per site as its prior, and observed with the per-participant standard "
                    "error; its odds ratio is per 2 SD of the true exposure, SD = sqrt(var(observed) − mean(SE²)).")
         if any((r.provenance.sampler.get("options") or {}).get("measurement_error") == "marginal" for r, _, _ in measured):
+            marginal = [r for r, _, _ in measured if (r.provenance.sampler.get("options") or {}).get("measurement_error") == "marginal"]
             out.append("The true exposure was integrated out of the outcome's likelihood (the logistic–normal integral by the "
                        "probit approximation) rather than sampled per participant, and its values were drawn after sampling "
-                       "from their posterior given each participant's outcome, for the pointwise log-likelihood and the "
-                       "g-computed risks.")
+                       "from their posterior given each participant's outcome, for " +
+                       ("the g-computed risks; the pointwise log-likelihood for PSIS-LOO was this marginal likelihood."
+                        if all(_marginal_ll(r) for r in marginal) else "the pointwise log-likelihood and the g-computed risks."))
     return " ".join(out)
+
+
+def _marginal_ll(run: ReportRun) -> bool:
+    """Whether the run's pointwise log-likelihood is the marginal one of its integrated form (runs since 2026-12-06)."""
+    return (run.provenance.sampler.get("options") or {}).get("log_likelihood") == "marginal"
 
 
 def results_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival,
