@@ -4,6 +4,7 @@
     python benchmarks/bench_imputation.py me [--replicates 3] [--n 3000] [--value 0.6]
     python benchmarks/bench_imputation.py cost [--n 27518] [--draws 250 --tune 500 --chains 4] [--only plain imputed]
     python benchmarks/bench_imputation.py probit
+    python benchmarks/bench_imputation.py loo [--n 2000] [--draws 300 --tune 300 --chains 2]
 
 ``coverage``: per replicate, a cohort with MAR missingness (``mar_missing``: activity 25 %, BMI 20 %, more often
 in older participants and in cases) is fit with models/full.yaml complete case and with
@@ -18,6 +19,10 @@ attenuation the simulator's truth predicts, the ME model's with the true OR per 
 
 ``cost``: wall time of the plain fit (complete cohort), the imputation fit (MAR missingness, every row kept) and the
 measurement-error fit (error in lmm_ml), each of 27,518 rows.
+
+``loo``: PSIS-LOO of an integrated imputation fit and an integrated measurement-error fit (the ``cost`` data at
+``--n`` rows) from the marginal pointwise log-likelihood the fit stores, against the conditional one at the values
+drawn after sampling (what fits stored before 2026-12-06): elpd, p_loo and Pareto k.
 
 ``probit``: the error of the probit approximation the measurement-error model uses for ``E[expit(m + sd * t)]``,
 ``t ~ Normal(0, 1)``, against 80-node Gauss–Hermite quadrature: the largest error in log p (of either outcome) over
@@ -163,20 +168,56 @@ def probit(args) -> dict:
     return {"benchmark": "probit approximation", "max_abs_log_p_error_by_sd": out}
 
 
+def loo(args) -> dict:
+    warnings.simplefilter("ignore")
+    import arviz as az
+
+    from backpain_epi import load_dictionary, simulate_cohort
+    from backpain_epi.modelling import fit as fit_module
+    from backpain_epi.modelling.design import make_design
+
+    dd = load_dictionary()
+    settings = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "progress": False, "ladder": False}
+    cases = {"imputed": (simulate_cohort(n=args.n, seed=11, mar_missing={"met_min_week": 0.2, "bmi": 0.15}).data,
+                         _spec(impute=["met_min_week", "bmi"])),
+             "measurement_error": (simulate_cohort(n=args.n, seed=11, measurement_error={"lmm_ml": 0.3}).data,
+                                   _spec(measurement_error={"lmm_ml": "lmm_ml_se"}))}
+    out = {}
+    for name, (data, spec) in cases.items():
+        r = fit_module.fit_model(data, spec, **settings)
+        table, _ = fit_module.read_analysis_table(data, dd, spec.columns())
+        design = make_design(table, spec, dd)
+        thin = r.idata.sel(draw=r.idata.log_likelihood.draw.values)
+        conditional = r.idata.copy()
+        ll = fit_module._conditional_log_likelihood(thin, design, fit_module._analysed_rows(table, design, dd))
+        conditional.log_likelihood[spec.outcome].values[:] = ll.reshape(conditional.log_likelihood[spec.outcome].shape)
+        out[name] = {"log_likelihood_stored": r.provenance.sampler["options"].get("log_likelihood")}
+        for form, idata in (("marginal", r.idata), ("conditional", conditional)):
+            lo = az.loo(idata, pointwise=True)
+            k = lo.pareto_k.values
+            out[name][form] = {"elpd": round(float(lo.elpd_loo), 1), "se": round(float(lo.se), 1), "p_loo": round(float(lo.p_loo), 1),
+                               "k_over_0.7": int((k > 0.7).sum()), "max_k": round(float(k.max()), 2)}
+        print(json.dumps({name: out[name]}), flush=True)
+    return {"benchmark": "marginal against conditional LOO", "n": args.n, "settings": settings, **out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("coverage", "me", "cost", "probit"))
+    parser.add_argument("part", choices=("coverage", "me", "cost", "probit", "loo"))
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--value", type=float, default=0.45)
-    parser.add_argument("--draws", type=int, default=250)
-    parser.add_argument("--tune", type=int, default=500)
-    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=None, help="default: 250 (cost), 300 (loo)")
+    parser.add_argument("--tune", type=int, default=None, help="default: 500 (cost), 300 (loo)")
+    parser.add_argument("--chains", type=int, default=None, help="default: 4 (cost), 2 (loo)")
     parser.add_argument("--only", nargs="*", default=None, help="cost: the fits to run (plain, imputed, measurement_error)")
     args = parser.parse_args()
-    args.n = args.n or {"coverage": 1000, "me": 3000, "cost": 27_518, "probit": 0}[args.part]
-    result = {"coverage": coverage, "me": me, "cost": cost, "probit": probit}[args.part](args)
+    args.n = args.n or {"coverage": 1000, "me": 3000, "cost": 27_518, "probit": 0, "loo": 2000}[args.part]
+    for key, cost_default, loo_default in (("draws", 250, 300), ("tune", 500, 300), ("chains", 4, 2)):
+        if getattr(args, key) is None:
+            setattr(args, key, loo_default if args.part == "loo" else cost_default)
+    result = {"coverage": coverage, "me": me, "cost": cost, "probit": probit, "loo": loo}[args.part](args)
     print(json.dumps(result, default=float))
 
 

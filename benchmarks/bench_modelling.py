@@ -3,12 +3,14 @@
     python benchmarks/bench_modelling.py sampler            # full.yaml, 27,518 rows, 4 chains × 1000 after 1000 tuning
     python benchmarks/bench_modelling.py scaling            # full.yaml at 10k, 30k, 100k, 300k rows
     python benchmarks/bench_modelling.py flat-truth         # full.yaml recovers a flat-activity truth at 27,518 rows
+    python benchmarks/bench_modelling.py forms              # the sampler in each parameterization, one cohort
 
 ``flat-truth`` was a CI test until 2026-12-04 (7 minutes of CI's 30): with no activity effect the
 spline's smooth_sd (and with no site effect the site SD) sits at zero, a funnel for the centred form that
-``auto`` picks at this size, so the first attempt fails its gate and the gate ladder refits non-centred. It
-checks what the test checked, and the gate, prints every attempt, and exits 1 if a check fails
-(``--draws/--tune/--chains``: full.yaml's 1,000/1,000/4 unless given; results in BENCHMARKS.md).
+``auto`` picked at this size then. It checks what the test checked, and the gate, prints every attempt of the
+gate ladder, and exits 1 if a check fails (``--draws/--tune/--chains``: full.yaml's 1,000/1,000/4 unless given;
+results in BENCHMARKS.md). ``forms`` samples one cohort (``--truth flat|default``) once in each form
+(``--forms scaled,noncentred,centred-activity``) without the ladder.
 
 Each fit runs in its own process, which reports wall time, ESS of the InterMAT
 coefficient and its own peak memory (ru_maxrss) as one JSON line; the parent
@@ -188,6 +190,48 @@ def flat_truth(n: int = 27_518, seed: int = 77, draws: int | None = None, tune: 
     return 0 if all(checks.values()) else 1
 
 
+FLAT = {"odds_ratios": {"intermat_ml": 1.8, "lmm_ml": 1.0}, "site_sd": 0.0, "activity_or_at_0": 1.0, "activity_or_at_10000": 1.0}
+
+
+def forms(n: int, seed: int, truth_name: str, names: list[str], spec_path: Path = SPEC) -> None:
+    """Sample the spec (its own settings, no gate ladder) on one cohort in each parameterization of ``names``:
+    ``scaled`` (the automatic form), ``noncentred`` (every automatic part, as the gate ladder's switch) or
+    ``centred-activity`` (the spec's centred activity term, the rest scaled); print the sampler's figures."""
+    from dataclasses import replace
+
+    import numpy as np
+    import yaml
+
+    from backpain_epi import CohortTruth, load_dictionary, simulate_cohort
+    from backpain_epi.modelling.build import build_model
+    from backpain_epi.modelling.design import make_design
+    from backpain_epi.modelling.diagnostics import check_diagnostics
+    from backpain_epi.modelling.params import BETA
+    from backpain_epi.modelling.results import scale_parameters
+    from backpain_epi.modelling.sample import sample_model
+    from backpain_epi.modelling.spec import ModelSpec
+
+    dd = load_dictionary()
+    truth = CohortTruth(**FLAT) if truth_name == "flat" else CohortTruth()
+    data = simulate_cohort(n=n, seed=seed, truth=truth).data
+    raw = yaml.safe_load(Path(spec_path).read_text())
+    print(f"{Path(spec_path).name}, {truth_name} truth, n={n:,}, seed {seed}")
+    print("| form | divergences | steps/draw | min bulk ESS | min E-BFMI | R-hat max | sampling (s) | scale medians |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name in names:
+        chosen = dict(raw, activity={**raw["activity"], "parameterization": "centred" if name == "centred-activity" else "auto"})
+        spec = ModelSpec.from_dict(chosen, dd)
+        design = make_design(data, spec, dd)
+        if name == "noncentred":
+            design = replace(design, noncentred=True)
+        idata, info = sample_model(build_model(design), spec.sampler, progress=False)
+        checks = {c.name: c.value for c in check_diagnostics(idata, [BETA, *scale_parameters(design.recipe)]).checks}
+        st, post = idata.sample_stats, idata.posterior
+        scales = ", ".join(f"{v} {float(post[v].median()):.3f}" for v in ("smooth_sd", "gp_amplitude", "group_sd") if v in post)
+        print(f"| {name} | {int(st['diverging'].sum())} | {float(st['n_steps'].mean()):.1f} | {checks['bulk ESS']} | "
+              f"{checks['E-BFMI']} | {checks['R-hat']} | {info['timings']['sampling_s']:.0f} | {scales} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="part", required=True)
@@ -205,6 +249,12 @@ def main() -> None:
     f.add_argument("--seed", type=int, default=77)
     for k in ("draws", "tune", "chains"):
         f.add_argument(f"--{k}", type=int, default=None, help=f"{k} (default: full.yaml's)")
+    fo = sub.add_parser("forms", help="the sampler's figures in each parameterization (scaled, noncentred, centred-activity)")
+    fo.add_argument("--n", type=int, default=27_518)
+    fo.add_argument("--seed", type=int, default=77)
+    fo.add_argument("--truth", choices=["flat", "default"], default="flat")
+    fo.add_argument("--forms", default="scaled,noncentred,centred-activity")
+    fo.add_argument("--spec", type=Path, default=SPEC)
     w = sub.add_parser("worker")
     w.add_argument("engine", choices=["ours", "pymc"])
     w.add_argument("n", type=int)
@@ -215,6 +265,8 @@ def main() -> None:
     if a.part == "worker":
         fn = worker_ours if a.engine == "ours" else worker_pymc
         print(json.dumps(fn(a.n, a.draws, a.tune, a.chains)))
+    elif a.part == "forms":
+        forms(a.n, a.seed, a.truth, a.forms.split(","), a.spec)
     elif a.part == "flat-truth":
         sys.exit(flat_truth(a.n, a.seed, a.draws, a.tune, a.chains))
     elif a.part == "sampler":
