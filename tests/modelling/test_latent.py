@@ -417,7 +417,9 @@ def _imputation_regression(point, col, design, n_extra):
     L = design.latent
     g = point[f"{col}_imp_coef"]
     base = point[f"{col}_imp_intercept"] + L.Z @ g[:L.Z.shape[1]]
-    base = base + np.exp(point[f"{col}_imp_site_sd_log__"]) * point[f"{col}_imp_site_z"][design.group]
+    sd, rows = np.exp(point[f"{col}_imp_site_sd_log__"]), np.bincount(design.group, minlength=len(design.recipe.group_levels))
+    c = np.sqrt(1 + sd**2 * rows)                                 # the scaled form: u = z sd / c
+    base = base + (point[f"{col}_imp_site_scaled"] * sd / c)[design.group]
     return base, g[L.Z.shape[1]:], float(np.exp(point[f"{col}_imp_sd_log__"]))
 
 

@@ -17,8 +17,8 @@ and a random intercept per group::
   weights ``sqrt_psd`` of ``pm.gp.HSGP``. Each comes centred, non-centred or scaled
   (the spec's ``activity.parameterization``; :func:`activity_parameterization`
   resolves ``auto`` to scaled).
-- **The scaled form** (:func:`_scaled_normal`): a coefficient ``w ~ Normal(0, s)`` is
-  ``z * s / c`` with the free ``z ~ Normal(0, c)``, ``c = sqrt(1 + s² d)`` and ``d`` the
+- **The scaled form** (:func:`~backpain_epi.modelling.build_latent.scaled_normal`): a
+  coefficient ``w ~ Normal(0, s)`` is ``z * s / c`` with the free ``z ~ Normal(0, c)``, ``c = sqrt(1 + s² d)`` and ``d`` the
   coefficient's data precision (:func:`data_precision`). It is non-centred where the data say
   little of the coefficient and centred where they pin it down, coefficient by coefficient, so
   neither a scale at 0 nor a large one makes a funnel. Measured (BENCHMARKS.md): the centred and
@@ -52,7 +52,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .build_latent import add_latent, mixture_logp
+from .build_latent import add_latent, mixture_logp, scaled_normal
 from .design import Design
 from .params import (ACT_LIN, BETA, EXP_SMOOTH_SD, EXP_SMOOTH_W, EXP_SMOOTH_W_SCALED, EXP_SMOOTH_Z, GP_AMP, GP_LS, GP_W_SCALED,
                      GP_Z, GROUP_EFFECT, GROUP_EFFECT_SCALED, GROUP_SD, GROUP_Z, INTERCEPT, SMOOTH_SD, SMOOTH_W, SMOOTH_W_SCALED,
@@ -156,7 +156,7 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
             if param == "centred":
                 w = pm.Normal(SMOOTH_W, 0.0, sd, dims="activity_basis")
             elif param == "scaled":
-                w = pm.Deterministic(SMOOTH_W, _scaled_normal(SMOOTH_W_SCALED, sd, data["A_smooth_precision"], "activity_basis"),
+                w = pm.Deterministic(SMOOTH_W, scaled_normal(SMOOTH_W_SCALED, sd, data["A_smooth_precision"], "activity_basis"),
                                      dims="activity_basis")
             else:
                 w = pm.Deterministic(SMOOTH_W, sd * pm.Normal(SMOOTH_Z, 0.0, 1.0, dims="activity_basis"), dims="activity_basis")
@@ -174,7 +174,7 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
                 w = z * sqrt_psd
             else:
                 w = (pm.Normal("gp_w", 0.0, sqrt_psd, dims="activity_basis") if param == "centred"
-                     else _scaled_normal(GP_W_SCALED, sqrt_psd, data["A_precision"], "activity_basis"))
+                     else scaled_normal(GP_W_SCALED, sqrt_psd, data["A_precision"], "activity_basis"))
                 pm.Deterministic(GP_Z, w / sqrt_psd, dims="activity_basis")
             eta = eta + pt.dot(A, w)
             activity_coef = w
@@ -182,7 +182,7 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
             esd = _prior(EXP_SMOOTH_SD, spec.priors["smooth_sd"], dims="smooth_exposure")
             scale = esd[recipe.smooth_index()]
             if smooth_parameterization(design) == "scaled":
-                ew = _scaled_normal(EXP_SMOOTH_W_SCALED, scale, data["S_precision"], "exposure_basis")
+                ew = scaled_normal(EXP_SMOOTH_W_SCALED, scale, data["S_precision"], "exposure_basis")
             else:
                 ew = scale * pm.Normal(EXP_SMOOTH_Z, 0.0, 1.0, dims="exposure_basis")
             ew = pm.Deterministic(EXP_SMOOTH_W, ew, dims="exposure_basis")
@@ -190,7 +190,7 @@ def build_model(design: Design, *, shared: bool = False) -> pm.Model:
         if design.group is not None:
             sd = _prior(GROUP_SD, spec.priors["group_sd"])
             if group_parameterization(design) == "scaled":
-                u = pm.Deterministic(GROUP_EFFECT, _scaled_normal(GROUP_EFFECT_SCALED, sd, data["group_precision"], "group"),
+                u = pm.Deterministic(GROUP_EFFECT, scaled_normal(GROUP_EFFECT_SCALED, sd, data["group_precision"], "group"),
                                      dims="group")
                 pm.Deterministic(GROUP_Z, u / sd, dims="group")
             else:
@@ -214,19 +214,13 @@ def data_precision(columns: np.ndarray | None, y: np.ndarray, rows: np.ndarray |
     likelihood at the outcome's prevalence, ``p (1 - p) Σ_i x_ik²``; with ``rows`` instead, a group intercept's
     (``p (1 - p)`` times the group's rows).
 
-    It sets the weights of the scaled form (:func:`_scaled_normal`) and nothing else: a rough value costs
-    sampling efficiency, never correctness, since the model is the same for any positive ``d``.
+    It sets the weights of the scaled form (:func:`~backpain_epi.modelling.build_latent.scaled_normal`) and nothing
+    else: a rough value costs sampling efficiency, never correctness, since the model is the same for any positive
+    ``d``.
     """
     p = float(np.clip(np.mean(y), 0.01, 0.99))
     counts = rows if columns is None else np.sum(np.square(columns), axis=0)
     return p * (1.0 - p) * np.asarray(counts, dtype=float)
-
-
-def _scaled_normal(name: str, scale, precision: np.ndarray, dims: str):
-    """Coefficients ``w ~ Normal(0, scale)`` in the scaled form (:func:`~backpain_epi.modelling.params.activity_parameterization`):
-    the free ``z ~ Normal(0, c)`` (named ``name``), ``w = z * scale / c``, ``c = sqrt(1 + scale² precision)``."""
-    c = pt.sqrt(1.0 + pt.square(scale) * precision)
-    return pm.Normal(name, 0.0, c, dims=dims) * scale / c
 
 
 def bernoulli_logit_logp(value, eta):
