@@ -37,8 +37,8 @@ def activity_parameterization(design: Design) -> str | None:
     non-centred parameterization (Papaspiliopoulos, Roberts & Sköld 2007), with the weight of each coefficient
     set by its data. Measured with full.yaml (BENCHMARKS.md): at 27,518 rows with no activity effect the
     non-centred spline gave 28 divergences (in the upper tail of ``smooth_sd``) and the centred one a funnel,
-    the scaled one none, at 10.7 leapfrog steps per draw against 14.9; with the default U-shaped activity it
-    matched the centred form (9.0 steps per draw against 8.9).
+    the scaled one none, at 9.9 leapfrog steps per draw against 14.9; with the default U-shaped activity it
+    matched the centred spline (8.6 steps per draw against 8.7).
     """
     act = design.recipe.spec.activity
     if act is None or act.basis == "bands":
