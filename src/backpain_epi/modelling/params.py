@@ -1,12 +1,10 @@
-"""Names of the model's parameters and the choice of the activity term's parameterization.
+"""Names of the model's parameters and the choice of the hierarchical parts' parameterization.
 
 Kept apart from :mod:`.build` (which imports PyMC and PyTensor), so that reading,
 summarising and comparing runs never imports them.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from .design import Design
 
