@@ -585,7 +585,7 @@ def outcome_log_likelihood(model, posterior, outcome: str) -> np.ndarray:
     missing or true values integrated out as in the fit.
 
     PSIS-LOO leaves a row out whole; the likelihood at values drawn given the row's own outcome (the conditional
-    form) counts that outcome twice, and its ``p_loo`` came out 40 % above the marginal's in a 2,000-row imputed fit
+    form) counts that outcome twice, and its ``p_loo`` came out 42 % above the marginal's in a 2,000-row imputed fit
     (BENCHMARKS.md). Evaluated one draw at a time, so no draws × rows array of float64 is held.
     """
     plain = remove_value_transforms(model)

@@ -132,7 +132,7 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
                    "random intercept per study site (normal on the scale of the design, physical activity on log1p(MET-min/week) "
                    "entering the activity term at its imputed value), and binary covariates and activity bands were "
                    "marginalised as mixtures over their values.")
-        integrated = [r for r in imputing if (r.provenance.sampler.get("options") or {}).get("imputation") == "quadrature"]
+        integrated = [r for r in imputing if _option(r, "imputation") == "quadrature"]
         if integrated:
             out.append("The missing values of numeric covariates and of physical activity were integrated out of the outcome's "
                        "likelihood rather than sampled per participant: given the observed ones they are jointly normal, the "
@@ -141,9 +141,11 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
                        "approximation; their values were drawn after sampling from their posterior given each participant's "
                        "outcome" + (", for the g-computed risks, and the pointwise log-likelihood for PSIS-LOO was this "
                                     "marginal likelihood." if all(_marginal_ll(r) for r in integrated) else "."))
-        if len(integrated) < len(imputing) or not all(_marginal_ll(r) for r in integrated):
-            out.append("The pointwise log-likelihood" + (" of the models that sampled them" if integrated else "") +
-                       " and the g-computed risks used the posterior draws of the imputed values.")
+        conditional = [r for r in imputing if not _marginal_ll(r)]  # log-likelihood at the drawn values
+        if conditional:
+            named = f" of {_list([r.name for r in conditional])}" if len(conditional) < len(imputing) else ""
+            out.append(f"The pointwise log-likelihood{named} and the g-computed risks used the posterior draws of the imputed "
+                       "values.")
     measured = [(r, e, se) for r in runs for e, se in r.spec.measurement_error.items()]
     if measured:
         parts = []
@@ -154,8 +156,8 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
         out.append("Segmentation error was modelled for " + _list(parts) + ": the true exposure was latent, with a regression on "
                    "the covariates and a random intercept per site as its prior, and observed with the per-participant standard "
                    "error; its odds ratio is per 2 SD of the true exposure, SD = sqrt(var(observed) − mean(SE²)).")
-        if any((r.provenance.sampler.get("options") or {}).get("measurement_error") == "marginal" for r, _, _ in measured):
-            marginal = [r for r, _, _ in measured if (r.provenance.sampler.get("options") or {}).get("measurement_error") == "marginal"]
+        marginal = [r for r, _, _ in measured if _option(r, "measurement_error") == "marginal"]
+        if marginal:
             out.append("The true exposure was integrated out of the outcome's likelihood (the logistic–normal integral by the "
                        "probit approximation) rather than sampled per participant, and its values were drawn after sampling "
                        "from their posterior given each participant's outcome, for " +
@@ -164,9 +166,14 @@ def latent_methods(runs: list[ReportRun], dd: DataDictionary) -> str:
     return " ".join(out)
 
 
+def _option(run: ReportRun, key: str):
+    """The sampler option ``key`` the run's provenance records (``None`` when absent)."""
+    return (run.provenance.sampler.get("options") or {}).get(key)
+
+
 def _marginal_ll(run: ReportRun) -> bool:
     """Whether the run's pointwise log-likelihood is the marginal one of its integrated form (runs since 2026-12-06)."""
-    return (run.provenance.sampler.get("options") or {}).get("log_likelihood") == "marginal"
+    return _option(run, "log_likelihood") == "marginal"
 
 
 def results_paragraph(runs: list[ReportRun], flow: pd.DataFrame, comparison: pd.DataFrame | None, survival,
